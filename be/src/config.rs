@@ -1,0 +1,73 @@
+//! BE configuration: the `[be]` section of the TOML config, each key also settable by env.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BeConfig {
+    /// Local directory for the WAL and, by default, the segments.
+    pub data_dir: PathBuf,
+    /// Where segments and manifests live: unset for `DATA_DIR/store`, `file:///path`, or
+    /// `s3://bucket/prefix` (credentials from the standard `AWS_*` environment variables).
+    pub object_store_url: Option<String>,
+    /// S3-compatible endpoint (MinIO, moto, Ceph); unset for AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    /// Allow plain-HTTP endpoints (local test servers).
+    pub s3_allow_http: bool,
+    /// A table's memtable seals into segments when it holds this many bytes; this bounds
+    /// memtable memory per table (roughly twice it while a seal runs).
+    pub memtable_bytes_max: u64,
+    /// ...or when its oldest row is this old.
+    pub seal_interval_ms: u64,
+    /// Writes that may wait for the WAL writer before writers block.
+    pub wal_queue_capacity: usize,
+    /// A WAL file rolls over at this size.
+    pub wal_file_bytes_max: u64,
+    /// Rows per Parquet row group: the unit of row-group pruning.
+    pub row_group_rows: usize,
+    pub compaction_interval_ms: u64,
+    /// Merge a partition's small segments once it has this many.
+    pub compaction_min_segments: usize,
+    /// Segments below this many rows count as small.
+    pub compaction_target_rows: u64,
+    pub retention_interval_ms: u64,
+}
+
+impl Default for BeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("eddy-data"),
+            object_store_url: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_allow_http: false,
+            memtable_bytes_max: 128 * 1024 * 1024,
+            seal_interval_ms: 60_000,
+            wal_queue_capacity: 1024,
+            wal_file_bytes_max: 256 * 1024 * 1024,
+            row_group_rows: 128 * 1024,
+            compaction_interval_ms: 10_000,
+            compaction_min_segments: 4,
+            compaction_target_rows: 1_000_000,
+            retention_interval_ms: 60_000,
+        }
+    }
+}
+
+impl BeConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.memtable_bytes_max < 1024 {
+            return Err("be.memtable_bytes_max must be at least 1024".into());
+        }
+        if self.row_group_rows == 0 || self.wal_queue_capacity == 0 {
+            return Err("be.row_group_rows and be.wal_queue_capacity must be positive".into());
+        }
+        if self.compaction_min_segments < 2 {
+            return Err("be.compaction_min_segments must be at least 2".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,631 @@
+//! The storage engine: the in-process implementation of [`BeService`].
+//!
+//! Start-up recovers from the catalog, each table's manifest, and the WAL records after the
+//! manifest's `flushed_seq`, then removes orphan files a crash may have left. A background
+//! task seals memtables by size or age, compacts small segments, applies retention and
+//! truncates the WAL behind the oldest unsealed record.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use bytes::Bytes;
+use eddy_ingest::decode::{decode_csv, decode_ndjson};
+use eddy_ingest::validate::conform_batch;
+use eddy_proto::{
+    BeService, ColumnDef, Error, ErrorCode, Result, ScanRequest, ScanSnapshot, SegmentInfo,
+    TableDef, TableInfo, WriteFormat,
+};
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parking_lot::RwLock;
+use tokio::sync::Notify;
+
+use crate::config::BeConfig;
+use crate::maintenance::{self, StorageCtx};
+use crate::manifest::{self, Catalog, CatalogEntry, Manifest};
+use crate::metrics;
+use crate::scan::plan_scan;
+use crate::segment::{decode_bitmap, load_segment_meta, SegmentHandle};
+use crate::table::{Table, TableState};
+use crate::wal::{self, Wal, KIND_DELETE, KIND_WRITE};
+
+pub struct Engine {
+    config: BeConfig,
+    ctx: StorageCtx,
+    wal: Wal,
+    tables: RwLock<BTreeMap<String, Arc<Table>>>,
+    catalog: tokio::sync::Mutex<Catalog>,
+    seal_wanted: Notify,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.config.data_dir)
+            .finish()
+    }
+}
+
+fn relation_missing(name: &str) -> Error {
+    Error::new(
+        ErrorCode::TableNotFound,
+        format!("relation \"{name}\" does not exist"),
+    )
+}
+
+fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut w = StreamWriter::try_new(&mut buf, schema)
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("encode WAL record: {e}")))?;
+    for b in batches {
+        w.write(b)
+            .map_err(|e| Error::new(ErrorCode::Internal, format!("encode WAL record: {e}")))?;
+    }
+    w.finish()
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("encode WAL record: {e}")))?;
+    Ok(buf)
+}
+
+fn decode_ipc(payload: &[u8]) -> Result<Vec<RecordBatch>> {
+    let r = StreamReader::try_new(payload, None)
+        .map_err(|e| Error::new(ErrorCode::StorageCorrupt, format!("decode WAL record: {e}")))?;
+    r.collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::new(ErrorCode::StorageCorrupt, format!("decode WAL record: {e}")))
+}
+
+impl Engine {
+    /// Opens (recovering if needed) the engine and starts its background maintenance.
+    pub async fn open(config: BeConfig) -> Result<Arc<Engine>> {
+        config
+            .validate()
+            .map_err(|m| Error::new(ErrorCode::InvalidTableDefinition, m))?;
+        metrics::init(config.memtable_bytes_max);
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::new(
+                ErrorCode::StorageIo,
+                format!("create {}: {e}", config.data_dir.display()),
+            )
+        })?;
+        let store = crate::store::open_store(&config)?;
+        let catalog: Catalog = manifest::read_json(&store, manifest::CATALOG_PATH)
+            .await?
+            .unwrap_or_default();
+
+        // Load manifests and segment metadata.
+        let mut loaded = Vec::new();
+        let mut max_id = 0u64;
+        for entry in &catalog.tables {
+            let m: Manifest = manifest::read_json(&store, &manifest::manifest_path(entry.id))
+                .await?
+                .unwrap_or_default();
+            let mut segs = Vec::new();
+            for path in &m.segments {
+                let meta = load_segment_meta(&store, path).await?;
+                max_id = max_id.max(meta.id);
+                segs.push(meta);
+            }
+            loaded.push((entry.clone(), m, segs));
+        }
+        let ids = Arc::new(AtomicU64::new(max_id + 1));
+        let ctx = StorageCtx {
+            store: Arc::clone(&store),
+            ids: Arc::clone(&ids),
+            row_group_rows: config.row_group_rows,
+            compaction_min_segments: config.compaction_min_segments,
+            compaction_target_rows: config.compaction_target_rows,
+        };
+        let mut tables = BTreeMap::new();
+        let mut live_paths = HashSet::new();
+        for (entry, m, segs) in loaded {
+            let mut st = TableState::new(entry.def.clone(), ctx.next_id())?;
+            st.flushed_seq = m.flushed_seq;
+            st.applied_seq = m.flushed_seq;
+            for meta in segs {
+                live_paths.insert(meta.path.clone());
+                live_paths.insert(meta.meta_path());
+                st.segments.insert(
+                    meta.id,
+                    Arc::new(SegmentHandle::new(meta, Arc::clone(&store))),
+                );
+            }
+            for (id, enc) in &m.deletes {
+                st.deletes.insert(*id, decode_bitmap(enc)?);
+            }
+            let table = Arc::new(Table {
+                id: entry.id,
+                state: parking_lot::Mutex::new(st),
+                maintenance: tokio::sync::Mutex::new(()),
+                dropped: Default::default(),
+            });
+            let segs: Vec<Arc<SegmentHandle>> =
+                table.state.lock().segments.values().cloned().collect();
+            for s in &segs {
+                maintenance::load_keys(&table, s).await?;
+            }
+            tables.insert(entry.def.name.clone(), table);
+        }
+        remove_orphans(&store, &catalog, &live_paths).await;
+
+        // Replay the WAL past each table's manifest.
+        let wal_dir = config.data_dir.join("wal");
+        let (records, next_seq) = wal::replay(&wal_dir)?;
+        let by_id: BTreeMap<u64, Arc<Table>> =
+            tables.values().map(|t| (t.id, Arc::clone(t))).collect();
+        let mut replayed = 0u64;
+        for rec in records {
+            let Some(t) = by_id.get(&rec.table_id) else {
+                continue;
+            };
+            let mut st = t.state.lock();
+            if rec.seq <= st.flushed_seq {
+                continue;
+            }
+            for b in decode_ipc(&rec.payload)? {
+                match rec.kind {
+                    KIND_WRITE => replayed += st.apply_write(rec.seq, b)?,
+                    KIND_DELETE => {
+                        st.apply_delete(rec.seq, &b)?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if replayed > 0 {
+            tracing::info!(rows = replayed, "replayed WAL");
+        }
+        let wal = Wal::start(
+            wal_dir,
+            next_seq,
+            config.wal_queue_capacity,
+            config.wal_file_bytes_max,
+        )?;
+        let engine = Arc::new(Engine {
+            config,
+            ctx,
+            wal,
+            tables: RwLock::new(tables),
+            catalog: tokio::sync::Mutex::new(catalog),
+            seal_wanted: Notify::new(),
+        });
+        for (name, t) in engine.tables.read().iter() {
+            let st = t.state.lock();
+            metrics::SEGMENTS
+                .with_label_values(&[name])
+                .set(st.segments.len() as i64);
+            metrics::MEMTABLE_BYTES
+                .with_label_values(&[name])
+                .set(st.memtable_bytes() as i64);
+        }
+        let weak = Arc::downgrade(&engine);
+        tokio::spawn(async move { background(weak).await });
+        Ok(engine)
+    }
+
+    fn get(&self, name: &str) -> Result<Arc<Table>> {
+        self.tables
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| relation_missing(name))
+    }
+
+    /// Removes WAL files no table needs any more.
+    fn truncate_wal(&self) {
+        let keep_from = self
+            .tables
+            .read()
+            .values()
+            .map(|t| {
+                let st = t.state.lock();
+                if st.dirty() {
+                    st.flushed_seq + 1
+                } else {
+                    u64::MAX
+                }
+            })
+            .min()
+            .unwrap_or(u64::MAX);
+        if let Err(e) = self.wal.truncate_before(keep_from) {
+            tracing::warn!(error = %e, "WAL truncation failed");
+        }
+    }
+
+    async fn seal_due(&self, force: bool) -> Result<()> {
+        let tables: Vec<Arc<Table>> = self.tables.read().values().cloned().collect();
+        let max_age = Duration::from_millis(self.config.seal_interval_ms);
+        let mut first_err = None;
+        for t in tables {
+            let due = {
+                let st = t.state.lock();
+                force && (st.active.rows > 0 || st.dirty() || !st.frozen.is_empty())
+                    || st.memtable_bytes() as u64 >= self.config.memtable_bytes_max
+                    || (st.active.rows > 0 && st.active.created.elapsed() >= max_age)
+                    || !st.frozen.is_empty()
+            };
+            if due {
+                if let Err(e) = maintenance::seal(&self.ctx, &t).await {
+                    tracing::error!(table = t.id, error = %e, "seal failed");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        self.truncate_wal();
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn compact_all(&self) {
+        let tables: Vec<Arc<Table>> = self.tables.read().values().cloned().collect();
+        for t in tables {
+            for _ in 0..8 {
+                match maintenance::compact(&self.ctx, &t).await {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::error!(table = t.id, error = %e, "compaction failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn retention_all(&self) {
+        let now = chrono::Utc::now().timestamp_micros();
+        let tables: Vec<Arc<Table>> = self.tables.read().values().cloned().collect();
+        for t in tables {
+            if let Err(e) = maintenance::apply_retention(&self.ctx, &t, now).await {
+                tracing::error!(table = t.id, error = %e, "retention failed");
+            }
+        }
+    }
+
+    /// Runs compaction and retention now (tests and `CHECKPOINT` use the background loop's
+    /// work synchronously).
+    pub async fn run_maintenance(&self) {
+        self.compact_all().await;
+        self.retention_all().await;
+    }
+
+    async fn write_validated(
+        &self,
+        table: &Arc<Table>,
+        name: &str,
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            return Ok(0);
+        }
+        let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+        let schema = batches[0].schema();
+        let payload = encode_ipc(&schema, &batches)?;
+        let t = Arc::clone(table);
+        let n = self
+            .wal
+            .append(
+                table.id,
+                KIND_WRITE,
+                payload,
+                Box::new(move |seq| {
+                    let mut st = t.state.lock();
+                    let mut n = 0;
+                    for b in batches {
+                        match st.apply_write(seq, b) {
+                            Ok(k) => n += k,
+                            Err(e) => {
+                                tracing::error!(error = %e, "applying a durable write failed")
+                            }
+                        }
+                    }
+                    n
+                }),
+            )
+            .await?;
+        metrics::ROWS_INGESTED.with_label_values(&[name]).inc_by(n);
+        metrics::BYTES_INGESTED
+            .with_label_values(&[name])
+            .inc_by(bytes as u64);
+        let over = {
+            let st = table.state.lock();
+            metrics::MEMTABLE_BYTES
+                .with_label_values(&[name])
+                .set(st.memtable_bytes() as i64);
+            st.memtable_bytes() as u64 >= self.config.memtable_bytes_max
+        };
+        if over {
+            self.seal_wanted.notify_one();
+        }
+        Ok(n)
+    }
+}
+
+/// Deletes objects that no manifest names: segments of a seal or compaction that crashed
+/// before its manifest, and files of dropped tables.
+async fn remove_orphans(store: &Arc<dyn ObjectStore>, catalog: &Catalog, live: &HashSet<String>) {
+    let ids: HashSet<String> = catalog.tables.iter().map(|t| t.id.to_string()).collect();
+    let mut listing = store.list(Some(&Path::from("tables")));
+    while let Some(item) = listing.next().await {
+        let Ok(obj) = item else { continue };
+        let path = obj.location.to_string();
+        let mut parts = path.split('/');
+        let (_, id, file) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let orphan = !ids.contains(id) || (file.starts_with("seg-") && !live.contains(&path));
+        if orphan {
+            tracing::info!(path = %path, "removing orphan file");
+            let _ = store.delete(&obj.location).await;
+        }
+    }
+}
+
+async fn background(engine: std::sync::Weak<Engine>) {
+    let mut last_compaction = tokio::time::Instant::now();
+    let mut last_retention = tokio::time::Instant::now();
+    loop {
+        let Some(e) = engine.upgrade() else { return };
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = e.seal_wanted.notified() => {}
+        }
+        let _ = e.seal_due(false).await;
+        if last_compaction.elapsed() >= Duration::from_millis(e.config.compaction_interval_ms) {
+            e.compact_all().await;
+            last_compaction = tokio::time::Instant::now();
+        }
+        if last_retention.elapsed() >= Duration::from_millis(e.config.retention_interval_ms) {
+            e.retention_all().await;
+            last_retention = tokio::time::Instant::now();
+        }
+    }
+}
+
+#[async_trait]
+impl BeService for Engine {
+    async fn create_table(&self, def: TableDef, if_not_exists: bool) -> Result<()> {
+        def.validate()?;
+        let mut cat = self.catalog.lock().await;
+        if self.tables.read().contains_key(&def.name) {
+            if if_not_exists {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorCode::TableAlreadyExists,
+                format!("relation \"{}\" already exists", def.name),
+            ));
+        }
+        let id = cat.next_table_id;
+        let mut next = cat.clone();
+        next.next_table_id += 1;
+        next.tables.push(CatalogEntry {
+            id,
+            def: def.clone(),
+        });
+        manifest::write_json(&self.ctx.store, manifest::CATALOG_PATH, &next).await?;
+        *cat = next;
+        let st = TableState::new(def.clone(), self.ctx.next_id())?;
+        let table = Arc::new(Table {
+            id,
+            state: parking_lot::Mutex::new(st),
+            maintenance: tokio::sync::Mutex::new(()),
+            dropped: Default::default(),
+        });
+        self.tables.write().insert(def.name, table);
+        Ok(())
+    }
+
+    async fn drop_table(&self, name: &str, if_exists: bool) -> Result<()> {
+        let mut cat = self.catalog.lock().await;
+        let Some(table) = self.tables.read().get(name).cloned() else {
+            return if if_exists {
+                Ok(())
+            } else {
+                Err(relation_missing(name))
+            };
+        };
+        let mut next = cat.clone();
+        next.tables.retain(|t| t.id != table.id);
+        manifest::write_json(&self.ctx.store, manifest::CATALOG_PATH, &next).await?;
+        *cat = next;
+        table.dropped.store(true, Ordering::SeqCst);
+        self.tables.write().remove(name);
+        for s in table.state.lock().segments.values() {
+            s.mark_obsolete();
+        }
+        let _ = self
+            .ctx
+            .store
+            .delete(&Path::from(manifest::manifest_path(table.id)))
+            .await;
+        for m in [
+            &metrics::SEGMENTS,
+            &metrics::SEGMENT_BYTES,
+            &metrics::MEMTABLE_BYTES,
+        ] {
+            let _ = m.remove_label_values(&[name]);
+        }
+        Ok(())
+    }
+
+    async fn add_column(&self, table: &str, column: ColumnDef, if_not_exists: bool) -> Result<()> {
+        let mut cat = self.catalog.lock().await;
+        let t = self.get(table)?;
+        let mut def = t.state.lock().def.clone();
+        if def.column(&column.name).is_some() {
+            if if_not_exists {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorCode::ColumnAlreadyExists,
+                format!(
+                    "column \"{}\" of relation \"{table}\" already exists",
+                    column.name
+                ),
+            ));
+        }
+        if !column.nullable && t.state.lock().live_rows() > 0 {
+            return Err(Error::new(
+                ErrorCode::NotNullViolation,
+                format!(
+                    "column \"{}\" of relation \"{table}\" contains null values",
+                    column.name
+                ),
+            ));
+        }
+        def.columns.push(column);
+        let mut next = cat.clone();
+        for e in next.tables.iter_mut().filter(|e| e.id == t.id) {
+            e.def = def.clone();
+        }
+        manifest::write_json(&self.ctx.store, manifest::CATALOG_PATH, &next).await?;
+        *cat = next;
+        let mut st = t.state.lock();
+        st.schema = def.arrow_schema();
+        st.def = def;
+        Ok(())
+    }
+
+    fn table(&self, name: &str) -> Option<TableDef> {
+        self.tables
+            .read()
+            .get(name)
+            .map(|t| t.state.lock().def.clone())
+    }
+
+    fn tables(&self) -> Vec<TableInfo> {
+        self.tables
+            .read()
+            .values()
+            .map(|t| {
+                let st = t.state.lock();
+                TableInfo {
+                    def: st.def.clone(),
+                    rows: st.live_rows(),
+                    memtable_rows: st.memtable_rows() as u64,
+                    memtable_bytes: st.memtable_bytes() as u64,
+                    segments: st.segments.len() as u64,
+                    segment_bytes: st.segments.values().map(|s| s.meta.bytes).sum(),
+                }
+            })
+            .collect()
+    }
+
+    fn segments(&self) -> Vec<SegmentInfo> {
+        let mut out = Vec::new();
+        for (name, t) in self.tables.read().iter() {
+            let st = t.state.lock();
+            for s in st.segments.values() {
+                let m = &s.meta;
+                out.push(SegmentInfo {
+                    table: name.clone(),
+                    partition: m.partition.clone(),
+                    segment_id: m.id,
+                    rows: m.rows,
+                    deleted_rows: st.deletes.get(&m.id).map(|b| b.len()).unwrap_or(0),
+                    bytes: m.bytes,
+                    min_time_micros: m.time_min_micros,
+                    max_time_micros: m.time_max_micros,
+                    created_micros: m.created_micros,
+                    level: m.level,
+                });
+            }
+        }
+        out
+    }
+
+    async fn write(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
+        let t = self.get(table)?;
+        let schema = Arc::clone(&t.state.lock().schema);
+        let mut offset = 0;
+        let mut ok = Vec::with_capacity(batches.len());
+        for b in &batches {
+            ok.push(conform_batch(&schema, b, offset)?);
+            offset += b.num_rows();
+        }
+        self.write_validated(&t, table, ok).await
+    }
+
+    async fn write_encoded(&self, table: &str, format: WriteFormat, body: Bytes) -> Result<u64> {
+        let t = self.get(table)?;
+        let schema = Arc::clone(&t.state.lock().schema);
+        let batches = tokio::task::spawn_blocking(move || match format {
+            WriteFormat::NdJson => decode_ndjson(&schema, &body),
+            WriteFormat::Csv { header, delimiter } => decode_csv(&schema, &body, header, delimiter),
+        })
+        .await
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("decode task: {e}")))??;
+        self.write_validated(&t, table, batches).await
+    }
+
+    async fn delete_keys(&self, table: &str, keys: RecordBatch) -> Result<u64> {
+        let t = self.get(table)?;
+        let key_schema: SchemaRef = {
+            let st = t.state.lock();
+            if !st.def.has_primary_key() {
+                return Err(Error::new(
+                    ErrorCode::InvalidStatement,
+                    format!("DELETE needs a primary key, and \"{table}\" has none"),
+                ));
+            }
+            Arc::new(Schema::new(
+                st.def
+                    .primary_key
+                    .iter()
+                    .map(|k| {
+                        st.schema
+                            .field_with_name(k)
+                            .cloned()
+                            .expect("key columns exist")
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let keys = conform_batch(&key_schema, &keys, 0)?;
+        if keys.num_rows() == 0 {
+            return Ok(0);
+        }
+        let payload = encode_ipc(&key_schema, std::slice::from_ref(&keys))?;
+        let t2 = Arc::clone(&t);
+        self.wal
+            .append(
+                t.id,
+                KIND_DELETE,
+                payload,
+                Box::new(move |seq| t2.state.lock().apply_delete(seq, &keys).unwrap_or(0)),
+            )
+            .await
+    }
+
+    async fn scan(&self, request: ScanRequest) -> Result<Arc<dyn ScanSnapshot>> {
+        let t = self.get(&request.table)?;
+        let st = t.state.lock();
+        let scan = plan_scan(
+            &st,
+            request.projection.as_deref(),
+            &request.predicates,
+            request.target_partitions,
+        )?;
+        Ok(Arc::new(scan))
+    }
+
+    async fn checkpoint(&self) -> Result<()> {
+        self.wal.rotate().await?;
+        self.seal_due(true).await?;
+        self.truncate_wal();
+        Ok(())
+    }
+
+    fn metrics_text(&self) -> String {
+        metrics::render()
+    }
+}

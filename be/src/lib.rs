@@ -1,0 +1,26 @@
+//! eddy-be: durable columnar tables.
+//!
+//! Data flow: a write is validated against the table schema, appended to the WAL
+//! ([`wal`], group commit, fsync), applied to the table's memtable ([`table`]) and only
+//! then acknowledged. Memtables seal by size or age into immutable Parquet segments on an
+//! object store ([`segment`], [`maintenance`]), split by time partition and sorted by time,
+//! with zone maps and bitmap indexes in a sidecar; a per-table manifest ([`manifest`]),
+//! replaced atomically, names the live segments and their delete bitmaps. Primary-key
+//! tables upsert through [`pk`] (merge-on-write). Scans ([`scan`]) take a consistent
+//! snapshot and prune partitions, segments and row groups before reading Parquet.
+//! [`engine::Engine`] ties it together and implements [`eddy_proto::BeService`].
+
+pub mod config;
+pub mod engine;
+pub mod maintenance;
+pub mod manifest;
+pub mod metrics;
+pub mod pk;
+pub mod scan;
+pub mod segment;
+pub mod store;
+pub mod table;
+pub mod wal;
+
+pub use config::BeConfig;
+pub use engine::Engine;

@@ -1,0 +1,181 @@
+//! The BE's Prometheus metrics, in a registry of its own so that the FE can serve them
+//! next to its own (in-process now, fetched over RPC in cluster mode).
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+pub const LABEL_TABLE: &str = "table";
+
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(c: T) -> T {
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+/// Rows accepted by writes (all paths), per table.
+pub static ROWS_INGESTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("eddy_be_rows_ingested_total", "Rows accepted by writes"),
+            &[LABEL_TABLE],
+        )
+        .expect("valid metric"),
+    )
+});
+/// Arrow bytes accepted by writes, per table.
+pub static BYTES_INGESTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "eddy_be_ingested_bytes_total",
+                "Arrow bytes accepted by writes",
+            ),
+            &[LABEL_TABLE],
+        )
+        .expect("valid metric"),
+    )
+});
+/// Live segments per table.
+pub static SEGMENTS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new("eddy_be_segments", "Live segments"),
+            &[LABEL_TABLE],
+        )
+        .expect("valid metric"),
+    )
+});
+/// Bytes of live segments per table.
+pub static SEGMENT_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new("eddy_be_segment_bytes", "Bytes of live segments"),
+            &[LABEL_TABLE],
+        )
+        .expect("valid metric"),
+    )
+});
+/// Bytes held in memtables (active and sealing) per table.
+pub static MEMTABLE_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new("eddy_be_memtable_bytes", "Bytes held in memtables"),
+            &[LABEL_TABLE],
+        )
+        .expect("valid metric"),
+    )
+});
+/// The configured size at which a memtable seals (the bound on memtable memory).
+pub static MEMTABLE_BYTES_MAX: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "eddy_be_memtable_bytes_max",
+            "Memtable size that triggers a seal",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static SEALS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new("eddy_be_seals_total", "Memtables sealed into segments")
+            .expect("valid metric"),
+    )
+});
+pub static COMPACTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "eddy_be_compactions_total",
+            "Compactions that merged segments",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static COMPACTED_SEGMENTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "eddy_be_compacted_segments_total",
+            "Segments merged away by compaction",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static RETENTION_DROPPED_SEGMENTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "eddy_be_retention_dropped_segments_total",
+            "Segments dropped because their partition expired",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static SEGMENTS_PRUNED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "eddy_be_scan_segments_pruned_total",
+            "Segments skipped by scans",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static WAL_FSYNCS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new("eddy_be_wal_fsyncs_total", "WAL group commits (fsyncs)")
+            .expect("valid metric"),
+    )
+});
+pub static WAL_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new("eddy_be_wal_bytes_total", "Bytes written to the WAL")
+            .expect("valid metric"),
+    )
+});
+/// The bound on writes waiting for the WAL writer.
+pub static WAL_QUEUE_CAPACITY: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "eddy_be_wal_queue_capacity",
+            "Writes that may wait for the WAL writer",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static WAL_GROUP_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new("eddy_be_wal_group_size", "Writes sharing one fsync")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0]),
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Prometheus text of every BE metric.
+pub fn render() -> String {
+    let enc = prometheus::TextEncoder::new();
+    enc.encode_to_string(&REGISTRY.gather()).unwrap_or_default()
+}
+
+/// Touches every metric so that `/metrics` lists them before the first event.
+pub fn init(memtable_bytes_max: u64) {
+    MEMTABLE_BYTES_MAX.set(memtable_bytes_max as i64);
+    LazyLock::force(&ROWS_INGESTED);
+    LazyLock::force(&BYTES_INGESTED);
+    LazyLock::force(&SEGMENTS);
+    LazyLock::force(&SEGMENT_BYTES);
+    LazyLock::force(&MEMTABLE_BYTES);
+    LazyLock::force(&SEALS);
+    LazyLock::force(&COMPACTIONS);
+    LazyLock::force(&COMPACTED_SEGMENTS);
+    LazyLock::force(&RETENTION_DROPPED_SEGMENTS);
+    LazyLock::force(&SEGMENTS_PRUNED);
+    LazyLock::force(&WAL_FSYNCS);
+    LazyLock::force(&WAL_BYTES);
+    LazyLock::force(&WAL_QUEUE_CAPACITY);
+    LazyLock::force(&WAL_GROUP_SIZE);
+}

@@ -1,0 +1,325 @@
+//! Scans: a consistent snapshot of a table, pruned by partition, zone map (min/max),
+//! bitmap index and row group, split into parallel partitions of similar size.
+//!
+//! The snapshot holds `Arc`s of the segments it reads and copies of their delete bitmaps,
+//! so a seal or compaction that happens while the query runs changes nothing it sees.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{new_null_array, ArrayRef, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use eddy_proto::{
+    BatchStream, Error, ErrorCode, Predicate, PredicateOp, Result, ScanSnapshot, ScanStats,
+};
+use futures::{stream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+#[allow(deprecated)]
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::ProjectionMask;
+use roaring::RoaringBitmap;
+
+use crate::segment::{SegmentHandle, SegmentMeta};
+use crate::table::{adapt_batch, filter_deleted, TableState};
+
+/// Rows per batch read from segments.
+const READ_BATCH_ROWS: usize = 8192;
+
+/// A segment to read: which row groups, and which rows are deleted.
+#[derive(Debug, Clone)]
+pub struct SegmentRead {
+    pub segment: Arc<SegmentHandle>,
+    pub row_groups: Vec<usize>,
+    pub deleted: Option<Arc<RoaringBitmap>>,
+}
+
+#[derive(Debug, Clone)]
+enum Work {
+    Batch(RecordBatch),
+    Segment(SegmentRead),
+}
+
+/// The snapshot behind one query of one table.
+#[derive(Debug)]
+pub struct TableScan {
+    schema: SchemaRef,
+    stats: ScanStats,
+    partitions: Vec<Vec<Work>>,
+}
+
+impl ScanSnapshot for TableScan {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn stats(&self) -> ScanStats {
+        self.stats.clone()
+    }
+
+    fn partitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    fn execute(&self, partition: usize) -> Result<BatchStream> {
+        let work = self.partitions.get(partition).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("scan partition {partition} out of range"),
+            )
+        })?;
+        let schema = Arc::clone(&self.schema);
+        let s = stream::iter(work)
+            .then(move |w| {
+                let schema = Arc::clone(&schema);
+                async move {
+                    match w {
+                        Work::Batch(b) => Ok(stream::once(async { Ok(b) }).boxed()),
+                        Work::Segment(r) => read_segment(r, schema).await,
+                    }
+                }
+            })
+            .try_flatten();
+        Ok(Box::pin(s))
+    }
+}
+
+/// Whether any row of a range may satisfy every predicate.
+fn range_may_match(
+    columns: &std::collections::BTreeMap<String, crate::segment::ColumnRange>,
+    preds: &[Predicate],
+) -> bool {
+    preds.iter().all(|p| match columns.get(&p.column) {
+        Some(r) => p.may_match(&r.min, &r.max),
+        None => true,
+    })
+}
+
+/// Rows that the bitmap indexes allow (intersection over equality predicates), if any apply.
+fn bitmap_rows(meta: &SegmentMeta, preds: &[Predicate]) -> Option<RoaringBitmap> {
+    let mut out: Option<RoaringBitmap> = None;
+    for p in preds.iter().filter(|p| p.op == PredicateOp::Eq) {
+        if let Some(rows) = meta.bitmap_rows(&p.column, &p.values) {
+            out = Some(match out {
+                Some(o) => o & rows,
+                None => rows,
+            });
+        }
+    }
+    out
+}
+
+/// Builds the snapshot under the table lock. `projection` names columns of the table.
+pub fn plan_scan(
+    st: &TableState,
+    projection: Option<&[String]>,
+    preds: &[Predicate],
+    target_partitions: usize,
+) -> Result<TableScan> {
+    let schema: SchemaRef = match projection {
+        Some(cols) => {
+            let fields = cols
+                .iter()
+                .map(|c| {
+                    st.schema.field_with_name(c).cloned().map_err(|_| {
+                        Error::new(
+                            ErrorCode::ColumnNotFound,
+                            format!("column \"{c}\" does not exist"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Arc::new(Schema::new(fields))
+        }
+        None => Arc::clone(&st.schema),
+    };
+    let n = target_partitions.max(1);
+    let mut stats = ScanStats::default();
+    let mut mem_batches = Vec::new();
+    let memtables = std::iter::once(&st.active).chain(st.frozen.iter().map(|m| m.as_ref()));
+    for m in memtables {
+        let mut base = 0u32;
+        for b in &m.batches {
+            let b2 = filter_deleted(b, base, st.deletes.get(&m.id))?;
+            base += b.num_rows() as u32;
+            stats.memtable_rows += b2.num_rows() as u64;
+            if b2.num_rows() > 0 {
+                mem_batches.push(project(&adapt_batch(&st.schema, &b2)?, &schema)?);
+            }
+        }
+    }
+
+    let mut partitions_all = BTreeSet::new();
+    let mut partitions_live = BTreeSet::new();
+    // (segment read with one row group, rows) in table order, to be split by size.
+    let mut pieces: Vec<(SegmentRead, u64)> = Vec::new();
+    for seg in st.segments.values() {
+        let meta = &seg.meta;
+        stats.segments_total += 1;
+        stats.row_groups_total += meta.row_groups.len() as u64;
+        partitions_all.insert(meta.partition.clone());
+        let bitmap = bitmap_rows(meta, preds);
+        if !range_may_match(&meta.columns, preds) || bitmap.as_ref().is_some_and(|b| b.is_empty()) {
+            stats.segments_pruned += 1;
+            stats.row_groups_pruned += meta.row_groups.len() as u64;
+            continue;
+        }
+        let deleted = st
+            .deletes
+            .get(&meta.id)
+            .filter(|d| !d.is_empty())
+            .map(|d| Arc::new(d.clone()));
+        let starts = meta.row_group_starts();
+        let mut kept = 0;
+        for (i, rg) in meta.row_groups.iter().enumerate() {
+            let in_bitmap = bitmap.as_ref().is_none_or(|b| {
+                b.range_cardinality(starts[i] as u32..(starts[i] + rg.rows) as u32) > 0
+            });
+            if in_bitmap && range_may_match(&rg.columns, preds) {
+                kept += 1;
+                let read = SegmentRead {
+                    segment: Arc::clone(seg),
+                    row_groups: vec![i],
+                    deleted: deleted.clone(),
+                };
+                pieces.push((read, rg.rows));
+            } else {
+                stats.row_groups_pruned += 1;
+            }
+        }
+        if kept == 0 {
+            stats.segments_pruned += 1;
+        } else {
+            partitions_live.insert(meta.partition.clone());
+        }
+    }
+    stats.partitions_total = partitions_all.len() as u64;
+    stats.partitions_pruned = (partitions_all.len() - partitions_live.len()) as u64;
+    crate::metrics::SEGMENTS_PRUNED.inc_by(stats.segments_pruned);
+
+    // Split row groups into `n` contiguous runs of similar row counts; merge adjacent row
+    // groups of one segment into one read.
+    let total: u64 = pieces.iter().map(|(_, r)| *r).sum();
+    let target = total.div_ceil(n as u64).max(1);
+    let mut partitions: Vec<Vec<Work>> = vec![Vec::new(); n];
+    let (mut p, mut acc) = (0, 0u64);
+    for (read, rows) in pieces {
+        if acc >= target && p + 1 < n {
+            p += 1;
+            acc = 0;
+        }
+        acc += rows;
+        let part = &mut partitions[p];
+        match part.last_mut() {
+            Some(Work::Segment(last)) if Arc::ptr_eq(&last.segment, &read.segment) => {
+                last.row_groups.extend(read.row_groups);
+            }
+            _ => part.push(Work::Segment(read)),
+        }
+    }
+    for (i, b) in mem_batches.into_iter().enumerate() {
+        partitions[i % n].push(Work::Batch(b));
+    }
+    partitions.retain(|p| !p.is_empty());
+    if partitions.is_empty() {
+        partitions.push(Vec::new());
+    }
+    Ok(TableScan {
+        schema,
+        stats,
+        partitions,
+    })
+}
+
+fn project(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => Arc::clone(c),
+            None => new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect::<Vec<ArrayRef>>();
+    RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        cols,
+        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .map_err(|e| Error::new(ErrorCode::Internal, format!("project: {e}")))
+}
+
+fn read_err(path: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::StorageIo, format!("read segment {path}: {e}"))
+}
+
+/// Streams the selected row groups of a segment in `schema` (columns the file lacks, added
+/// by a later ALTER TABLE, read as NULL), without deleted rows.
+#[allow(deprecated)]
+pub async fn read_segment(read: SegmentRead, schema: SchemaRef) -> Result<BatchStream> {
+    let meta = &read.segment.meta;
+    let path = meta.path.clone();
+    let reader =
+        ParquetObjectReader::new(Arc::clone(&read.segment.store), Path::from(path.as_str()))
+            .with_file_size(meta.bytes);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| read_err(&path, e))?;
+    let file_schema = Arc::clone(builder.schema());
+    let indices: Vec<usize> = schema
+        .fields()
+        .iter()
+        .filter_map(|f| file_schema.index_of(f.name()).ok())
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let stream = builder
+        .with_projection(mask)
+        .with_row_groups(read.row_groups.clone())
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .map_err(|e| read_err(&path, e))?;
+    let starts = meta.row_group_starts();
+    let rg_rows: Vec<(u64, u64)> = read
+        .row_groups
+        .iter()
+        .map(|i| (starts[*i], meta.row_groups[*i].rows))
+        .collect();
+    let mut cursor = (0usize, 0u64);
+    let deleted = read.deleted.clone();
+    let s = stream.map(move |b| {
+        let b = b.map_err(|e| read_err(&path, e))?;
+        let b = match &deleted {
+            Some(d) => {
+                let mask = delete_mask(d, &rg_rows, &mut cursor, b.num_rows());
+                filter_record_batch(&b, &mask).map_err(|e| read_err(&path, e))?
+            }
+            None => b,
+        };
+        project(&b, &schema)
+    });
+    Ok(Box::pin(s))
+}
+
+/// The keep-mask for the next `len` rows of a read of row groups `rg_rows` (start, rows),
+/// advancing `cursor` (row group index, offset in it).
+fn delete_mask(
+    deleted: &RoaringBitmap,
+    rg_rows: &[(u64, u64)],
+    cursor: &mut (usize, u64),
+    len: usize,
+) -> BooleanArray {
+    let mut keep = Vec::with_capacity(len);
+    let mut left = len as u64;
+    while left > 0 && cursor.0 < rg_rows.len() {
+        let (start, rows) = rg_rows[cursor.0];
+        let take = (rows - cursor.1).min(left);
+        let from = start + cursor.1;
+        keep.extend((from..from + take).map(|r| !deleted.contains(r as u32)));
+        left -= take;
+        cursor.1 += take;
+        if cursor.1 == rows {
+            *cursor = (cursor.0 + 1, 0);
+        }
+    }
+    BooleanArray::from(keep)
+}

@@ -1,0 +1,179 @@
+//! One table's in-memory state: the active memtable, memtables being sealed, live segments,
+//! delete bitmaps and the primary-key index, all behind one mutex.
+//!
+//! Writes are applied by the WAL writer thread in sequence order (see [`crate::wal`]); seal,
+//! compaction and retention hold [`Table::maintenance`] so that only one of them rewrites
+//! the table's manifest at a time.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{new_null_array, ArrayRef, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use eddy_proto::{Error, ErrorCode, Result, TableDef};
+use parking_lot::Mutex;
+use roaring::RoaringBitmap;
+
+use crate::pk::{Deletes, PkIndex};
+use crate::segment::SegmentHandle;
+
+/// Rows written since the last seal, as Arrow batches in arrival order.
+#[derive(Debug)]
+pub struct Memtable {
+    pub id: u64,
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    pub bytes: usize,
+    pub created: Instant,
+}
+
+impl Memtable {
+    pub fn new(id: u64) -> Self {
+        Self {
+            id,
+            batches: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            created: Instant::now(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct TableState {
+    pub def: TableDef,
+    pub schema: SchemaRef,
+    pub active: Memtable,
+    pub frozen: Vec<Arc<Memtable>>,
+    pub segments: BTreeMap<u64, Arc<SegmentHandle>>,
+    pub deletes: Deletes,
+    pub pk: Option<PkIndex>,
+    /// Highest WAL sequence number applied to this table.
+    pub applied_seq: u64,
+    /// Every record up to this one is reflected in the manifest.
+    pub flushed_seq: u64,
+}
+
+#[derive(Debug)]
+pub struct Table {
+    pub id: u64,
+    pub state: Mutex<TableState>,
+    pub maintenance: tokio::sync::Mutex<()>,
+    pub dropped: AtomicBool,
+}
+
+/// Reorders and fills `batch` to `schema` by column name (missing columns become NULL).
+/// Used for batches written before an `ALTER TABLE ... ADD COLUMN`.
+pub fn adapt_batch(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => Arc::clone(c),
+            None => new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect::<Vec<ArrayRef>>();
+    RecordBatch::try_new(Arc::clone(schema), cols)
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("adapt batch: {e}")))
+}
+
+/// Drops the rows of `batch` (rows `base..base+len` of its unit) marked in `deleted`.
+pub fn filter_deleted(
+    batch: &RecordBatch,
+    base: u32,
+    deleted: Option<&RoaringBitmap>,
+) -> Result<RecordBatch> {
+    let Some(deleted) = deleted else {
+        return Ok(batch.clone());
+    };
+    let end = base + batch.num_rows() as u32;
+    if deleted.range_cardinality(base..end) == 0 {
+        return Ok(batch.clone());
+    }
+    let mask: BooleanArray = (base..end).map(|r| Some(!deleted.contains(r))).collect();
+    filter_record_batch(batch, &mask)
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("filter: {e}")))
+}
+
+impl TableState {
+    pub fn new(def: TableDef, memtable_id: u64) -> Result<Self> {
+        let schema = def.arrow_schema();
+        let pk = if def.has_primary_key() {
+            Some(PkIndex::new(&schema, &def.primary_key)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            def,
+            schema,
+            active: Memtable::new(memtable_id),
+            frozen: Vec::new(),
+            segments: BTreeMap::new(),
+            deletes: Deletes::new(),
+            pk,
+            applied_seq: 0,
+            flushed_seq: 0,
+        })
+    }
+
+    /// Applies a durable write. Returns rows written.
+    pub fn apply_write(&mut self, seq: u64, batch: RecordBatch) -> Result<u64> {
+        let batch = adapt_batch(&self.schema, &batch)?;
+        let n = batch.num_rows();
+        if let Some(pk) = &mut self.pk {
+            let keys = pk.keys(&batch)?;
+            pk.upsert(
+                &keys,
+                self.active.id,
+                self.active.rows as u32,
+                &mut self.deletes,
+            );
+        }
+        self.active.rows += n;
+        self.active.bytes += batch.get_array_memory_size();
+        self.active.batches.push(batch);
+        self.applied_seq = self.applied_seq.max(seq);
+        Ok(n as u64)
+    }
+
+    /// Applies a durable delete by key. Returns rows deleted.
+    pub fn apply_delete(&mut self, seq: u64, keys: &RecordBatch) -> Result<u64> {
+        self.applied_seq = self.applied_seq.max(seq);
+        let Some(pk) = &mut self.pk else {
+            return Err(Error::new(
+                ErrorCode::InvalidStatement,
+                "DELETE needs a primary-key table",
+            ));
+        };
+        let rows = pk.keys(keys)?;
+        Ok(pk.delete(&rows, &mut self.deletes))
+    }
+
+    pub fn memtable_bytes(&self) -> usize {
+        self.active.bytes + self.frozen.iter().map(|m| m.bytes).sum::<usize>()
+    }
+
+    pub fn memtable_rows(&self) -> usize {
+        self.active.rows + self.frozen.iter().map(|m| m.rows).sum::<usize>()
+    }
+
+    /// Live rows: everything written minus everything deleted.
+    pub fn live_rows(&self) -> u64 {
+        let total: u64 =
+            self.memtable_rows() as u64 + self.segments.values().map(|s| s.meta.rows).sum::<u64>();
+        let deleted: u64 = self.deletes.values().map(|b| b.len()).sum();
+        total.saturating_sub(deleted)
+    }
+
+    /// Whether some applied record is not yet reflected in the manifest.
+    pub fn dirty(&self) -> bool {
+        self.applied_seq > self.flushed_seq
+    }
+}

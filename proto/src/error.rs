@@ -1,0 +1,112 @@
+//! The error vocabulary shared by every crate and every edge (pgwire, HTTP, Flight).
+
+use snafu::Snafu;
+
+/// Error codes that cross node boundaries. Ranges: 1xxx common, 2xxx SQL, 3xxx query,
+/// 4xxx catalog, 5xxx storage, 6xxx ingest. Never renumber a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[repr(u32)]
+pub enum ErrorCode {
+    /// Something inside eddy failed that the user cannot fix.
+    Internal = 1000,
+    /// A feature the statement asks for is not supported.
+    Unsupported = 1001,
+    /// The request was cancelled.
+    Cancelled = 1002,
+    /// A bounded resource (memory pool, queue) is exhausted.
+    ResourceExhausted = 1003,
+    /// SQL could not be parsed.
+    SyntaxError = 2000,
+    /// A value has the wrong type or cannot be converted.
+    InvalidValue = 2001,
+    /// A NOT NULL column got no value.
+    NotNullViolation = 2002,
+    /// A statement is valid SQL but not allowed here (e.g. DELETE without a primary key).
+    InvalidStatement = 2003,
+    /// Planning or executing a query failed.
+    QueryFailed = 3000,
+    /// The table does not exist.
+    TableNotFound = 4000,
+    /// The table already exists.
+    TableAlreadyExists = 4001,
+    /// The column does not exist.
+    ColumnNotFound = 4002,
+    /// The column already exists.
+    ColumnAlreadyExists = 4003,
+    /// A table definition is invalid (bad option, bad key).
+    InvalidTableDefinition = 4004,
+    /// Reading or writing storage failed (disk, object store).
+    StorageIo = 5000,
+    /// Stored data failed a checksum or could not be decoded.
+    StorageCorrupt = 5001,
+    /// Input rows could not be decoded.
+    DecodeInput = 6000,
+}
+
+impl ErrorCode {
+    /// The PostgreSQL SQLSTATE users of psql and drivers expect for this code.
+    pub fn sqlstate(self) -> &'static str {
+        match self {
+            ErrorCode::Internal => "XX000",
+            ErrorCode::Unsupported => "0A000",
+            ErrorCode::Cancelled => "57014",
+            ErrorCode::ResourceExhausted => "53000",
+            ErrorCode::SyntaxError => "42601",
+            ErrorCode::InvalidValue => "22P02",
+            ErrorCode::NotNullViolation => "23502",
+            ErrorCode::InvalidStatement => "42P17",
+            ErrorCode::QueryFailed => "XX000",
+            ErrorCode::TableNotFound => "42P01",
+            ErrorCode::TableAlreadyExists => "42P07",
+            ErrorCode::ColumnNotFound => "42703",
+            ErrorCode::ColumnAlreadyExists => "42701",
+            ErrorCode::InvalidTableDefinition => "42P16",
+            ErrorCode::StorageIo => "58030",
+            ErrorCode::StorageCorrupt => "XX001",
+            ErrorCode::DecodeInput => "22P02",
+        }
+    }
+
+    /// The HTTP status for this code on the HTTP ingest endpoint.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Internal | ErrorCode::QueryFailed | ErrorCode::StorageCorrupt => 500,
+            ErrorCode::StorageIo => 503,
+            ErrorCode::ResourceExhausted => 429,
+            ErrorCode::Cancelled => 499,
+            ErrorCode::Unsupported => 501,
+            ErrorCode::TableNotFound | ErrorCode::ColumnNotFound => 404,
+            ErrorCode::TableAlreadyExists | ErrorCode::ColumnAlreadyExists => 409,
+            ErrorCode::SyntaxError
+            | ErrorCode::InvalidValue
+            | ErrorCode::NotNullViolation
+            | ErrorCode::InvalidStatement
+            | ErrorCode::InvalidTableDefinition
+            | ErrorCode::DecodeInput => 400,
+        }
+    }
+
+    /// Whether retrying the same request may succeed.
+    pub fn retryable(self) -> bool {
+        matches!(self, ErrorCode::StorageIo | ErrorCode::ResourceExhausted)
+    }
+}
+
+/// An error with its code and a message meant for the user.
+#[derive(Debug, Snafu, Clone)]
+#[snafu(display("{message}"))]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,17 @@
+//! eddy-proto: the contract between eddy's front end (FE) and back end (BE).
+//!
+//! Data flows `ingest → be` for writes and `fe → be` for reads; the FE reaches the BE only
+//! through [`service::BeService`]. Standalone mode implements that trait in-process; cluster
+//! mode will put the same trait on the network, which is why every type crossing it is plain
+//! data (serde-able) or Arrow. [`error::ErrorCode`] is the one error vocabulary that crosses
+//! nodes and is mapped exhaustively to SQLSTATE (pgwire) and HTTP status at the edges.
+
+pub mod error;
+pub mod scalar;
+pub mod service;
+pub mod table;
+
+pub use error::{Error, ErrorCode, Result};
+pub use scalar::{Predicate, PredicateOp, Scalar};
+pub use service::{BatchStream, BeService, ScanRequest, ScanSnapshot, ScanStats, WriteFormat};
+pub use table::{ColumnDef, ColumnType, PartitionBy, SegmentInfo, TableDef, TableInfo};

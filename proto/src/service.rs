@@ -1,0 +1,92 @@
+//! The one boundary between FE and BE.
+
+use std::fmt::Debug;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::Result;
+use crate::scalar::Predicate;
+use crate::table::{ColumnDef, SegmentInfo, TableDef, TableInfo};
+
+/// A stream of Arrow batches produced by the BE.
+pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
+
+/// Encoded rows as a client sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFormat {
+    /// Newline-delimited JSON objects keyed by column name.
+    NdJson,
+    /// Comma-separated values in table column order (or header order when `header`).
+    Csv { header: bool, delimiter: u8 },
+}
+
+/// What the FE asks the BE to read.
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    pub table: String,
+    /// Column names to return, in this order; `None` for all columns.
+    pub projection: Option<Vec<String>>,
+    /// Conjunctive predicates the BE may use for pruning (never for exact filtering).
+    pub predicates: Vec<Predicate>,
+    /// Upper bound on rows the FE will consume (a hint).
+    pub limit: Option<usize>,
+    /// How many partitions the FE will execute in parallel.
+    pub target_partitions: usize,
+}
+
+/// How much the BE skipped for a scan, reported by `EXPLAIN` and `EXPLAIN ANALYZE`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    pub partitions_total: u64,
+    pub partitions_pruned: u64,
+    pub segments_total: u64,
+    pub segments_pruned: u64,
+    pub row_groups_total: u64,
+    pub row_groups_pruned: u64,
+    pub memtable_rows: u64,
+}
+
+/// A consistent, point-in-time view of a table for one query.
+///
+/// MUST stay readable for as long as it lives, whatever seals or compactions happen
+/// meanwhile: every partition of it sees the same rows.
+pub trait ScanSnapshot: Send + Sync + Debug {
+    fn schema(&self) -> SchemaRef;
+    fn stats(&self) -> ScanStats;
+    fn partitions(&self) -> usize;
+    /// Streams the rows of one partition (`0..partitions()`).
+    fn execute(&self, partition: usize) -> Result<BatchStream>;
+}
+
+/// The BE as the FE sees it. Every write method returns only once the data is durable.
+#[async_trait]
+pub trait BeService: Send + Sync + Debug {
+    async fn create_table(&self, def: TableDef, if_not_exists: bool) -> Result<()>;
+    async fn drop_table(&self, name: &str, if_exists: bool) -> Result<()>;
+    async fn add_column(&self, table: &str, column: ColumnDef, if_not_exists: bool) -> Result<()>;
+    fn table(&self, name: &str) -> Option<TableDef>;
+    fn tables(&self) -> Vec<TableInfo>;
+    fn segments(&self) -> Vec<SegmentInfo>;
+
+    /// Appends (or, on primary-key tables, upserts) rows; returns the row count.
+    /// Batches are validated against the table schema first; nothing of a rejected
+    /// request is applied.
+    async fn write(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64>;
+    /// Decodes rows in `format` with the table's schema, then writes them like [`Self::write`].
+    async fn write_encoded(&self, table: &str, format: WriteFormat, body: Bytes) -> Result<u64>;
+    /// Deletes rows by primary key; `keys` holds the key columns. Returns rows deleted.
+    async fn delete_keys(&self, table: &str, keys: RecordBatch) -> Result<u64>;
+
+    async fn scan(&self, request: ScanRequest) -> Result<Arc<dyn ScanSnapshot>>;
+
+    /// Seals every memtable into segments now.
+    async fn checkpoint(&self) -> Result<()>;
+    /// Prometheus text of the BE's metrics.
+    fn metrics_text(&self) -> String;
+}
