@@ -1,1 +1,22 @@
-//! placeholder
+//! eddy-fe: the front ends and the SQL engine.
+//!
+//! Data flow: a client statement arrives over PostgreSQL wire ([`pg`]) or HTTP ([`http`]);
+//! [`query::QueryEngine`] handles eddy's own statements (DDL, DELETE by key, COPY,
+//! CHECKPOINT) by calling the BE, and plans everything else with DataFusion over
+//! [`provider::EddyTable`], which asks the BE for pruned scan snapshots. The FE reaches the
+//! BE only through [`eddy_proto::BeService`]. Errors are classified once ([`error`]) and
+//! mapped to SQLSTATE codes.
+
+pub mod catalog;
+pub mod config;
+pub mod ddl;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod pg;
+pub mod provider;
+pub mod query;
+pub mod server;
+
+pub use config::FeConfig;
+pub use server::{start, Endpoints};

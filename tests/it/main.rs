@@ -1,1 +1,11 @@
+//! Integration tests: each spawns the real `eddy` binary on free loopback ports and talks
+//! to it with real clients (tokio-postgres, psql, HTTP). One test binary keeps link time
+//! down.
 
+mod harness;
+
+mod durability;
+mod http_ingest;
+mod s3;
+mod sql;
+mod storage;

@@ -1,0 +1,36 @@
+//! FE configuration: the `[fe]` section of the TOML config.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeConfig {
+    /// PostgreSQL wire protocol address; port 0 picks a free port.
+    pub pg_listen: String,
+    /// HTTP address (ingest, /health, /metrics).
+    pub http_listen: String,
+    /// Arrow Flight SQL address (served once the Flight SQL service lands).
+    pub flight_listen: String,
+    /// Bound of DataFusion's memory pool; queries needing more spill to disk or fail.
+    pub memory_pool_bytes: u64,
+    /// Parallelism of one query; 0 means the number of cores.
+    pub target_partitions: usize,
+    /// Largest HTTP ingest body accepted.
+    pub http_body_bytes_max: usize,
+    /// Largest `COPY ... FROM STDIN` accepted (it is buffered so that it applies whole).
+    pub copy_bytes_max: usize,
+}
+
+impl Default for FeConfig {
+    fn default() -> Self {
+        Self {
+            pg_listen: "127.0.0.1:5433".into(),
+            http_listen: "127.0.0.1:8030".into(),
+            flight_listen: "127.0.0.1:8070".into(),
+            memory_pool_bytes: 4 * 1024 * 1024 * 1024,
+            target_partitions: 0,
+            http_body_bytes_max: 512 * 1024 * 1024,
+            copy_bytes_max: 4 * 1024 * 1024 * 1024,
+        }
+    }
+}

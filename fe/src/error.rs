@@ -1,0 +1,94 @@
+//! Classifies errors once, at the FE, into [`ErrorCode`]s with the messages psql users
+//! expect, and maps them to pgwire's `ErrorInfo`.
+
+use datafusion::error::DataFusionError;
+use eddy_proto::{Error, ErrorCode};
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// Wraps a BE error so it survives a trip through DataFusion.
+pub fn to_datafusion(e: Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+fn quoted_last(msg: &str) -> Option<String> {
+    let start = msg.find('\'')? + 1;
+    let end = start + msg[start..].find('\'')?;
+    Some(msg[start..end].rsplit('.').next()?.to_string())
+}
+
+/// Turns any DataFusion error into an eddy error, after unwrapping to its root cause.
+pub fn classify(e: DataFusionError) -> Error {
+    let root = e.find_root();
+    match root {
+        DataFusionError::External(inner) => {
+            if let Some(ours) = inner.downcast_ref::<Error>() {
+                return ours.clone();
+            }
+            Error::new(ErrorCode::QueryFailed, inner.to_string())
+        }
+        DataFusionError::SQL(p, _) => {
+            Error::new(ErrorCode::SyntaxError, format!("syntax error: {p}"))
+        }
+        DataFusionError::SchemaError(se, _) => {
+            let msg = se.to_string();
+            if msg.contains("No field named") {
+                let col = msg
+                    .split("No field named ")
+                    .nth(1)
+                    .map(|r| {
+                        r.split(['.', ' '])
+                            .next()
+                            .unwrap_or(r)
+                            .trim_matches('"')
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                Error::new(
+                    ErrorCode::ColumnNotFound,
+                    format!("column \"{col}\" does not exist"),
+                )
+            } else {
+                Error::new(ErrorCode::QueryFailed, msg)
+            }
+        }
+        DataFusionError::Plan(msg) if msg.contains("not found") && msg.starts_with("table") => {
+            let name = quoted_last(msg).unwrap_or_default();
+            Error::new(
+                ErrorCode::TableNotFound,
+                format!("relation \"{name}\" does not exist"),
+            )
+        }
+        DataFusionError::Plan(msg) => Error::new(ErrorCode::QueryFailed, msg.clone()),
+        DataFusionError::NotImplemented(msg) => Error::new(ErrorCode::Unsupported, msg.clone()),
+        DataFusionError::ResourcesExhausted(msg) => {
+            Error::new(ErrorCode::ResourceExhausted, msg.clone())
+        }
+        DataFusionError::ArrowError(ae, _) => {
+            let msg = ae.to_string();
+            let code = if msg.contains("Cast error") || msg.contains("Parser error") {
+                ErrorCode::InvalidValue
+            } else if msg.contains("Divide by zero") {
+                return Error::new(ErrorCode::InvalidValue, "division by zero");
+            } else {
+                ErrorCode::QueryFailed
+            };
+            Error::new(code, msg)
+        }
+        DataFusionError::Execution(msg) if msg.contains("Cast error") => {
+            Error::new(ErrorCode::InvalidValue, msg.clone())
+        }
+        other => Error::new(ErrorCode::QueryFailed, other.to_string()),
+    }
+}
+
+pub fn error_info(e: &Error) -> ErrorInfo {
+    ErrorInfo::new(
+        "ERROR".to_owned(),
+        e.code.sqlstate().to_owned(),
+        e.message.clone(),
+    )
+}
+
+pub fn to_pgwire(e: &Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e)))
+}

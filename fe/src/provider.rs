@@ -1,0 +1,333 @@
+//! DataFusion's view of an eddy table: a `TableProvider` that asks the BE for a pruned,
+//! consistent snapshot ([`eddy_proto::ScanSnapshot`]) with projection and predicates pushed
+//! down, and a sink that writes `INSERT` results through the BE's durable write path.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use eddy_proto::{BeService, Predicate, PredicateOp, Scalar, ScanRequest, ScanSnapshot};
+use futures::TryStreamExt;
+
+use crate::error::to_datafusion;
+
+/// A user table stored by the BE.
+#[derive(Debug)]
+pub struct EddyTable {
+    pub be: Arc<dyn BeService>,
+    pub name: String,
+    pub schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for EddyTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Predicates only prune; DataFusion still filters every row.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let names = projection.map(|p| {
+            p.iter()
+                .map(|i| self.schema.field(*i).name().clone())
+                .collect()
+        });
+        let request = ScanRequest {
+            table: self.name.clone(),
+            projection: names,
+            predicates: filters.iter().flat_map(to_predicates).collect(),
+            limit,
+            target_partitions: state.config().target_partitions(),
+        };
+        let snapshot = self.be.scan(request).await.map_err(to_datafusion)?;
+        Ok(Arc::new(EddyScanExec::new(self.name.clone(), snapshot)))
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(DataFusionError::NotImplemented(format!(
+                "{insert_op} is not supported; use INSERT INTO"
+            )));
+        }
+        let sink = EddySink {
+            be: Arc::clone(&self.be),
+            table: self.name.clone(),
+            schema: Arc::clone(&self.schema),
+        };
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+fn scalar_of(v: &ScalarValue) -> Option<Scalar> {
+    Some(match v {
+        ScalarValue::Boolean(Some(b)) => Scalar::Bool(*b),
+        ScalarValue::Int8(Some(x)) => Scalar::Int(*x as i64),
+        ScalarValue::Int16(Some(x)) => Scalar::Int(*x as i64),
+        ScalarValue::Int32(Some(x)) => Scalar::Int(*x as i64),
+        ScalarValue::Int64(Some(x)) => Scalar::Int(*x),
+        ScalarValue::UInt8(Some(x)) => Scalar::Int(*x as i64),
+        ScalarValue::UInt16(Some(x)) => Scalar::Int(*x as i64),
+        ScalarValue::UInt32(Some(x)) => Scalar::Int(*x as i64),
+        ScalarValue::Float32(Some(x)) => Scalar::Float(*x as f64),
+        ScalarValue::Float64(Some(x)) => Scalar::Float(*x),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Scalar::Str(s.clone()),
+        ScalarValue::Date32(Some(d)) => Scalar::Date(*d),
+        ScalarValue::TimestampSecond(Some(t), _) => {
+            Scalar::TimestampMicros(t.saturating_mul(1_000_000))
+        }
+        ScalarValue::TimestampMillisecond(Some(t), _) => {
+            Scalar::TimestampMicros(t.saturating_mul(1_000))
+        }
+        ScalarValue::TimestampMicrosecond(Some(t), _) => Scalar::TimestampMicros(*t),
+        ScalarValue::TimestampNanosecond(Some(t), _) => {
+            Scalar::TimestampMicros(t.div_euclid(1_000))
+        }
+        ScalarValue::Decimal128(Some(v), _, s) => Scalar::Decimal(*v, *s),
+        _ => return None,
+    })
+}
+
+fn column_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Column(c) => Some(c.name.clone()),
+        _ => None,
+    }
+}
+
+fn literal(e: &Expr) -> Option<Scalar> {
+    match e {
+        Expr::Literal(v, _) => scalar_of(v),
+        _ => None,
+    }
+}
+
+/// The pruning predicates implied by a filter expression (a conjunction of simple
+/// comparisons between a column and literals); anything else implies none.
+pub fn to_predicates(e: &Expr) -> Vec<Predicate> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            let mut v = to_predicates(left);
+            v.extend(to_predicates(right));
+            v
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (col, lit, flipped) = match (
+                column_name(left),
+                literal(right),
+                column_name(right),
+                literal(left),
+            ) {
+                (Some(c), Some(l), _, _) => (c, l, false),
+                (_, _, Some(c), Some(l)) => (c, l, true),
+                _ => return vec![],
+            };
+            let op = match (op, flipped) {
+                (Operator::Eq, _) => PredicateOp::Eq,
+                (Operator::Lt, false) | (Operator::Gt, true) => PredicateOp::Lt,
+                (Operator::LtEq, false) | (Operator::GtEq, true) => PredicateOp::LtEq,
+                (Operator::Gt, false) | (Operator::Lt, true) => PredicateOp::Gt,
+                (Operator::GtEq, false) | (Operator::LtEq, true) => PredicateOp::GtEq,
+                _ => return vec![],
+            };
+            vec![Predicate {
+                column: col,
+                op,
+                values: vec![lit],
+            }]
+        }
+        Expr::InList(l) if !l.negated => {
+            let Some(col) = column_name(&l.expr) else {
+                return vec![];
+            };
+            let values: Option<Vec<Scalar>> = l.list.iter().map(literal).collect();
+            values.map_or(vec![], |values| {
+                vec![Predicate {
+                    column: col,
+                    op: PredicateOp::Eq,
+                    values,
+                }]
+            })
+        }
+        Expr::Between(b) if !b.negated => {
+            let (Some(col), Some(lo), Some(hi)) =
+                (column_name(&b.expr), literal(&b.low), literal(&b.high))
+            else {
+                return vec![];
+            };
+            vec![
+                Predicate {
+                    column: col.clone(),
+                    op: PredicateOp::GtEq,
+                    values: vec![lo],
+                },
+                Predicate {
+                    column: col,
+                    op: PredicateOp::LtEq,
+                    values: vec![hi],
+                },
+            ]
+        }
+        _ => vec![],
+    }
+}
+
+/// Reads a BE scan snapshot, one DataFusion partition per snapshot partition.
+#[derive(Debug)]
+pub struct EddyScanExec {
+    table: String,
+    snapshot: Arc<dyn ScanSnapshot>,
+    properties: Arc<PlanProperties>,
+}
+
+impl EddyScanExec {
+    pub fn new(table: String, snapshot: Arc<dyn ScanSnapshot>) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(snapshot.schema()),
+            Partitioning::UnknownPartitioning(snapshot.partitions()),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            table,
+            snapshot,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for EddyScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let s = self.snapshot.stats();
+        write!(
+            f,
+            "EddyScanExec: table={}, partitions_pruned={}/{}, segments_pruned={}/{}, row_groups_pruned={}/{}, memtable_rows={}",
+            self.table,
+            s.partitions_pruned,
+            s.partitions_total,
+            s.segments_pruned,
+            s.segments_total,
+            s.row_groups_pruned,
+            s.row_groups_total,
+            s.memtable_rows
+        )
+    }
+}
+
+#[allow(deprecated)]
+impl ExecutionPlan for EddyScanExec {
+    fn name(&self) -> &'static str {
+        "EddyScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let stream = self.snapshot.execute(partition).map_err(to_datafusion)?;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.snapshot.schema(),
+            stream.map_err(to_datafusion),
+        )))
+    }
+}
+
+/// Writes INSERT results through the BE; the statement succeeds only when they are durable.
+#[derive(Debug)]
+struct EddySink {
+    be: Arc<dyn BeService>,
+    table: String,
+    schema: SchemaRef,
+}
+
+impl DisplayAs for EddySink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "EddySink: table={}", self.table)
+    }
+}
+
+#[async_trait]
+impl DataSink for EddySink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
+        // One statement is one write, so a bad row rejects all of it.
+        let batches: Vec<_> = data.try_collect().await?;
+        self.be
+            .write(&self.table, batches)
+            .await
+            .map_err(to_datafusion)
+    }
+}

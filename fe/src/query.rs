@@ -1,0 +1,470 @@
+//! Statement execution shared by every front end: eddy's own statements (DDL, DELETE by
+//! key, COPY FROM STDIN, CHECKPOINT) go to the BE directly; everything else is planned and
+//! run by DataFusion over the BE's tables.
+
+use std::sync::Arc;
+
+use arrow::array::AsArray;
+use arrow::compute::concat_batches;
+use arrow::datatypes::UInt64Type;
+use bytes::Bytes;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    AlterTableOperation, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget,
+    FromTable, ObjectName, ObjectType, Statement, TableFactor,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use eddy_proto::{BeService, Error, ErrorCode, Result, WriteFormat};
+
+use crate::catalog::{EddySchema, SystemSchema};
+use crate::config::FeConfig;
+use crate::ddl;
+use crate::error::classify;
+
+/// How `COPY ... FROM STDIN` data is encoded.
+#[derive(Debug, Clone)]
+pub struct CopyFormat {
+    pub csv: bool,
+    pub header: bool,
+    pub delimiter: u8,
+    pub columns: Vec<String>,
+}
+
+/// What one statement produced.
+pub enum Outcome {
+    Rows(SendableRecordBatchStream),
+    Command {
+        tag: String,
+        rows: Option<usize>,
+    },
+    /// The client must now send the COPY data, then call [`QueryEngine::copy_in`].
+    CopyIn {
+        table: String,
+        format: CopyFormat,
+        columns: usize,
+    },
+    Empty,
+}
+
+/// One parsed statement.
+#[derive(Debug)]
+pub enum Parsed {
+    Sql(Box<Statement>),
+    Checkpoint,
+}
+
+pub struct QueryEngine {
+    be: Arc<dyn BeService>,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine").finish()
+    }
+}
+
+fn object_name(n: &ObjectName) -> String {
+    n.0.last()
+        .map(|p| p.to_string().trim_matches('"').to_string())
+        .unwrap_or_default()
+}
+
+fn cmd(tag: &str, rows: Option<usize>) -> Outcome {
+    Outcome::Command {
+        tag: tag.to_string(),
+        rows,
+    }
+}
+
+impl QueryEngine {
+    pub fn new(be: Arc<dyn BeService>, config: &FeConfig) -> Result<Self> {
+        let partitions = if config.target_partitions == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            config.target_partitions
+        };
+        let session = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema("eddy", "public")
+            .with_target_partitions(partitions);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(
+                config.memory_pool_bytes as usize,
+            )))
+            .build_arc()
+            .map_err(classify)?;
+        let ctx = SessionContext::new_with_config_rt(session, runtime);
+        let catalog = MemoryCatalogProvider::new();
+        catalog
+            .register_schema(
+                "public",
+                Arc::new(EddySchema {
+                    be: Arc::clone(&be),
+                }),
+            )
+            .map_err(classify)?;
+        catalog
+            .register_schema(
+                "system",
+                Arc::new(SystemSchema {
+                    be: Arc::clone(&be),
+                }),
+            )
+            .map_err(classify)?;
+        ctx.register_catalog("eddy", Arc::new(catalog));
+        crate::metrics::init(config.memory_pool_bytes);
+        Ok(Self { be, ctx })
+    }
+
+    pub fn be(&self) -> &Arc<dyn BeService> {
+        &self.be
+    }
+
+    /// Splits a query string into statements. An empty string (or only `;` and comments)
+    /// gives none.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Parsed>> {
+        let trimmed = sql.trim().trim_end_matches(';').trim();
+        if trimmed.eq_ignore_ascii_case("checkpoint") {
+            return Ok(vec![Parsed::Checkpoint]);
+        }
+        Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .map(|v| v.into_iter().map(|s| Parsed::Sql(Box::new(s))).collect())
+            .map_err(|e| Error::new(ErrorCode::SyntaxError, format!("syntax error: {e}")))
+    }
+
+    pub async fn execute(&self, stmt: Parsed) -> Result<Outcome> {
+        let stmt = match stmt {
+            Parsed::Checkpoint => {
+                self.be.checkpoint().await?;
+                return Ok(cmd("CHECKPOINT", None));
+            }
+            Parsed::Sql(s) => *s,
+        };
+        match stmt {
+            Statement::CreateTable(ct) => {
+                let def = ddl::table_def(&ct)?;
+                self.be.create_table(def, ct.if_not_exists).await?;
+                Ok(cmd("CREATE TABLE", None))
+            }
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => {
+                for n in &names {
+                    self.be.drop_table(&object_name(n), if_exists).await?;
+                }
+                Ok(cmd("DROP TABLE", None))
+            }
+            Statement::AlterTable(at) => {
+                let table = object_name(&at.name);
+                if at.if_exists && self.be.table(&table).is_none() {
+                    return Ok(cmd("ALTER TABLE", None));
+                }
+                for op in &at.operations {
+                    match op {
+                        AlterTableOperation::AddColumn {
+                            if_not_exists,
+                            column_def,
+                            ..
+                        } => {
+                            let c = ddl::added_column(column_def)?;
+                            self.be.add_column(&table, c, *if_not_exists).await?;
+                        }
+                        other => {
+                            return Err(Error::new(
+                                ErrorCode::Unsupported,
+                                format!("ALTER TABLE {other} is not supported (only ADD COLUMN)"),
+                            ))
+                        }
+                    }
+                }
+                Ok(cmd("ALTER TABLE", None))
+            }
+            Statement::Delete(d) => self.delete(&d).await,
+            Statement::Copy {
+                source,
+                to: false,
+                target: CopyTarget::Stdin,
+                options,
+                legacy_options,
+                ..
+            } => self.copy_from_stdin(source, &options, &legacy_options),
+            Statement::StartTransaction { .. } => Ok(cmd("BEGIN", None)),
+            Statement::Commit { .. } => Ok(cmd("COMMIT", None)),
+            Statement::Rollback { .. } => Ok(cmd("ROLLBACK", None)),
+            other => self.run_datafusion(other).await,
+        }
+    }
+
+    async fn run_datafusion(&self, stmt: Statement) -> Result<Outcome> {
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
+            .await
+            .map_err(classify)?;
+        let insert = matches!(&plan, LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)));
+        let df = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(classify)?;
+        if insert {
+            let batches = df.collect().await.map_err(classify)?;
+            let n: u64 = batches
+                .iter()
+                .filter(|b| b.num_columns() > 0)
+                .map(|b| {
+                    b.column(0)
+                        .as_primitive::<UInt64Type>()
+                        .iter()
+                        .flatten()
+                        .sum::<u64>()
+                })
+                .sum();
+            return Ok(Outcome::Command {
+                tag: "INSERT 0".into(),
+                rows: Some(n as usize),
+            });
+        }
+        Ok(Outcome::Rows(df.execute_stream().await.map_err(classify)?))
+    }
+
+    /// Plans a query and collects its result (used by DELETE and tests).
+    pub async fn query(&self, sql: &str) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+        let df = self.ctx.sql(sql).await.map_err(classify)?;
+        df.collect().await.map_err(classify)
+    }
+
+    async fn delete(&self, d: &datafusion::sql::sqlparser::ast::Delete) -> Result<Outcome> {
+        let tables = match &d.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+        };
+        let Some(TableFactor::Table { name, .. }) = tables.first().map(|t| &t.relation) else {
+            return Err(Error::new(
+                ErrorCode::Unsupported,
+                "DELETE needs exactly one table",
+            ));
+        };
+        let table = object_name(name);
+        let def = self.be.table(&table).ok_or_else(|| {
+            Error::new(
+                ErrorCode::TableNotFound,
+                format!("relation \"{table}\" does not exist"),
+            )
+        })?;
+        if !def.has_primary_key() {
+            return Err(Error::new(
+                ErrorCode::InvalidStatement,
+                format!(
+                    "DELETE is supported on tables with a primary key, and \"{table}\" has none"
+                ),
+            ));
+        }
+        let keys = def
+            .primary_key
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let filter = d
+            .selection
+            .as_ref()
+            .map(|s| format!(" WHERE {s}"))
+            .unwrap_or_default();
+        let batches = self
+            .query(&format!("SELECT {keys} FROM \"{table}\"{filter}"))
+            .await?;
+        let n = if batches.is_empty() {
+            0
+        } else {
+            let all = concat_batches(&batches[0].schema(), &batches)
+                .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+            self.be.delete_keys(&table, all).await?
+        };
+        Ok(cmd("DELETE", Some(n as usize)))
+    }
+
+    fn copy_from_stdin(
+        &self,
+        source: CopySource,
+        options: &[CopyOption],
+        legacy: &[CopyLegacyOption],
+    ) -> Result<Outcome> {
+        let CopySource::Table {
+            table_name,
+            columns,
+        } = source
+        else {
+            return Err(Error::new(
+                ErrorCode::Unsupported,
+                "COPY (query) FROM STDIN is not valid",
+            ));
+        };
+        let table = object_name(&table_name);
+        let def = self.be.table(&table).ok_or_else(|| {
+            Error::new(
+                ErrorCode::TableNotFound,
+                format!("relation \"{table}\" does not exist"),
+            )
+        })?;
+        let mut f = CopyFormat {
+            csv: false,
+            header: false,
+            delimiter: b'\t',
+            columns: columns.iter().map(|c| c.value.clone()).collect(),
+        };
+        for o in options {
+            match o {
+                CopyOption::Format(i) => match i.value.to_ascii_lowercase().as_str() {
+                    "csv" => {
+                        f.csv = true;
+                        if f.delimiter == b'\t' {
+                            f.delimiter = b',';
+                        }
+                    }
+                    "text" => f.csv = false,
+                    other => {
+                        return Err(Error::new(
+                            ErrorCode::Unsupported,
+                            format!("COPY format {other} is not supported"),
+                        ))
+                    }
+                },
+                CopyOption::Header(h) => f.header = *h,
+                CopyOption::Delimiter(c) => f.delimiter = *c as u8,
+                other => {
+                    return Err(Error::new(
+                        ErrorCode::Unsupported,
+                        format!("COPY option {other} is not supported"),
+                    ))
+                }
+            }
+        }
+        for o in legacy {
+            match o {
+                CopyLegacyOption::Csv(csv_opts) => {
+                    f.csv = true;
+                    if f.delimiter == b'\t' {
+                        f.delimiter = b',';
+                    }
+                    if csv_opts
+                        .iter()
+                        .any(|o| matches!(o, CopyLegacyCsvOption::Header))
+                    {
+                        f.header = true;
+                    }
+                }
+                CopyLegacyOption::Delimiter(c) => f.delimiter = *c as u8,
+                CopyLegacyOption::Header => f.header = true,
+                other => {
+                    return Err(Error::new(
+                        ErrorCode::Unsupported,
+                        format!("COPY option {other} is not supported"),
+                    ))
+                }
+            }
+        }
+        let columns = if f.columns.is_empty() {
+            def.columns.len()
+        } else {
+            f.columns.len()
+        };
+        Ok(Outcome::CopyIn {
+            table,
+            format: f,
+            columns,
+        })
+    }
+
+    /// Writes the data of a `COPY ... FROM STDIN`, all or nothing.
+    pub async fn copy_in(&self, table: &str, f: &CopyFormat, data: Bytes) -> Result<u64> {
+        let delimiter = if f.csv { f.delimiter } else { b',' };
+        let mut body: Vec<u8> = if f.csv {
+            data.to_vec()
+        } else {
+            text_to_csv(&data, f.delimiter)
+        };
+        let mut header = f.header;
+        if !f.columns.is_empty() {
+            if header {
+                let cut = body
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map(|p| p + 1)
+                    .unwrap_or(body.len());
+                body.drain(..cut);
+            }
+            let mut h = f
+                .columns
+                .join(&(delimiter as char).to_string())
+                .into_bytes();
+            h.push(b'\n');
+            h.extend_from_slice(&body);
+            body = h;
+            header = true;
+        }
+        // psql ends text COPY data with `\.`; drop it.
+        if body.ends_with(b"\\.\n") {
+            body.truncate(body.len() - 3);
+        }
+        self.be
+            .write_encoded(
+                table,
+                WriteFormat::Csv { header, delimiter },
+                Bytes::from(body),
+            )
+            .await
+    }
+}
+
+/// PostgreSQL's text COPY format (tab-separated, `\N` for NULL, backslash escapes) as CSV.
+fn text_to_csv(data: &[u8], delimiter: u8) -> Vec<u8> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for line in text.lines() {
+        if line == "\\." {
+            break;
+        }
+        for (i, field) in line.split(delimiter as char).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            if field == "\\N" {
+                continue;
+            }
+            let mut v = String::with_capacity(field.len());
+            let mut chars = field.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    match chars.next() {
+                        Some('t') => v.push('\t'),
+                        Some('n') => v.push('\n'),
+                        Some('r') => v.push('\r'),
+                        Some(o) => v.push(o),
+                        None => {}
+                    }
+                } else {
+                    v.push(c);
+                }
+            }
+            out.push('"');
+            out.push_str(&v.replace('"', "\"\""));
+            out.push('"');
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}

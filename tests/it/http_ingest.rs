@@ -1,0 +1,98 @@
+//! HTTP ingest, /health and /metrics.
+
+use crate::harness::{rows, scalar, tempdir, Server};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ndjson_and_csv_rows_and_bad_rows() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client().await;
+    rows(&c, "CREATE TABLE ticks (symbol text NOT NULL, ts timestamp NOT NULL, price double precision NOT NULL, volume bigint)").await;
+    let http = reqwest::Client::new();
+    let url = s.http_url("/v1/tables/ticks/rows");
+    let body =
+        "{\"symbol\":\"CL\",\"ts\":\"2024-01-01 00:00:00.5\",\"price\":70.5,\"volume\":100}\n\
+                {\"symbol\":\"GC\",\"ts\":\"2024-01-01T00:00:01Z\",\"price\":2000}\n";
+    let r = http
+        .post(&url)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(j["rows"], 2);
+    let r = http
+        .post(format!("{url}?header=true"))
+        .header("content-type", "text/csv")
+        .body("symbol,price,ts\nSI,23.5,2024-01-01 00:00:02\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(scalar(&c, "SELECT count(*) FROM ticks").await, "3");
+
+    // A bad row rejects its request, naming row, column and value; nothing is applied.
+    let bad = "{\"symbol\":\"CL\",\"ts\":\"2024-01-01 00:00:03\",\"price\":71}\n\
+               {\"symbol\":\"CL\",\"ts\":\"not a time\",\"price\":72}\n";
+    let r = http
+        .post(&url)
+        .header("content-type", "application/x-ndjson")
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let j: serde_json::Value = r.json().await.unwrap();
+    let msg = j["error"].as_str().unwrap();
+    assert!(
+        msg.contains("row 2") && msg.contains("\"ts\"") && msg.contains("not a time"),
+        "{msg}"
+    );
+    let r = http
+        .post(&url)
+        .header("content-type", "text/csv")
+        .body("CL,2024-01-01 00:00:04,70,1\n,2024-01-01 00:00:04,70,1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let msg = r.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("row 2") && msg.contains("\"symbol\""), "{msg}");
+    assert_eq!(scalar(&c, "SELECT count(*) FROM ticks").await, "3");
+    let r = http
+        .post(s.http_url("/v1/tables/nope/rows"))
+        .body("{}")
+        .header("content-type", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    assert_eq!(
+        reqwest::get(s.http_url("/health")).await.unwrap().status(),
+        200
+    );
+    let m = reqwest::get(s.http_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "eddy_be_rows_ingested_total{table=\"ticks\"} 3",
+        "eddy_be_ingested_bytes_total",
+        "eddy_be_memtable_bytes{table=\"ticks\"}",
+        "eddy_be_memtable_bytes_max",
+        "eddy_be_wal_fsyncs_total",
+        "eddy_fe_queries_total",
+        "eddy_fe_query_duration_seconds_bucket",
+        "eddy_fe_memory_pool_bytes",
+    ] {
+        assert!(m.contains(name), "/metrics lacks {name}:\n{m}");
+    }
+}

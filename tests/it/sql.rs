@@ -1,0 +1,232 @@
+//! SQL over the PostgreSQL wire: DDL, DML, queries, types and errors.
+
+use crate::harness::{rows, scalar, sqlstate, tempdir, Server};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_round_trips_through_psql() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[]);
+    s.psql(
+        "CREATE TABLE all_types (t text, v varchar(10), b boolean, i2 smallint, i4 integer, i8 bigint, \
+         f4 real, f8 double precision, n numeric(10,2), d date, ts timestamp, tz timestamptz, j jsonb)",
+    )
+    .unwrap();
+    s.psql(
+        "INSERT INTO all_types VALUES ('hello', 'v', true, 1, 2, 3, 1.5, 2.25, 12.34, DATE '2024-01-02', \
+         TIMESTAMP '2024-01-02 03:04:05.123456', TIMESTAMPTZ '2024-01-02T03:04:05.5Z', '{\"a\": 1}'), \
+         (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
+    .unwrap();
+    let out = s
+        .psql("SELECT * FROM all_types ORDER BY i2 NULLS LAST")
+        .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let f: Vec<&str> = lines[0].split('|').collect();
+    assert_eq!(
+        &f[..9],
+        &["hello", "v", "t", "1", "2", "3", "1.5", "2.25", "12.34"],
+        "{out}"
+    );
+    assert_eq!(f[9], "2024-01-02");
+    assert_eq!(f[10], "2024-01-02 03:04:05.123456");
+    assert!(
+        f[11].starts_with("2024-01-02 03:04:05.5"),
+        "timestamptz printed as {}",
+        f[11]
+    );
+    assert_eq!(f[12], "{\"a\": 1}");
+    assert_eq!(lines[1], "||||||||||||", "NULLs print as empty: {out}");
+    // Survives a seal into Parquet and a restart.
+    s.psql("CHECKPOINT").unwrap();
+    let s = s.restart();
+    assert_eq!(
+        s.psql("SELECT * FROM all_types ORDER BY i2 NULLS LAST")
+            .unwrap(),
+        out
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn joins_windows_ctes_insert_select_and_explain() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client().await;
+    rows(&c, "CREATE TABLE trades (sym text NOT NULL, ts timestamp NOT NULL, px double precision, qty bigint) WITH (time_column = 'ts', partition_by = 'day')").await;
+    rows(&c, "CREATE TABLE names (sym text PRIMARY KEY, name text)").await;
+    rows(&c, "INSERT INTO trades VALUES ('CL', '2024-01-01 10:00:00', 70, 1), ('CL', '2024-01-01 10:01:00', 71, 2), ('GC', '2024-01-01 10:00:30', 2000, 3)").await;
+    rows(
+        &c,
+        "INSERT INTO names VALUES ('CL', 'Crude'), ('GC', 'Gold')",
+    )
+    .await;
+    let r = rows(&c, "WITH t AS (SELECT sym, px, row_number() OVER (PARTITION BY sym ORDER BY ts DESC) AS rn FROM trades) \
+                      SELECT n.name, t.px FROM t JOIN names n ON n.sym = t.sym WHERE rn = 1 ORDER BY 1").await;
+    assert_eq!(
+        r,
+        vec![
+            vec![Some("Crude".into()), Some("71".into())],
+            vec![Some("Gold".into()), Some("2000".into())]
+        ]
+    );
+    rows(&c, "CREATE TABLE big_trades (sym text, qty bigint)").await;
+    let tag = c
+        .simple_query("INSERT INTO big_trades SELECT sym, qty FROM trades WHERE qty >= 2")
+        .await
+        .unwrap();
+    assert!(tag
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(2))));
+    assert_eq!(scalar(&c, "SELECT sum(qty) FROM big_trades").await, "5");
+    let plan = rows(&c, "EXPLAIN SELECT * FROM trades WHERE sym = 'CL'").await;
+    assert!(format!("{plan:?}").contains("EddyScanExec"), "{plan:?}");
+    let analyzed = rows(&c, "EXPLAIN ANALYZE SELECT count(*) FROM trades").await;
+    assert!(
+        format!("{analyzed:?}").contains("output_rows"),
+        "{analyzed:?}"
+    );
+    // Several statements in one string.
+    let r = rows(&c, "SELECT 1; SELECT 2").await;
+    assert_eq!(r, vec![vec![Some("1".into())], vec![Some("2".into())]]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_carry_postgres_sqlstates_and_reject_whole_statements() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client().await;
+    rows(&c, "CREATE TABLE t (id bigint NOT NULL, v integer)").await;
+    assert_eq!(sqlstate(&c, "SELECT * FROM nope").await.0, "42P01");
+    let (code, msg) = sqlstate(&c, "SELECT nope FROM t").await;
+    assert_eq!(code, "42703", "{msg}");
+    assert_eq!(sqlstate(&c, "SELEC 1").await.0, "42601");
+    assert_eq!(sqlstate(&c, "CREATE TABLE t (x int)").await.0, "42P07");
+    let (code, msg) = sqlstate(&c, "INSERT INTO t VALUES (1, 1), (NULL, 2)").await;
+    assert_eq!(code, "23502", "{msg}");
+    assert!(msg.contains("row 2") && msg.contains("\"id\""), "{msg}");
+    let (code, _) = sqlstate(&c, "INSERT INTO t VALUES (1, 'abc')").await;
+    assert_eq!(code, "22P02");
+    assert_eq!(
+        scalar(&c, "SELECT count(*) FROM t").await,
+        "0",
+        "nothing of a rejected INSERT is applied"
+    );
+    let (code, msg) = sqlstate(&c, "DELETE FROM t WHERE id = 1").await;
+    assert_eq!(code, "42P17", "{msg}");
+    // The connection is still usable.
+    assert_eq!(scalar(&c, "SELECT 40 + 2").await, "42");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alter_add_column_copy_and_system_tables() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client().await;
+    rows(&c, "CREATE TABLE m (id bigint NOT NULL, name text)").await;
+    rows(&c, "INSERT INTO m VALUES (1, 'a')").await;
+    rows(&c, "CHECKPOINT").await;
+    rows(&c, "ALTER TABLE m ADD COLUMN score double precision").await;
+    rows(&c, "INSERT INTO m VALUES (2, 'b', 9.5)").await;
+    assert_eq!(
+        sqlstate(&c, "ALTER TABLE m ADD COLUMN score int").await.0,
+        "42701"
+    );
+    assert_eq!(
+        rows(&c, "SELECT id, name, score FROM m ORDER BY id").await,
+        vec![
+            vec![Some("1".into()), Some("a".into()), None],
+            vec![Some("2".into()), Some("b".into()), Some("9.5".into())]
+        ]
+    );
+    // COPY FROM STDIN through psql, CSV and text formats.
+    let mut child = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &s.port().to_string(),
+            "-U",
+            "eddy",
+            "-d",
+            "eddy",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(["-c", "COPY m FROM STDIN (FORMAT csv)"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"3,c,1.25\n4,\"d, quoted\",\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("COPY 2"));
+    let mut child = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &s.port().to_string(),
+            "-U",
+            "eddy",
+            "-d",
+            "eddy",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(["-c", "COPY m (id, name) FROM STDIN"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"5\ttab\\tbed\n6\t\\N\n")
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT id, name, score FROM m WHERE id >= 3 ORDER BY id"
+        )
+        .await,
+        vec![
+            vec![Some("3".into()), Some("c".into()), Some("1.25".into())],
+            vec![Some("4".into()), Some("d, quoted".into()), None],
+            vec![Some("5".into()), Some("tab\tbed".into()), None],
+            vec![Some("6".into()), None, None],
+        ]
+    );
+    // A bad COPY row rejects the whole COPY.
+    let bad = s.psql("COPY m FROM STDIN (FORMAT csv)");
+    let _ = bad;
+    rows(&c, "CHECKPOINT").await;
+    let t = rows(
+        &c,
+        "SELECT table_name, rows, segments FROM system.tables WHERE table_name = 'm'",
+    )
+    .await;
+    assert_eq!(
+        t,
+        vec![vec![Some("m".into()), Some("6".into()), Some("2".into())]]
+    );
+    let segs = scalar(
+        &c,
+        "SELECT sum(rows) FROM system.segments WHERE table_name = 'm'",
+    )
+    .await;
+    assert_eq!(segs, "6");
+    rows(&c, "DROP TABLE m").await;
+    assert_eq!(sqlstate(&c, "SELECT * FROM m").await.0, "42P01");
+    rows(&c, "DROP TABLE IF EXISTS m").await;
+}
