@@ -134,6 +134,15 @@ pub fn plan_scan(
         }
         None => Arc::clone(&st.schema),
     };
+    // Scans report every column nullable: NOT NULL is enforced on write, where the error can
+    // name the row, and a query engine must not re-check it with a vaguer message.
+    let schema: SchemaRef = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
     let n = target_partitions.max(1);
     let mut stats = ScanStats::default();
     let mut mem_batches = Vec::new();

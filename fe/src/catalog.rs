@@ -30,7 +30,7 @@ impl SchemaProvider for EddySchema {
             Arc::new(EddyTable {
                 be: Arc::clone(&self.be),
                 name: def.name.clone(),
-                schema: def.arrow_schema(),
+                schema: nullable(&def.arrow_schema()),
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -38,6 +38,18 @@ impl SchemaProvider for EddySchema {
     fn table_exist(&self, name: &str) -> bool {
         self.be.table(name).is_some()
     }
+}
+
+/// The schema DataFusion plans with: every column nullable, because NOT NULL is checked
+/// by the BE on write, where the error names the row and column.
+fn nullable(schema: &arrow::datatypes::SchemaRef) -> arrow::datatypes::SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// `system.*`: built from the BE's state at the moment a query plans.

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod config;
 mod durability;
 mod http_ingest;
 mod s3;

@@ -54,7 +54,7 @@ async fn joins_windows_ctes_insert_select_and_explain() {
     let c = s.client().await;
     rows(&c, "CREATE TABLE trades (sym text NOT NULL, ts timestamp NOT NULL, px double precision, qty bigint) WITH (time_column = 'ts', partition_by = 'day')").await;
     rows(&c, "CREATE TABLE names (sym text PRIMARY KEY, name text)").await;
-    rows(&c, "INSERT INTO trades VALUES ('CL', '2024-01-01 10:00:00', 70, 1), ('CL', '2024-01-01 10:01:00', 71, 2), ('GC', '2024-01-01 10:00:30', 2000, 3)").await;
+    rows(&c, "INSERT INTO trades VALUES ('CL', '2024-01-01 10:00:00', 70, 1), ('CL', '2024-01-01 10:01:00', 71.5, 2), ('GC', '2024-01-01 10:00:30', 2000.25, 3)").await;
     rows(
         &c,
         "INSERT INTO names VALUES ('CL', 'Crude'), ('GC', 'Gold')",
@@ -65,8 +65,8 @@ async fn joins_windows_ctes_insert_select_and_explain() {
     assert_eq!(
         r,
         vec![
-            vec![Some("Crude".into()), Some("71".into())],
-            vec![Some("Gold".into()), Some("2000".into())]
+            vec![Some("Crude".into()), Some("71.5".into())],
+            vec![Some("Gold".into()), Some("2000.25".into())]
         ]
     );
     rows(&c, "CREATE TABLE big_trades (sym text, qty bigint)").await;

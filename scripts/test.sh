@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (idempotent), then runs every test.
+#   scripts/test.sh            # all tests
+#   scripts/test.sh storage    # only tests whose name matches "storage"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# System packages: psql (a real client the tests drive) and a C toolchain for -sys crates.
+need_apt=()
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "installing system packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# Python clients and servers used by tests (moto's S3 server).
+if [ ! -x .venv/bin/moto_server ] || ! cmp -s requirements-test.txt .venv/.requirements 2>/dev/null; then
+  step "creating the Python test venv (.venv)"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements-test.txt
+  cp requirements-test.txt .venv/.requirements
+fi
+export EDDY_TEST_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
+
+step "building"
+cargo build --workspace --tests --locked
+
+step "running tests"
+# Each integration test starts its own eddy process; a few at a time suit a 2-core machine.
+cargo test --workspace --locked -- --test-threads 4 "$@"
