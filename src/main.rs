@@ -187,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
                 .map(|t| t.path().to_path_buf())
                 .unwrap_or_else(|| "eddy-data".into());
             let cfg = load_config(&server, &dir)?;
+            let data_dir = cfg.be.data_dir.clone();
             let (be, endpoints) = start(cfg).await?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let plan = [
@@ -217,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
                 endpoints.pg.ip(),
                 endpoints.pg.port(),
                 endpoints.http,
-                dir.display()
+                data_dir.display()
             );
             shutdown_signal().await;
             let _ = stop_tx.send(true);
