@@ -34,6 +34,8 @@ pub struct BeConfig {
     /// Segments below this many rows count as small.
     pub compaction_target_rows: u64,
     pub retention_interval_ms: u64,
+    /// Decoded segment columns kept in memory for repeated scans (0 disables the cache).
+    pub segment_cache_bytes: u64,
 }
 
 impl Default for BeConfig {
@@ -53,6 +55,7 @@ impl Default for BeConfig {
             compaction_min_segments: 4,
             compaction_target_rows: 1_000_000,
             retention_interval_ms: 60_000,
+            segment_cache_bytes: 2 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
@@ -115,8 +115,12 @@ impl Engine {
             loaded.push((entry.clone(), m, segs));
         }
         let ids = Arc::new(AtomicU64::new(max_id + 1));
+        let cache = Arc::new(crate::cache::SegmentCache::new(
+            config.segment_cache_bytes as usize,
+        ));
         let ctx = StorageCtx {
             store: Arc::clone(&store),
+            cache: Arc::clone(&cache),
             ids: Arc::clone(&ids),
             row_group_rows: config.row_group_rows,
             compaction_min_segments: config.compaction_min_segments,
@@ -133,7 +137,11 @@ impl Engine {
                 live_paths.insert(meta.meta_path());
                 st.segments.insert(
                     meta.id,
-                    Arc::new(SegmentHandle::new(meta, Arc::clone(&store))),
+                    Arc::new(SegmentHandle::new(
+                        meta,
+                        Arc::clone(&store),
+                        Arc::clone(&cache),
+                    )),
                 );
             }
             for (id, enc) in &m.deletes {
@@ -294,6 +302,28 @@ impl Engine {
         self.retention_all().await;
     }
 
+    /// Backpressure: a table's memtables (active plus sealing) may hold at most twice
+    /// `memtable_bytes_max`. Past that, writers wait for seals, and fail with a retryable
+    /// error if sealing stays behind for 30 s (e.g. the object store is down).
+    async fn wait_for_memtable_room(&self, table: &Arc<Table>, name: &str) -> Result<()> {
+        let limit = 2 * self.config.memtable_bytes_max;
+        let start = tokio::time::Instant::now();
+        loop {
+            let held = table.state.lock().memtable_bytes() as u64;
+            if held <= limit {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(Error::new(
+                    ErrorCode::ResourceExhausted,
+                    format!("memtable of \"{name}\" holds {held} bytes (limit {limit}) and sealing is behind; retry later"),
+                ));
+            }
+            self.seal_wanted.notify_one();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn write_validated(
         &self,
         table: &Arc<Table>,
@@ -304,6 +334,7 @@ impl Engine {
         if rows == 0 {
             return Ok(0);
         }
+        self.wait_for_memtable_room(table, name).await?;
         let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
         let schema = batches[0].schema();
         let payload = encode_ipc(&schema, &batches)?;
@@ -577,18 +608,7 @@ impl BeService for Engine {
                     format!("DELETE needs a primary key, and \"{table}\" has none"),
                 ));
             }
-            Arc::new(Schema::new(
-                st.def
-                    .primary_key
-                    .iter()
-                    .map(|k| {
-                        st.schema
-                            .field_with_name(k)
-                            .cloned()
-                            .expect("key columns exist")
-                    })
-                    .collect::<Vec<_>>(),
-            ))
+            st.key_schema()
         };
         let keys = conform_batch(&key_schema, &keys, 0)?;
         if keys.num_rows() == 0 {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, UInt32Array};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use eddy_proto::{Error, ErrorCode, PartitionBy, Result, TableDef};
@@ -30,6 +30,7 @@ use crate::table::{adapt_batch, Memtable, Table, TableState};
 #[derive(Debug, Clone)]
 pub struct StorageCtx {
     pub store: Arc<dyn ObjectStore>,
+    pub cache: Arc<crate::cache::SegmentCache>,
     pub ids: Arc<AtomicU64>,
     pub row_group_rows: usize,
     pub compaction_min_segments: usize,
@@ -182,6 +183,7 @@ async fn upload(ctx: &StorageCtx, built: &Built) -> Result<Vec<Arc<SegmentHandle
         handles.push(Arc::new(SegmentHandle::new(
             meta.clone(),
             Arc::clone(&ctx.store),
+            Arc::clone(&ctx.cache),
         )));
     }
     Ok(handles)
@@ -487,23 +489,10 @@ pub async fn apply_retention(ctx: &StorageCtx, table: &Arc<Table>, now_micros: i
 pub async fn load_keys(table: &Arc<Table>, seg: &Arc<SegmentHandle>) -> Result<()> {
     let (schema, deleted) = {
         let st = table.state.lock();
-        let Some(pk) = &st.pk else { return Ok(()) };
-        let _ = pk;
-        let key_fields = st
-            .def
-            .primary_key
-            .iter()
-            .map(|k| {
-                st.schema
-                    .field_with_name(k)
-                    .cloned()
-                    .map_err(|e| internal("key column", e))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        (
-            Arc::new(arrow::datatypes::Schema::new(key_fields)) as SchemaRef,
-            st.deletes.get(&seg.meta.id).cloned(),
-        )
+        if st.pk.is_none() {
+            return Ok(());
+        }
+        (st.key_schema(), st.deletes.get(&seg.meta.id).cloned())
     };
     let read = SegmentRead {
         segment: Arc::clone(seg),

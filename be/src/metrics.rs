@@ -178,4 +178,43 @@ pub fn init(memtable_bytes_max: u64) {
     LazyLock::force(&WAL_BYTES);
     LazyLock::force(&WAL_QUEUE_CAPACITY);
     LazyLock::force(&WAL_GROUP_SIZE);
+    LazyLock::force(&SEGMENT_CACHE_CAPACITY);
+    LazyLock::force(&SEGMENT_CACHE_BYTES);
+    LazyLock::force(&SEGMENT_CACHE_HITS);
+    LazyLock::force(&SEGMENT_CACHE_MISSES);
 }
+
+/// The bound on decoded segment data kept in memory.
+pub static SEGMENT_CACHE_CAPACITY: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "eddy_be_segment_cache_capacity_bytes",
+            "Segment cache budget",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static SEGMENT_CACHE_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new("eddy_be_segment_cache_bytes", "Decoded segment data cached")
+            .expect("valid metric"),
+    )
+});
+pub static SEGMENT_CACHE_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "eddy_be_segment_cache_hits_total",
+            "Column chunks served from the cache",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static SEGMENT_CACHE_MISSES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "eddy_be_segment_cache_misses_total",
+            "Column chunks decoded from Parquet",
+        )
+        .expect("valid metric"),
+    )
+});

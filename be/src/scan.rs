@@ -7,8 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arrow::array::{new_null_array, ArrayRef, BooleanArray};
-use arrow::compute::filter_record_batch;
+use arrow::array::{new_null_array, ArrayRef};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use eddy_proto::{
@@ -16,6 +15,7 @@ use eddy_proto::{
 };
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 #[allow(deprecated)]
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::ProjectionMask;
@@ -154,7 +154,7 @@ pub fn plan_scan(
             base += b.num_rows() as u32;
             stats.memtable_rows += b2.num_rows() as u64;
             if b2.num_rows() > 0 {
-                mem_batches.push(project(&adapt_batch(&st.schema, &b2)?, &schema)?);
+                mem_batches.push(adapt_batch(&schema, &b2)?);
             }
         }
     }
@@ -241,94 +241,126 @@ pub fn plan_scan(
     })
 }
 
-fn project(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => Arc::clone(c),
-            None => new_null_array(f.data_type(), batch.num_rows()),
-        })
-        .collect::<Vec<ArrayRef>>();
-    RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        cols,
-        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )
-    .map_err(|e| Error::new(ErrorCode::Internal, format!("project: {e}")))
-}
-
 fn read_err(path: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorCode::StorageIo, format!("read segment {path}: {e}"))
 }
 
 /// Streams the selected row groups of a segment in `schema` (columns the file lacks, added
-/// by a later ALTER TABLE, read as NULL), without deleted rows.
-#[allow(deprecated)]
+/// by a later ALTER TABLE, read as NULL), without deleted rows. Decoded columns come from
+/// and go to the segment cache.
 pub async fn read_segment(read: SegmentRead, schema: SchemaRef) -> Result<BatchStream> {
-    let meta = &read.segment.meta;
-    let path = meta.path.clone();
-    let reader =
-        ParquetObjectReader::new(Arc::clone(&read.segment.store), Path::from(path.as_str()))
-            .with_file_size(meta.bytes);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|e| read_err(&path, e))?;
-    let file_schema = Arc::clone(builder.schema());
-    let indices: Vec<usize> = schema
-        .fields()
-        .iter()
-        .filter_map(|f| file_schema.index_of(f.name()).ok())
-        .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-    let stream = builder
-        .with_projection(mask)
-        .with_row_groups(read.row_groups.clone())
-        .with_batch_size(READ_BATCH_ROWS)
-        .build()
-        .map_err(|e| read_err(&path, e))?;
-    let starts = meta.row_group_starts();
-    let rg_rows: Vec<(u64, u64)> = read
-        .row_groups
-        .iter()
-        .map(|i| (starts[*i], meta.row_groups[*i].rows))
-        .collect();
-    let mut cursor = (0usize, 0u64);
-    let deleted = read.deleted.clone();
-    let s = stream.map(move |b| {
-        let b = b.map_err(|e| read_err(&path, e))?;
-        let b = match &deleted {
-            Some(d) => {
-                let mask = delete_mask(d, &rg_rows, &mut cursor, b.num_rows());
-                filter_record_batch(&b, &mask).map_err(|e| read_err(&path, e))?
-            }
-            None => b,
-        };
-        project(&b, &schema)
-    });
+    let s = stream::iter(read.row_groups.clone())
+        .then(move |rg| {
+            let (segment, deleted, schema) = (
+                Arc::clone(&read.segment),
+                read.deleted.clone(),
+                Arc::clone(&schema),
+            );
+            async move { read_row_group(&segment, rg, deleted.as_deref(), &schema).await }
+        })
+        .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
+        .try_flatten();
     Ok(Box::pin(s))
 }
 
-/// The keep-mask for the next `len` rows of a read of row groups `rg_rows` (start, rows),
-/// advancing `cursor` (row group index, offset in it).
-fn delete_mask(
-    deleted: &RoaringBitmap,
-    rg_rows: &[(u64, u64)],
-    cursor: &mut (usize, u64),
-    len: usize,
-) -> BooleanArray {
-    let mut keep = Vec::with_capacity(len);
-    let mut left = len as u64;
-    while left > 0 && cursor.0 < rg_rows.len() {
-        let (start, rows) = rg_rows[cursor.0];
-        let take = (rows - cursor.1).min(left);
-        let from = start + cursor.1;
-        keep.extend((from..from + take).map(|r| !deleted.contains(r as u32)));
-        left -= take;
-        cursor.1 += take;
-        if cursor.1 == rows {
-            *cursor = (cursor.0 + 1, 0);
+/// The decoded Parquet footer of a segment, read once and cached.
+async fn footer(seg: &SegmentHandle) -> Result<ArrowReaderMetadata> {
+    if let Some(m) = seg.cache.footer(seg.meta.id) {
+        return Ok(m);
+    }
+    let path = &seg.meta.path;
+    let mut reader = object_reader(seg);
+    let m = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .map_err(|e| read_err(path, e))?;
+    seg.cache.insert_footer(seg.meta.id, m.clone());
+    Ok(m)
+}
+
+#[allow(deprecated)]
+fn object_reader(seg: &SegmentHandle) -> ParquetObjectReader {
+    ParquetObjectReader::new(Arc::clone(&seg.store), Path::from(seg.meta.path.as_str()))
+        .with_file_size(seg.meta.bytes)
+}
+
+/// Reads one row group: cached columns from memory, the rest decoded from Parquet.
+async fn read_row_group(
+    seg: &SegmentHandle,
+    rg: usize,
+    deleted: Option<&RoaringBitmap>,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>> {
+    let meta = &seg.meta;
+    let path = &meta.path;
+    let rows = meta.row_groups[rg].rows as usize;
+    let mut arrays: Vec<Option<ArrayRef>> = schema
+        .fields()
+        .iter()
+        .map(|f| seg.cache.column(meta.id, rg as u32, f.name()))
+        .collect();
+    let missing: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| arrays[*i].is_none() && meta.columns.contains_key(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    if !missing.is_empty() {
+        let footer = footer(seg).await?;
+        let file_schema = Arc::clone(footer.schema());
+        let indices: Vec<usize> = missing
+            .iter()
+            .filter_map(|i| file_schema.index_of(schema.field(*i).name()).ok())
+            .collect();
+        let mask = ProjectionMask::roots(footer.parquet_schema(), indices);
+        let batches: Vec<RecordBatch> =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(object_reader(seg), footer)
+                .with_projection(mask)
+                .with_row_groups(vec![rg])
+                .with_batch_size(rows.max(1))
+                .build()
+                .map_err(|e| read_err(path, e))?
+                .try_collect()
+                .await
+                .map_err(|e| read_err(path, e))?;
+        let decoded = match batches.len() {
+            1 => batches.into_iter().next().expect("one batch"),
+            _ => {
+                let s = batches
+                    .first()
+                    .map(|b| b.schema())
+                    .unwrap_or_else(|| Arc::new(Schema::empty()));
+                arrow::compute::concat_batches(&s, &batches).map_err(|e| read_err(path, e))?
+            }
+        };
+        for i in &missing {
+            let name = schema.field(*i).name();
+            if let Some(col) = decoded.column_by_name(name) {
+                seg.cache
+                    .insert_column(meta.id, rg as u32, name, Arc::clone(col));
+                arrays[*i] = Some(Arc::clone(col));
+            }
         }
     }
-    BooleanArray::from(keep)
+    let cols: Vec<ArrayRef> = arrays
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(a, f)| a.unwrap_or_else(|| new_null_array(f.data_type(), rows)))
+        .collect();
+    let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+    let mut batch = RecordBatch::try_new_with_options(Arc::clone(schema), cols, &options)
+        .map_err(|e| read_err(path, e))?;
+    if let Some(d) = deleted {
+        let start = meta.row_group_starts()[rg] as u32;
+        batch = filter_deleted(&batch, start, Some(d))?;
+    }
+    // Hand DataFusion batches of its usual size (zero-copy slices).
+    let mut out = Vec::with_capacity(batch.num_rows().div_ceil(READ_BATCH_ROWS));
+    let mut off = 0;
+    while off < batch.num_rows() {
+        let len = READ_BATCH_ROWS.min(batch.num_rows() - off);
+        out.push(batch.slice(off, len));
+        off += len;
+    }
+    Ok(out)
 }

@@ -103,14 +103,20 @@ impl SegmentMeta {
 pub struct SegmentHandle {
     pub meta: SegmentMeta,
     pub store: Arc<dyn ObjectStore>,
+    pub cache: Arc<crate::cache::SegmentCache>,
     obsolete: AtomicBool,
 }
 
 impl SegmentHandle {
-    pub fn new(meta: SegmentMeta, store: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(
+        meta: SegmentMeta,
+        store: Arc<dyn ObjectStore>,
+        cache: Arc<crate::cache::SegmentCache>,
+    ) -> Self {
         Self {
             meta,
             store,
+            cache,
             obsolete: AtomicBool::new(false),
         }
     }
@@ -127,6 +133,7 @@ impl Drop for SegmentHandle {
         if !self.obsolete.load(Ordering::SeqCst) {
             return;
         }
+        self.cache.forget_segment(self.meta.id);
         let store = Arc::clone(&self.store);
         let paths = [
             Path::from(self.meta.path.as_str()),

@@ -80,7 +80,9 @@ pub fn adapt_batch(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatc
             None => new_null_array(f.data_type(), batch.num_rows()),
         })
         .collect::<Vec<ArrayRef>>();
-    RecordBatch::try_new(Arc::clone(schema), cols)
+    let options =
+        arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::clone(schema), cols, &options)
         .map_err(|e| Error::new(ErrorCode::Internal, format!("adapt batch: {e}")))
 }
 
@@ -154,6 +156,17 @@ impl TableState {
         };
         let rows = pk.keys(keys)?;
         Ok(pk.delete(&rows, &mut self.deletes))
+    }
+
+    /// The schema of the primary-key columns (validated at CREATE TABLE, so they exist).
+    pub fn key_schema(&self) -> SchemaRef {
+        let fields = self
+            .def
+            .primary_key
+            .iter()
+            .filter_map(|k| self.schema.field_with_name(k).ok().cloned())
+            .collect::<Vec<_>>();
+        Arc::new(arrow::datatypes::Schema::new(fields))
     }
 
     pub fn memtable_bytes(&self) -> usize {

@@ -136,6 +136,40 @@ impl Server {
         }
     }
 
+    /// Runs psql with `-c SQL`, feeding `input` on stdin (for `COPY ... FROM STDIN`).
+    pub fn psql_stdin(&self, sql: &str, input: &[u8]) -> Result<String, String> {
+        use std::io::Write;
+        let mut child = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port().to_string(),
+                "-U",
+                "eddy",
+                "-d",
+                "eddy",
+            ])
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run psql");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input)
+            .expect("write to psql");
+        let out = child.wait_with_output().expect("psql output");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    }
+
     pub fn http_url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
     }

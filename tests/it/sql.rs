@@ -139,61 +139,15 @@ async fn alter_add_column_copy_and_system_tables() {
         ]
     );
     // COPY FROM STDIN through psql, CSV and text formats.
-    let mut child = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &s.port().to_string(),
-            "-U",
-            "eddy",
-            "-d",
-            "eddy",
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
-        .args(["-c", "COPY m FROM STDIN (FORMAT csv)"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
+    let out = s
+        .psql_stdin(
+            "COPY m FROM STDIN (FORMAT csv)",
+            b"3,c,1.25\n4,\"d, quoted\",\n",
+        )
         .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"3,c,1.25\n4,\"d, quoted\",\n")
+    assert!(out.contains("COPY 2"), "{out}");
+    s.psql_stdin("COPY m (id, name) FROM STDIN", b"5\ttab\\tbed\n6\t\\N\n")
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("COPY 2"));
-    let mut child = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &s.port().to_string(),
-            "-U",
-            "eddy",
-            "-d",
-            "eddy",
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
-        .args(["-c", "COPY m (id, name) FROM STDIN"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"5\ttab\\tbed\n6\t\\N\n")
-        .unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
     assert_eq!(
         rows(
             &c,
@@ -207,9 +161,12 @@ async fn alter_add_column_copy_and_system_tables() {
             vec![Some("6".into()), None, None],
         ]
     );
-    // A bad COPY row rejects the whole COPY.
-    let bad = s.psql("COPY m FROM STDIN (FORMAT csv)");
-    let _ = bad;
+    // A bad COPY row rejects the whole COPY, naming the row and column.
+    let err = s
+        .psql_stdin("COPY m FROM STDIN (FORMAT csv)", b"7,g,1\nx,h,2\n")
+        .unwrap_err();
+    assert!(err.contains("row 2") && err.contains("\"id\""), "{err}");
+    assert_eq!(scalar(&c, "SELECT count(*) FROM m WHERE id = 7").await, "0");
     rows(&c, "CHECKPOINT").await;
     let t = rows(
         &c,
