@@ -35,4 +35,15 @@ cargo build --workspace --tests --locked
 
 step "running tests"
 # Each integration test starts its own eddy process; a few at a time suit a 2-core machine.
-cargo test --workspace --locked -- --test-threads 4 "$@"
+log=$(mktemp)
+set +e
+cargo test --workspace --locked --lib --bins --tests -- --test-threads 4 "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary.
+passed=$(grep -oE 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
+echo
+echo "tests: $passed passed, $failed failed"
+exit "$status"

@@ -141,9 +141,15 @@ fn build_segments(
             .insert(String::new(), (0..batch.num_rows() as u32).collect())
             .map_or((), |_| ()),
     }
-    let mut mapping = vec![(0u32, 0u32); batch.num_rows()];
-    let mut specs = Vec::new();
-    for (si, (partition, idx)) in parts.into_iter().enumerate() {
+    // Each partition is taken, sorted and encoded on its own thread.
+    let encode = |partition: String,
+                  idx: Vec<u32>|
+     -> Result<(
+        SegmentSpec,
+        bytes::Bytes,
+        crate::segment::SegmentMeta,
+        Vec<u32>,
+    )> {
         let idx = UInt32Array::from(idx);
         let mut part = take_record_batch(batch, &idx).map_err(|e| internal("partition rows", e))?;
         let mut order: Vec<u32> = idx.values().to_vec();
@@ -153,9 +159,6 @@ fn build_segments(
                 sort_to_indices(col, None, None).map_err(|e| internal("sort by time", e))?;
             part = take_record_batch(&part, &sorted).map_err(|e| internal("sort by time", e))?;
             order = sorted.values().iter().map(|i| order[*i as usize]).collect();
-        }
-        for (j, src) in order.iter().enumerate() {
-            mapping[*src as usize] = (si as u32, j as u32);
         }
         let id = ctx.next_id();
         let spec = SegmentSpec {
@@ -171,6 +174,37 @@ fn build_segments(
             row_group_rows: ctx.row_group_rows,
         };
         let (data, meta) = encode_segment(&spec, &part)?;
+        Ok((spec, data, meta, order))
+    };
+    // At most one thread per core, however many partitions a memtable spans.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let parts: Vec<(String, Vec<u32>)> = parts.into_iter().collect();
+    let mut results: Vec<Result<_>> = Vec::with_capacity(parts.len());
+    let mut parts = parts.into_iter().peekable();
+    while parts.peek().is_some() {
+        let wave: Vec<(String, Vec<u32>)> = parts.by_ref().take(threads).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = wave
+                .into_iter()
+                .map(|(p, idx)| s.spawn(|| encode(p, idx)))
+                .collect();
+            for h in handles {
+                results.push(
+                    h.join()
+                        .unwrap_or_else(|_| Err(internal("encode segment", "thread panicked"))),
+                );
+            }
+        });
+    }
+    let mut mapping = vec![(0u32, 0u32); batch.num_rows()];
+    let mut specs = Vec::new();
+    for (si, r) in results.into_iter().enumerate() {
+        let (spec, data, meta, order) = r?;
+        for (j, src) in order.iter().enumerate() {
+            mapping[*src as usize] = (si as u32, j as u32);
+        }
         specs.push((spec, data, meta));
     }
     Ok(Built { specs, mapping })

@@ -15,8 +15,64 @@ use crate::validate::{check_text_value, conform_batch, invalid_value, not_null};
 /// Rows per decoded batch.
 pub const DECODE_BATCH_ROWS: usize = 64 * 1024;
 
+/// Bodies larger than this are decoded on several threads, split at line boundaries.
+pub const PARALLEL_DECODE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Splits `body` into up to `parts` pieces that end at newlines.
+fn split_lines(body: &[u8], parts: usize) -> Vec<&[u8]> {
+    let mut out = Vec::with_capacity(parts);
+    let mut rest = body;
+    for i in (1..parts).rev() {
+        let target = rest.len() / (i + 1);
+        match rest[target..].iter().position(|b| *b == b'\n') {
+            Some(p) => {
+                let (a, b) = rest.split_at(target + p + 1);
+                out.push(a);
+                rest = b;
+            }
+            None => break,
+        }
+    }
+    out.push(rest);
+    out
+}
+
+/// Runs `decode` on pieces of a large body in parallel, keeping row order. Any failure is
+/// reported as `None` so the caller can redo the whole body sequentially, which numbers
+/// the rows of its error correctly.
+fn decode_parallel(
+    body: &[u8],
+    decode: impl Fn(&[u8]) -> Result<Vec<RecordBatch>> + Sync,
+) -> Option<Vec<RecordBatch>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if body.len() < PARALLEL_DECODE_BYTES || threads < 2 {
+        return None;
+    }
+    let pieces = split_lines(body, threads);
+    let results: Vec<Result<Vec<RecordBatch>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = pieces.iter().map(|p| s.spawn(|| decode(p))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::new(ErrorCode::Internal, "decoder panicked")))
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for r in results {
+        out.extend(r.ok()?);
+    }
+    Some(out)
+}
+
 /// Decodes newline-delimited JSON objects keyed by column name. Unknown keys are ignored.
 pub fn decode_ndjson(schema: &SchemaRef, body: &[u8]) -> Result<Vec<RecordBatch>> {
+    if let Some(batches) = decode_parallel(body, |piece| decode_ndjson_fast(schema, piece)) {
+        return Ok(batches);
+    }
     match decode_ndjson_fast(schema, body) {
         Ok(batches) => Ok(batches),
         Err(fast_err) => Err(locate_ndjson_error(schema, body).unwrap_or(fast_err)),
@@ -131,6 +187,14 @@ pub fn decode_csv(
     } else {
         (std::sync::Arc::clone(schema), body)
     };
+    // Quoted fields may hold newlines, so only quote-free bodies are split by line.
+    if !body.contains(&b'"') {
+        if let Some(batches) = decode_parallel(body, |piece| {
+            decode_csv_fast(schema, &file_schema, piece, delimiter)
+        }) {
+            return Ok(batches);
+        }
+    }
     match decode_csv_fast(schema, &file_schema, body, delimiter) {
         Ok(b) => Ok(b),
         Err(fast_err) => Err(locate_csv_error(&file_schema, body, delimiter).unwrap_or(fast_err)),
@@ -274,6 +338,31 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn large_bodies_decode_in_parallel_in_order() {
+        let mut body = String::new();
+        for i in 0..200_000 {
+            body.push_str(&format!("{i},2024-01-01 00:00:00,name{i}\n"));
+        }
+        assert!(body.len() > PARALLEL_DECODE_BYTES);
+        let batches = decode_csv(&schema(), body.as_bytes(), false, b',').unwrap();
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(ids, (0..200_000).collect::<Vec<i64>>());
+        body.push_str("oops,,\n");
+        let e = decode_csv(&schema(), body.as_bytes(), false, b',').unwrap_err();
+        assert!(e.message.contains("row 200001"), "{}", e.message);
     }
 
     #[test]
