@@ -88,7 +88,7 @@ pub fn replay(dir: &Path) -> Result<(Vec<WalRecord>, u64)> {
     let mut records = Vec::new();
     let mut next_seq = 1;
     let files = wal_files(dir)?;
-    for (i, (first, path)) in files.iter().enumerate() {
+    for (first, path) in &files {
         next_seq = next_seq.max(*first);
         let mut buf = Vec::new();
         File::open(path)
@@ -118,6 +118,9 @@ pub fn replay(dir: &Path) -> Result<(Vec<WalRecord>, u64)> {
             pos = body_end;
         }
         if pos < buf.len() {
+            // A crash mid-write leaves a torn tail in the last file; a failed write (full
+            // disk) leaves one in the file the writer then abandoned for a new one. Neither
+            // was acknowledged. Later files hold acknowledged records, so keep reading.
             tracing::warn!(file = %path.display(), offset = pos, "cutting torn WAL tail");
             let f = OpenOptions::new()
                 .write(true)
@@ -126,11 +129,6 @@ pub fn replay(dir: &Path) -> Result<(Vec<WalRecord>, u64)> {
             f.set_len(pos as u64)
                 .map_err(|e| io_err("truncate WAL", e))?;
             f.sync_all().map_err(|e| io_err("sync WAL", e))?;
-            // Nothing after a torn record was ever acknowledged.
-            for (_, later) in &files[i + 1..] {
-                std::fs::remove_file(later).map_err(|e| io_err("remove WAL", e))?;
-            }
-            break;
         }
     }
     Ok((records, next_seq))
@@ -282,7 +280,17 @@ impl Writer {
                     // later successful write is not stranded behind a torn record. On
                     // replay the torn part is cut off; none of it was acknowledged.
                     tracing::error!(error = %e, "WAL write failed");
-                    let _ = self.rotate_after_failure();
+                    // Undo whatever part of the group reached the file: those records were
+                    // never acknowledged and must not replay. If even that fails, continue
+                    // in a new file past every sequence number the group used.
+                    let undone = self
+                        .file
+                        .set_len(self.file_bytes)
+                        .and_then(|_| self.file.sync_data());
+                    if undone.is_err() {
+                        self.next_seq = first_seq + group.len() as u64;
+                        let _ = self.rotate_after_failure();
+                    }
                     for r in group {
                         let _ = r.reply.send(Err(e.clone()));
                     }
@@ -293,6 +301,10 @@ impl Writer {
 
     fn rotate(&mut self) -> Result<()> {
         self.file.sync_all().map_err(|e| io_err("sync WAL", e))?;
+        self.open_next()
+    }
+
+    fn open_next(&mut self) -> Result<()> {
         let path = self.dir.join(file_name(self.next_seq));
         self.file = OpenOptions::new()
             .create(true)
@@ -304,9 +316,11 @@ impl Writer {
     }
 
     fn rotate_after_failure(&mut self) -> Result<()> {
-        // Skip a sequence number range so the new file's name is distinct.
+        // Skip a sequence number so the new file's name is distinct. The failed file is not
+        // synced: whatever part of the group reached it was never acknowledged, and replay
+        // cuts it off as a torn tail.
         self.next_seq += 1;
-        self.rotate()
+        self.open_next()
     }
 }
 
@@ -342,5 +356,57 @@ mod tests {
         assert_eq!(next, 6);
         let (records, _) = replay(dir.path()).unwrap();
         assert_eq!(records.len(), 5, "the torn tail was cut");
+    }
+
+    /// A full disk fails the write with the OS's reason, acknowledges nothing, and the log
+    /// keeps working once space returns (here: the next file is a regular one).
+    #[tokio::test]
+    async fn full_disk_fails_the_write_and_loses_nothing_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::start(dir.path().to_path_buf(), 1, 16, 1 << 20).unwrap();
+        wal.append(1, KIND_WRITE, vec![1; 8], Box::new(|s| s))
+            .await
+            .unwrap();
+        drop(wal);
+        // The next file the writer opens (named by the next sequence number) is /dev/full,
+        // which fails every write with ENOSPC.
+        std::os::unix::fs::symlink("/dev/full", dir.path().join(file_name(2))).unwrap();
+        let wal = Wal::start(dir.path().to_path_buf(), 2, 16, 1 << 20).unwrap();
+        let applied = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let a2 = std::sync::Arc::clone(&applied);
+        let err = wal
+            .append(
+                1,
+                KIND_WRITE,
+                vec![2; 8],
+                Box::new(move |s| {
+                    a2.store(true, std::sync::atomic::Ordering::SeqCst);
+                    s
+                }),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::StorageIo);
+        assert!(
+            err.message.contains("No space left on device"),
+            "{}",
+            err.message
+        );
+        assert!(
+            !applied.load(std::sync::atomic::Ordering::SeqCst),
+            "a failed write is never applied"
+        );
+        // The writer moved to a fresh file: later writes succeed and everything acknowledged
+        // replays.
+        wal.append(1, KIND_WRITE, vec![3; 8], Box::new(|s| s))
+            .await
+            .unwrap();
+        drop(wal);
+        // Space returns; the abandoned file holds a torn partial group.
+        std::fs::remove_file(dir.path().join(file_name(2))).unwrap();
+        std::fs::write(dir.path().join(file_name(2)), [9u8, 0, 0, 0, 1]).unwrap();
+        let (records, _) = replay(dir.path()).unwrap();
+        let payloads: Vec<u8> = records.iter().map(|r| r.payload[0]).collect();
+        assert_eq!(payloads, vec![1, 3]);
     }
 }
