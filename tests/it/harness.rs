@@ -115,18 +115,9 @@ impl Server {
     /// Runs psql with `-At -c SQL` (unaligned, tuples only) and returns stdout, or stderr on
     /// failure.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port().to_string(),
-                "-U",
-                "eddy",
-                "-d",
-                "eddy",
-            ])
-            .args(["-X", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+        let out = self
+            .psql_cmd()
+            .args(["-At", "-c", sql])
             .output()
             .expect("run psql");
         if out.status.success() {
@@ -139,18 +130,9 @@ impl Server {
     /// Runs psql with `-c SQL`, feeding `input` on stdin (for `COPY ... FROM STDIN`).
     pub fn psql_stdin(&self, sql: &str, input: &[u8]) -> Result<String, String> {
         use std::io::Write;
-        let mut child = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port().to_string(),
-                "-U",
-                "eddy",
-                "-d",
-                "eddy",
-            ])
-            .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        let mut child = self
+            .psql_cmd()
+            .args(["-c", sql])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -168,6 +150,23 @@ impl Server {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).to_string())
         }
+    }
+
+    /// psql connected to this server, stopping at the first error.
+    fn psql_cmd(&self) -> Command {
+        let mut cmd = Command::new("psql");
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port().to_string(),
+            "-U",
+            "eddy",
+            "-d",
+            "eddy",
+        ])
+        .args(["-X", "-v", "ON_ERROR_STOP=1"]);
+        cmd
     }
 
     pub fn http_url(&self, path: &str) -> String {
