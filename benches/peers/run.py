@@ -590,18 +590,23 @@ def run_eddy(a, P, queries, manifest):
         log("eddy: tables created")
 
         # ---- ticks: HTTP NDJSON
+        def checkpoint_and_record(table, rows, t_ingest, via):
+            """CHECKPOINT (counted in the load time) and record the table's load figures."""
+            t2 = time.perf_counter()
+            pg_exec(a, eddy, conn, "CHECKPOINT", a.load_timeout)
+            t_ckpt = time.perf_counter() - t2
+            secs = t_ingest + t_ckpt
+            out["load"][table] = {"rows": rows, "seconds": secs, "rows_per_s": rows / secs, "ingest_s": t_ingest,
+                                  "checkpoint_s": t_ckpt, "via": via}
+            log(f"eddy: {table}: {rows:,} rows in {secs:.2f} s (CHECKPOINT {t_ckpt:.2f} s) = {fmt_rate(rows / secs)}")
+
         try:
             t = time.perf_counter()
             rows = http_load_ndjson(a, eddy, "ticks", P["ticks_jsonl"])
             t_ingest = time.perf_counter() - t
             log(f"eddy: ticks: {rows:,} rows accepted in {t_ingest:.2f} s; CHECKPOINT ...")
-            t2 = time.perf_counter()
-            pg_exec(a, eddy, conn, "CHECKPOINT", a.load_timeout)
-            t_ckpt = time.perf_counter() - t2
-            secs = t_ingest + t_ckpt
-            out["load"]["ticks"] = {"rows": rows, "seconds": secs, "rows_per_s": rows / secs, "ingest_s": t_ingest,
-                                    "checkpoint_s": t_ckpt, "via": f"HTTP NDJSON, {a.chunk_mb:g} MB chunks x {a.uploaders} + CHECKPOINT"}
-            log(f"eddy: ticks: {rows:,} rows in {secs:.2f} s (CHECKPOINT {t_ckpt:.2f} s) = {fmt_rate(rows / secs)}")
+            checkpoint_and_record("ticks", rows, t_ingest,
+                                  f"HTTP NDJSON, {a.chunk_mb:g} MB chunks x {a.uploaders} + CHECKPOINT")
         except (BenchError, Exception) as e:  # noqa: BLE001
             out["load"]["ticks"] = {"error": f"{type(e).__name__}: {e}"}
             log(f"eddy: loading ticks FAILED: {e}")
@@ -618,13 +623,7 @@ def run_eddy(a, P, queries, manifest):
                 rows = pg_exec(a, eddy, conn, "SELECT count(*) FROM events", a.query_timeout)[0][0]
                 out["notes"].append("COPY returned no row count; events rows from count(*)")
             log(f"eddy: events: {rows:,} rows copied in {t_ingest:.2f} s; CHECKPOINT ...")
-            t2 = time.perf_counter()
-            pg_exec(a, eddy, conn, "CHECKPOINT", a.load_timeout)
-            t_ckpt = time.perf_counter() - t2
-            secs = t_ingest + t_ckpt
-            out["load"]["events"] = {"rows": rows, "seconds": secs, "rows_per_s": rows / secs, "ingest_s": t_ingest,
-                                     "checkpoint_s": t_ckpt, "via": "COPY FROM STDIN (FORMAT csv) + CHECKPOINT"}
-            log(f"eddy: events: {rows:,} rows in {secs:.2f} s (CHECKPOINT {t_ckpt:.2f} s) = {fmt_rate(rows / secs)}")
+            checkpoint_and_record("events", rows, t_ingest, "COPY FROM STDIN (FORMAT csv) + CHECKPOINT")
         except (BenchError, Exception) as e:  # noqa: BLE001
             out["load"]["events"] = {"error": f"{type(e).__name__}: {e}"}
             log(f"eddy: loading events FAILED: {e}")
