@@ -30,6 +30,16 @@ if [ ! -x .venv/bin/moto_server ] || ! cmp -s requirements-test.txt .venv/.requi
 fi
 export EDDY_TEST_MOTO_SERVER="$ROOT/.venv/bin/moto_server"
 
+# A real Kafka-protocol broker for the Kafka source tests: tansu, built once into
+# ~/.cargo/bin (about 15 minutes on a 2-core machine; cached after that).
+TANSU_VERSION=0.6.0
+TANSU="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+if [ ! -x "$TANSU" ] || ! "$TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  step "installing the tansu Kafka broker $TANSU_VERSION (cargo install; slow the first time)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore
+fi
+export TANSU
+
 step "building"
 cargo build --workspace --tests --locked
 

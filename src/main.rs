@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use eddy_be::{BeConfig, Engine};
 use eddy_fe::FeConfig;
-use eddy_ingest::generator::{run_generator, GeneratorKind};
+use eddy_ingest::generator::GeneratorKind;
 use eddy_proto::BeService;
+use eddy_proto::SourceDef;
 use serde::Deserialize;
 
 #[derive(Parser, Debug)]
@@ -189,7 +190,6 @@ async fn main() -> anyhow::Result<()> {
             let cfg = load_config(&server, &dir)?;
             let data_dir = cfg.be.data_dir.clone();
             let (be, endpoints) = start(cfg).await?;
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let plan = [
                 (GeneratorKind::Ticks, rows_per_second),
                 (GeneratorKind::Events, rows_per_second / 2),
@@ -197,23 +197,32 @@ async fn main() -> anyhow::Result<()> {
             ];
             for (i, (kind, rate)) in plan.into_iter().enumerate() {
                 let def = kind.demo_table();
-                let name = def.name.clone();
+                let table = def.name.clone();
                 be.create_table(def, true).await?;
-                tokio::spawn(run_generator(
-                    Arc::clone(&be),
-                    name,
-                    kind,
-                    rate,
-                    42 + i as u64,
-                    stop_rx.clone(),
-                ));
+                let options = [
+                    ("kind", kind.as_str().to_string()),
+                    ("rows_per_second", rate.to_string()),
+                    ("seed", (42 + i).to_string()),
+                ];
+                let source = SourceDef {
+                    name: format!("demo_{table}"),
+                    connector: "generator".into(),
+                    options: options
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                    table,
+                    paused: false,
+                };
+                be.create_source(source, true).await?;
             }
             println!(
                 "\neddy demo is running: live commodity ticks, clickstream events and orders.\n\n  \
                  psql -h {} -p {} -U eddy -d eddy\n\n  \
                  SELECT symbol, count(*), last_value(price ORDER BY ts) FROM ticks GROUP BY symbol;\n  \
                  SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC;\n  \
-                 SELECT status, count(*), sum(total_amount) FROM orders GROUP BY status;\n\n  \
+                 SELECT status, count(*), sum(total_amount) FROM orders GROUP BY status;\n  \
+                 SELECT source, state, rows, rows_per_second FROM system.sources;\n\n  \
                  metrics: http://{}/metrics   (Ctrl-C stops; data in {})\n",
                 endpoints.pg.ip(),
                 endpoints.pg.port(),
@@ -221,7 +230,6 @@ async fn main() -> anyhow::Result<()> {
                 data_dir.display()
             );
             shutdown_signal().await;
-            let _ = stop_tx.send(true);
         }
     }
     Ok(())

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
@@ -17,10 +17,11 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use bytes::Bytes;
 use eddy_ingest::decode::{decode_csv, decode_ndjson};
+use eddy_ingest::source::{self as sources, RunningSource};
 use eddy_ingest::validate::conform_batch;
 use eddy_proto::{
-    BeService, ColumnDef, Error, ErrorCode, Result, ScanRequest, ScanSnapshot, SegmentInfo,
-    TableDef, TableInfo, WriteFormat,
+    rejected_table_def, BeService, ColumnDef, Error, ErrorCode, Result, ScanRequest, ScanSnapshot,
+    SegmentInfo, SourceDef, SourceStatus, TableDef, TableInfo, WriteFormat,
 };
 use futures::StreamExt;
 use object_store::path::Path;
@@ -44,6 +45,9 @@ pub struct Engine {
     tables: RwLock<BTreeMap<String, Arc<Table>>>,
     catalog: tokio::sync::Mutex<Catalog>,
     seal_wanted: Notify,
+    /// Running sources by name (every source of the catalog, paused ones included).
+    sources: parking_lot::Mutex<BTreeMap<String, RunningSource>>,
+    me: Weak<Engine>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -132,6 +136,8 @@ impl Engine {
             let mut st = TableState::new(entry.def.clone(), ctx.next_id())?;
             st.flushed_seq = m.flushed_seq;
             st.applied_seq = m.flushed_seq;
+            st.flushed_offsets = m.source_offsets.clone();
+            st.applied_offsets = m.source_offsets.clone();
             for meta in segs {
                 live_paths.insert(meta.path.clone());
                 live_paths.insert(meta.meta_path());
@@ -195,13 +201,16 @@ impl Engine {
             config.wal_queue_capacity,
             config.wal_file_bytes_max,
         )?;
-        let engine = Arc::new(Engine {
+        let source_defs = catalog.sources.clone();
+        let engine = Arc::new_cyclic(|me| Engine {
             config,
             ctx,
             wal,
             tables: RwLock::new(tables),
             catalog: tokio::sync::Mutex::new(catalog),
             seal_wanted: Notify::new(),
+            sources: parking_lot::Mutex::new(BTreeMap::new()),
+            me: me.clone(),
         });
         for (name, t) in engine.tables.read().iter() {
             let st = t.state.lock();
@@ -214,7 +223,42 @@ impl Engine {
         }
         let weak = Arc::downgrade(&engine);
         tokio::spawn(async move { background(weak).await });
+        for def in source_defs {
+            if let Err(e) = engine.start_source(&def) {
+                tracing::error!(source = %def.name, error = %e, "source did not start");
+            }
+        }
         Ok(engine)
+    }
+
+    fn start_source(&self, def: &SourceDef) -> Result<()> {
+        let sink = Arc::new(crate::sources::EngineSink {
+            engine: self.me.clone(),
+            rt: tokio::runtime::Handle::current(),
+        });
+        let running = sources::start(def, sink)?;
+        tracing::info!(source = %def.name, table = %def.table, "source started");
+        self.sources.lock().insert(def.name.clone(), running);
+        Ok(())
+    }
+
+    pub(crate) fn table_handle(&self, name: &str) -> Result<Arc<Table>> {
+        self.get(name)
+    }
+
+    pub(crate) fn memtable_bytes_max(&self) -> u64 {
+        self.config.memtable_bytes_max
+    }
+
+    pub(crate) fn want_seal(&self) {
+        self.seal_wanted.notify_one();
+    }
+
+    /// Replaces the catalog with `next` (durably) while holding its lock.
+    async fn store_catalog(&self, cat: &mut Catalog, next: Catalog) -> Result<()> {
+        manifest::write_json(&self.ctx.store, manifest::CATALOG_PATH, &next).await?;
+        *cat = next;
+        Ok(())
     }
 
     fn get(&self, name: &str) -> Result<Arc<Table>> {
@@ -255,7 +299,8 @@ impl Engine {
                 let st = t.state.lock();
                 force && (st.active.rows > 0 || st.dirty() || !st.frozen.is_empty())
                     || st.memtable_bytes() as u64 >= self.config.memtable_bytes_max
-                    || (st.active.rows > 0 && st.active.created.elapsed() >= max_age)
+                    || ((st.active.rows > 0 || st.offsets_dirty())
+                        && st.active.created.elapsed() >= max_age)
                     || !st.frozen.is_empty()
             };
             if due {
@@ -305,7 +350,11 @@ impl Engine {
     /// Backpressure: a table's memtables (active plus sealing) may hold at most twice
     /// `memtable_bytes_max`. Past that, writers wait for seals, and fail with a retryable
     /// error if sealing stays behind for 30 s (e.g. the object store is down).
-    async fn wait_for_memtable_room(&self, table: &Arc<Table>, name: &str) -> Result<()> {
+    pub(crate) async fn wait_for_memtable_room(
+        &self,
+        table: &Arc<Table>,
+        name: &str,
+    ) -> Result<()> {
         let limit = 2 * self.config.memtable_bytes_max;
         let start = tokio::time::Instant::now();
         loop {
@@ -457,6 +506,15 @@ impl BeService for Engine {
 
     async fn drop_table(&self, name: &str, if_exists: bool) -> Result<()> {
         let mut cat = self.catalog.lock().await;
+        if let Some(s) = cat.sources.iter().find(|s| s.table == name) {
+            return Err(Error::new(
+                ErrorCode::DependentObjects,
+                format!(
+                    "cannot drop table {name} because source {} writes into it; DROP SOURCE {} first",
+                    s.name, s.name
+                ),
+            ));
+        }
         let Some(table) = self.tables.read().get(name).cloned() else {
             return if if_exists {
                 Ok(())
@@ -638,6 +696,120 @@ impl BeService for Engine {
         Ok(Arc::new(scan))
     }
 
+    async fn create_source(&self, def: SourceDef, if_not_exists: bool) -> Result<()> {
+        let cat = self.catalog.lock().await;
+        if cat.sources.iter().any(|s| s.name == def.name) {
+            if if_not_exists {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorCode::SourceAlreadyExists,
+                format!("source \"{}\" already exists", def.name),
+            ));
+        }
+        drop(cat);
+        if self.get(&def.table).is_err() {
+            if let Some(t) = sources::default_table(&def) {
+                self.create_table(t, true).await?;
+            }
+        }
+        let table = self.get(&def.table)?.state.lock().def.clone();
+        sources::validate(&def, &table)?;
+        // Rejected records need somewhere to go before the first record is read.
+        self.create_table(rejected_table_def(), true).await?;
+        let mut cat = self.catalog.lock().await;
+        if cat.sources.iter().any(|s| s.name == def.name) {
+            return Err(Error::new(
+                ErrorCode::SourceAlreadyExists,
+                format!("source \"{}\" already exists", def.name),
+            ));
+        }
+        let mut next = cat.clone();
+        next.sources.push(def.clone());
+        self.store_catalog(&mut cat, next).await?;
+        self.start_source(&def)
+    }
+
+    async fn drop_source(&self, name: &str, if_exists: bool) -> Result<()> {
+        let mut cat = self.catalog.lock().await;
+        let Some(def) = cat.sources.iter().find(|s| s.name == name).cloned() else {
+            if if_exists {
+                return Ok(());
+            }
+            return Err(Error::new(
+                ErrorCode::SourceNotFound,
+                format!("source \"{name}\" does not exist"),
+            ));
+        };
+        let mut next = cat.clone();
+        next.sources.retain(|s| s.name != name);
+        self.store_catalog(&mut cat, next).await?;
+        let running = self.sources.lock().remove(name);
+        if let Some(running) = running {
+            tokio::task::spawn_blocking(move || running.stop())
+                .await
+                .map_err(|e| Error::new(ErrorCode::Internal, format!("stop source: {e}")))?;
+        }
+        // Forget its offsets, so a new source of the same name starts afresh.
+        if let Ok(t) = self.get(&def.table) {
+            let mut st = t.state.lock();
+            st.applied_offsets.remove(name);
+        }
+        Ok(())
+    }
+
+    async fn set_source_paused(&self, name: &str, paused: bool) -> Result<()> {
+        let mut cat = self.catalog.lock().await;
+        if !cat.sources.iter().any(|s| s.name == name) {
+            return Err(Error::new(
+                ErrorCode::SourceNotFound,
+                format!("source \"{name}\" does not exist"),
+            ));
+        }
+        let mut next = cat.clone();
+        for s in next.sources.iter_mut().filter(|s| s.name == name) {
+            s.paused = paused;
+        }
+        let table = next
+            .sources
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.table.clone());
+        self.store_catalog(&mut cat, next).await?;
+        drop(cat);
+        if let Some(r) = self.sources.lock().get(name) {
+            r.set_paused(paused);
+        }
+        // Make what the source applied durable now: a paused source re-reads nothing after
+        // a restart, so rows only in the memtable would stay missing until it resumes.
+        if paused {
+            if let Some(t) = table.and_then(|t| self.get(&t).ok()) {
+                maintenance::seal(&self.ctx, &t).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sources(&self) -> Vec<SourceStatus> {
+        let running = self.sources.lock();
+        let mut out = Vec::new();
+        for (name, r) in running.iter() {
+            let durable = self
+                .get(&r.shared.table)
+                .map(|t| {
+                    t.state
+                        .lock()
+                        .flushed_offsets
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default();
+            out.extend(r.status(&durable));
+        }
+        out
+    }
+
     async fn checkpoint(&self) -> Result<()> {
         self.wal.rotate().await?;
         self.seal_due(true).await?;
@@ -646,6 +818,7 @@ impl BeService for Engine {
     }
 
     fn metrics_text(&self) -> String {
+        metrics::set_source_gauges(&self.sources());
         metrics::render()
     }
 }

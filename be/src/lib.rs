@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pk;
 pub mod scan;
 pub mod segment;
+pub mod sources;
 pub mod store;
 pub mod table;
 pub mod wal;

@@ -235,6 +235,7 @@ fn manifest_of(table_id: u64, st: &TableState) -> Manifest {
             .filter(|(id, b)| st.segments.contains_key(id) && !b.is_empty())
             .map(|(id, b)| (*id, encode_bitmap(b)))
             .collect(),
+        source_offsets: st.flushed_offsets.clone(),
     }
 }
 
@@ -265,7 +266,7 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
     if table.dropped.load(Ordering::SeqCst) {
         return Ok(false);
     }
-    let (frozen, seq, def, schema) = {
+    let (frozen, seq, offsets, def, schema) = {
         let mut st = table.state.lock();
         if st.active.rows == 0 && st.frozen.is_empty() && !st.dirty() {
             return Ok(false);
@@ -277,6 +278,7 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
         (
             st.frozen.clone(),
             st.applied_seq,
+            st.applied_offsets.clone(),
             st.def.clone(),
             Arc::clone(&st.schema),
         )
@@ -342,6 +344,7 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
             metrics::SEALS.inc();
         }
         st.flushed_seq = seq;
+        st.flushed_offsets = offsets;
         update_gauges(&def.name, &st);
         manifest_of(table.id, &st)
     };

@@ -4,12 +4,13 @@
 //!
 //! A manifest names the live segments of a table, their delete bitmaps and `flushed_seq`:
 //! every WAL record of the table with a sequence number up to it is reflected in the
-//! segments, so recovery replays only the records after it.
+//! segments, so recovery replays only the records after it. It also holds each Kafka
+//! source's offsets as of the same seal: where the source resumes after a restart.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use eddy_proto::{Error, ErrorCode, Result, TableDef};
+use eddy_proto::{Error, ErrorCode, Result, SourceDef, TableDef};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::de::DeserializeOwned;
@@ -27,6 +28,8 @@ pub struct CatalogEntry {
 pub struct Catalog {
     pub next_table_id: u64,
     pub tables: Vec<CatalogEntry>,
+    #[serde(default)]
+    pub sources: Vec<SourceDef>,
 }
 
 impl Default for Catalog {
@@ -34,6 +37,7 @@ impl Default for Catalog {
         Self {
             next_table_id: 1,
             tables: Vec::new(),
+            sources: Vec::new(),
         }
     }
 }
@@ -47,6 +51,9 @@ pub struct Manifest {
     pub segments: Vec<String>,
     /// Segment id → base64 roaring bitmap of deleted rows.
     pub deletes: BTreeMap<u64, String>,
+    /// Source → partition → next offset: every record before it is in the segments.
+    #[serde(default)]
+    pub source_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 pub fn table_dir(table_id: u64) -> String {

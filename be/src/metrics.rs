@@ -3,8 +3,10 @@
 
 use std::sync::LazyLock;
 
+use eddy_proto::SourceStatus;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 pub const LABEL_TABLE: &str = "table";
@@ -156,6 +158,78 @@ pub static WAL_GROUP_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
 });
 
 /// Prometheus text of every BE metric.
+fn source_gauge(name: &str, help: &str) -> IntGaugeVec {
+    register(
+        IntGaugeVec::new(Opts::new(name, help), &["source", "partition"]).expect("valid metric"),
+    )
+}
+
+fn source_fgauge(name: &str, help: &str) -> GaugeVec {
+    register(GaugeVec::new(Opts::new(name, help), &["source", "partition"]).expect("valid metric"))
+}
+
+/// Rows a source has applied since the server started, per partition.
+pub static SOURCE_ROWS: LazyLock<IntGaugeVec> =
+    LazyLock::new(|| source_gauge("eddy_source_rows", "Rows applied by a source since start"));
+pub static SOURCE_REJECTED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    source_gauge(
+        "eddy_source_rejected",
+        "Records a source rejected since start (see system.rejected)",
+    )
+});
+pub static SOURCE_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    source_gauge(
+        "eddy_source_lag",
+        "Records between the partition's high watermark and what is applied",
+    )
+});
+pub static SOURCE_RATE: LazyLock<GaugeVec> =
+    LazyLock::new(|| source_fgauge("eddy_source_rows_per_second", "Rows applied per second"));
+pub static SOURCE_FRESHNESS: LazyLock<GaugeVec> = LazyLock::new(|| {
+    source_fgauge(
+        "eddy_source_freshness_seconds",
+        "Age of the newest applied record when it was applied (record timestamp to queryable)",
+    )
+});
+/// 1 for the state each source is in (running, paused, disconnected, failed).
+pub static SOURCE_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new("eddy_source_state", "1 for the state a source is in"),
+            &["source", "state"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Sets the source gauges from a fresh status snapshot (dropped sources disappear).
+pub fn set_source_gauges(statuses: &[SourceStatus]) {
+    SOURCE_ROWS.reset();
+    SOURCE_REJECTED.reset();
+    SOURCE_LAG.reset();
+    SOURCE_RATE.reset();
+    SOURCE_FRESHNESS.reset();
+    SOURCE_STATE.reset();
+    for s in statuses {
+        let p = s.partition.map(|p| p.to_string()).unwrap_or_default();
+        let l = [s.source.as_str(), p.as_str()];
+        SOURCE_ROWS.with_label_values(&l).set(s.rows as i64);
+        SOURCE_REJECTED.with_label_values(&l).set(s.rejected as i64);
+        if let Some(lag) = s.lag {
+            SOURCE_LAG.with_label_values(&l).set(lag);
+        }
+        SOURCE_RATE.with_label_values(&l).set(s.rows_per_second);
+        if let Some(f) = s.freshness_ms {
+            SOURCE_FRESHNESS
+                .with_label_values(&l)
+                .set(f as f64 / 1000.0);
+        }
+        SOURCE_STATE
+            .with_label_values(&[s.source.as_str(), s.state.as_str()])
+            .set(1);
+    }
+}
+
 pub fn render() -> String {
     let enc = prometheus::TextEncoder::new();
     enc.encode_to_string(&REGISTRY.gather()).unwrap_or_default()

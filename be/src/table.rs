@@ -56,6 +56,10 @@ pub struct TableState {
     pub applied_seq: u64,
     /// Every record up to this one is reflected in the manifest.
     pub flushed_seq: u64,
+    /// Source → partition → next offset, of the records applied to this table (queryable).
+    pub applied_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// The same as of the last manifest: where sources resume after a restart.
+    pub flushed_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 #[derive(Debug)]
@@ -122,6 +126,8 @@ impl TableState {
             pk,
             applied_seq: 0,
             flushed_seq: 0,
+            applied_offsets: BTreeMap::new(),
+            flushed_offsets: BTreeMap::new(),
         })
     }
 
@@ -187,6 +193,11 @@ impl TableState {
 
     /// Whether some applied record is not yet reflected in the manifest.
     pub fn dirty(&self) -> bool {
-        self.applied_seq > self.flushed_seq
+        self.applied_seq > self.flushed_seq || self.offsets_dirty()
+    }
+
+    /// Whether source offsets moved since the manifest was written.
+    pub fn offsets_dirty(&self) -> bool {
+        self.applied_offsets != self.flushed_offsets
     }
 }

@@ -1,16 +1,19 @@
 //! Schemas DataFusion resolves names in: `public` (the BE's tables, looked up live so DDL
-//! from any session is visible at once) and `system` (tables, segments).
+//! from any session is visible at once) and `system` (tables, segments, sources, rejected).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array};
+use arrow::array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    UInt32Array, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{MemTable, SchemaProvider};
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result;
-use eddy_proto::BeService;
+use eddy_proto::{rejected_table_def, BeService, SourceStatus, REJECTED_TABLE};
 
 use crate::provider::EddyTable;
 
@@ -22,22 +25,39 @@ pub struct EddySchema {
 #[async_trait]
 impl SchemaProvider for EddySchema {
     fn table_names(&self) -> Vec<String> {
-        self.be.tables().into_iter().map(|t| t.def.name).collect()
+        self.be
+            .tables()
+            .into_iter()
+            .map(|t| t.def.name)
+            .filter(|n| !is_internal(n))
+            .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self.be.table(name).map(|def| {
-            Arc::new(EddyTable {
-                be: Arc::clone(&self.be),
-                name: def.name.clone(),
-                schema: nullable(&def.arrow_schema()),
-            }) as Arc<dyn TableProvider>
-        }))
+        if is_internal(name) {
+            return Ok(None);
+        }
+        Ok(be_table(&self.be, name))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.be.table(name).is_some()
+        !is_internal(name) && self.be.table(name).is_some()
     }
+}
+
+/// BE tables that back `system.*` (their names hold a dot) are not user tables.
+fn is_internal(name: &str) -> bool {
+    name.contains('.')
+}
+
+fn be_table(be: &Arc<dyn BeService>, name: &str) -> Option<Arc<dyn TableProvider>> {
+    be.table(name).map(|def| {
+        Arc::new(EddyTable {
+            be: Arc::clone(be),
+            name: def.name.clone(),
+            schema: nullable(&def.arrow_schema()),
+        }) as Arc<dyn TableProvider>
+    })
 }
 
 /// The schema DataFusion plans with: every column nullable, because NOT NULL is checked
@@ -58,7 +78,7 @@ pub struct SystemSchema {
     pub be: Arc<dyn BeService>,
 }
 
-const SYSTEM_TABLES: [&str; 2] = ["tables", "segments"];
+const SYSTEM_TABLES: [&str; 4] = ["tables", "segments", "sources", "rejected"];
 
 fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, None)
@@ -158,6 +178,55 @@ impl SystemSchema {
     }
 }
 
+impl SystemSchema {
+    fn sources_batch(&self) -> Result<RecordBatch> {
+        let s = self.be.sources();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("source", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("connector", DataType::Utf8, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("topic", DataType::Utf8, true),
+            Field::new("partition", DataType::Int32, true),
+            Field::new("committed_offset", DataType::Int64, true),
+            Field::new("consumed_offset", DataType::Int64, true),
+            Field::new("high_watermark", DataType::Int64, true),
+            Field::new("lag", DataType::Int64, true),
+            Field::new("rows", DataType::UInt64, false),
+            Field::new("rows_per_second", DataType::Float64, false),
+            Field::new("rejected", DataType::UInt64, false),
+            Field::new("freshness_ms", DataType::Int64, true),
+            Field::new("last_error", DataType::Utf8, true),
+        ]));
+        let text = |f: &dyn Fn(&SourceStatus) -> Option<String>| -> ArrayRef {
+            Arc::new(StringArray::from_iter(s.iter().map(f)))
+        };
+        let int = |f: &dyn Fn(&SourceStatus) -> Option<i64>| -> ArrayRef {
+            Arc::new(Int64Array::from_iter(s.iter().map(f)))
+        };
+        let cols: Vec<ArrayRef> = vec![
+            text(&|i| Some(i.source.clone())),
+            text(&|i| Some(i.table.clone())),
+            text(&|i| Some(i.connector.clone())),
+            text(&|i| Some(i.state.clone())),
+            text(&|i| i.topic.clone()),
+            Arc::new(Int32Array::from_iter(s.iter().map(|i| i.partition))),
+            int(&|i| i.committed_offset),
+            int(&|i| i.consumed_offset),
+            int(&|i| i.high_watermark),
+            int(&|i| i.lag),
+            Arc::new(UInt64Array::from_iter_values(s.iter().map(|i| i.rows))),
+            Arc::new(Float64Array::from_iter_values(
+                s.iter().map(|i| i.rows_per_second),
+            )),
+            Arc::new(UInt64Array::from_iter_values(s.iter().map(|i| i.rejected))),
+            int(&|i| i.freshness_ms),
+            text(&|i| i.last_error.clone()),
+        ];
+        Ok(RecordBatch::try_new(schema, cols)?)
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
@@ -168,6 +237,14 @@ impl SchemaProvider for SystemSchema {
         let batch = match name {
             "tables" => self.tables_batch()?,
             "segments" => self.segments_batch()?,
+            "sources" => self.sources_batch()?,
+            "rejected" => {
+                // Created with the first source; until then, an empty table of its shape.
+                if let Some(t) = be_table(&self.be, REJECTED_TABLE) {
+                    return Ok(Some(t));
+                }
+                RecordBatch::new_empty(nullable(&rejected_table_def().arrow_schema()))
+            }
             _ => return Ok(None),
         };
         let t = MemTable::try_new(batch.schema(), vec![vec![batch]])?;

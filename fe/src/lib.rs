@@ -17,6 +17,7 @@ pub mod pg;
 pub mod provider;
 pub mod query;
 pub mod server;
+pub mod source_ddl;
 
 pub use config::FeConfig;
 pub use server::{start, Endpoints};

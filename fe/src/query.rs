@@ -27,6 +27,7 @@ use crate::catalog::{EddySchema, SystemSchema};
 use crate::config::FeConfig;
 use crate::ddl;
 use crate::error::classify;
+use crate::source_ddl::{self, Piece};
 
 /// How `COPY ... FROM STDIN` data is encoded.
 #[derive(Debug, Clone)]
@@ -58,6 +59,18 @@ pub enum Outcome {
 pub enum Parsed {
     Sql(Box<Statement>),
     Checkpoint,
+    CreateSource {
+        def: eddy_proto::SourceDef,
+        if_not_exists: bool,
+    },
+    DropSource {
+        name: String,
+        if_exists: bool,
+    },
+    AlterSource {
+        name: String,
+        pause: bool,
+    },
 }
 
 pub struct QueryEngine {
@@ -134,13 +147,33 @@ impl QueryEngine {
     /// Splits a query string into statements. An empty string (or only `;` and comments)
     /// gives none.
     pub fn parse(&self, sql: &str) -> Result<Vec<Parsed>> {
-        let trimmed = sql.trim().trim_end_matches(';').trim();
-        if trimmed.eq_ignore_ascii_case("checkpoint") {
-            return Ok(vec![Parsed::Checkpoint]);
+        let parse_sql = |sql: &str| {
+            Parser::parse_sql(&PostgreSqlDialect {}, sql)
+                .map(|v| {
+                    v.into_iter()
+                        .map(|s| Parsed::Sql(Box::new(s)))
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| Error::new(ErrorCode::SyntaxError, format!("syntax error: {e}")))
+        };
+        let Some(pieces) = source_ddl::split(sql)? else {
+            return parse_sql(sql);
+        };
+        let mut out = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Sql(text) => out.extend(parse_sql(&text)?),
+                Piece::Checkpoint => out.push(Parsed::Checkpoint),
+                Piece::CreateSource { def, if_not_exists } => {
+                    out.push(Parsed::CreateSource { def, if_not_exists })
+                }
+                Piece::DropSource { name, if_exists } => {
+                    out.push(Parsed::DropSource { name, if_exists })
+                }
+                Piece::AlterSource { name, pause } => out.push(Parsed::AlterSource { name, pause }),
+            }
         }
-        Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .map(|v| v.into_iter().map(|s| Parsed::Sql(Box::new(s))).collect())
-            .map_err(|e| Error::new(ErrorCode::SyntaxError, format!("syntax error: {e}")))
+        Ok(out)
     }
 
     pub async fn execute(&self, stmt: Parsed) -> Result<Outcome> {
@@ -148,6 +181,18 @@ impl QueryEngine {
             Parsed::Checkpoint => {
                 self.be.checkpoint().await?;
                 return Ok(cmd("CHECKPOINT", None));
+            }
+            Parsed::CreateSource { def, if_not_exists } => {
+                self.be.create_source(def, if_not_exists).await?;
+                return Ok(cmd("CREATE SOURCE", None));
+            }
+            Parsed::DropSource { name, if_exists } => {
+                self.be.drop_source(&name, if_exists).await?;
+                return Ok(cmd("DROP SOURCE", None));
+            }
+            Parsed::AlterSource { name, pause } => {
+                self.be.set_source_paused(&name, pause).await?;
+                return Ok(cmd("ALTER SOURCE", None));
             }
             Parsed::Sql(s) => *s,
         };

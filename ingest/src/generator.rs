@@ -3,20 +3,19 @@
 //! (created, then paid or cancelled: upserts by `order_id`).
 //!
 //! Every generator is deterministic for a seed and takes the event time from the caller, so
-//! tests can replay it; [`run_generator`] drives one at a fixed rate into a table.
+//! tests can replay it; [`crate::source::generator`] drives one at a fixed rate into a table
+//! (`CREATE SOURCE ... FROM GENERATOR`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::{
     ArrayRef, Decimal128Builder, Float64Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
-use eddy_proto::{BeService, ColumnDef, ColumnType, PartitionBy, Result, TableDef};
+use eddy_proto::{ColumnDef, ColumnType, PartitionBy, TableDef};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::watch;
 
 /// What a generator produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +32,14 @@ impl GeneratorKind {
             "events" => Some(Self::Events),
             "orders" => Some(Self::Orders),
             _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ticks => "ticks",
+            Self::Events => "events",
+            Self::Orders => "orders",
         }
     }
 
@@ -289,42 +296,4 @@ impl Generator {
 
 fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
     RecordBatch::try_from_iter(cols).expect("generator columns have equal lengths")
-}
-
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
-/// Writes `rows_per_second` generated rows into `table` in ten batches a second, with event
-/// times of now, until `stop` turns true. Write errors are logged and retried next tick, so
-/// a full disk pauses the demo rather than ending it.
-pub async fn run_generator(
-    be: Arc<dyn BeService>,
-    table: String,
-    kind: GeneratorKind,
-    rows_per_second: u64,
-    seed: u64,
-    mut stop: watch::Receiver<bool>,
-) -> Result<()> {
-    let mut gen = Generator::new(kind, seed);
-    let tick = Duration::from_millis(100);
-    let per_tick = (rows_per_second / 10).max(1) as usize;
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut last = now_micros();
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.changed() => return Ok(()),
-        }
-        if *stop.borrow() {
-            return Ok(());
-        }
-        let now = now_micros();
-        let b = gen.next_batch(per_tick, last, now);
-        last = now;
-        if let Err(e) = be.write(&table, vec![b]).await {
-            tracing::warn!(table = %table, error = %e, "generator write failed; retrying next tick");
-        }
-    }
 }

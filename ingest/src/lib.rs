@@ -1,11 +1,12 @@
 //! eddy-ingest: turns bytes and generated events into validated Arrow batches.
 //!
-//! Data flow: a source (HTTP body, COPY stream, the built-in generator; Kafka in a later
-//! step) → a decoder ([`decode`]) that produces Arrow batches in the table's schema →
+//! Data flow: a source (HTTP body, COPY stream, a Kafka topic or the built-in generator,
+//! see [`source`]) → a decoder ([`decode`]) that produces Arrow batches in the table's schema →
 //! [`validate::conform_batch`], which names the row and column of any bad value → the BE's
 //! write path (memtable + WAL). Nothing here touches storage: the BE calls the decoders, and
 //! the generator writes through [`eddy_proto::BeService`].
 
 pub mod decode;
 pub mod generator;
+pub mod source;
 pub mod validate;

@@ -35,12 +35,20 @@ pub enum ErrorCode {
     ColumnAlreadyExists = 4003,
     /// A table definition is invalid (bad option, bad key).
     InvalidTableDefinition = 4004,
+    /// The source does not exist.
+    SourceNotFound = 4005,
+    /// The source already exists.
+    SourceAlreadyExists = 4006,
+    /// The object is still used by another (a table a source writes into).
+    DependentObjects = 4007,
     /// Reading or writing storage failed (disk, object store).
     StorageIo = 5000,
     /// Stored data failed a checksum or could not be decoded.
     StorageCorrupt = 5001,
     /// Input rows could not be decoded.
     DecodeInput = 6000,
+    /// A source option is missing or has a bad value.
+    InvalidSourceOption = 6001,
 }
 
 impl ErrorCode {
@@ -64,6 +72,10 @@ impl ErrorCode {
             ErrorCode::StorageIo => "58030",
             ErrorCode::StorageCorrupt => "XX001",
             ErrorCode::DecodeInput => "22P02",
+            ErrorCode::SourceNotFound => "42704",
+            ErrorCode::SourceAlreadyExists => "42710",
+            ErrorCode::DependentObjects => "2BP01",
+            ErrorCode::InvalidSourceOption => "22023",
         }
     }
 
@@ -75,14 +87,18 @@ impl ErrorCode {
             ErrorCode::ResourceExhausted => 429,
             ErrorCode::Cancelled => 499,
             ErrorCode::Unsupported => 501,
-            ErrorCode::TableNotFound | ErrorCode::ColumnNotFound => 404,
-            ErrorCode::TableAlreadyExists | ErrorCode::ColumnAlreadyExists => 409,
+            ErrorCode::TableNotFound | ErrorCode::ColumnNotFound | ErrorCode::SourceNotFound => 404,
+            ErrorCode::TableAlreadyExists
+            | ErrorCode::ColumnAlreadyExists
+            | ErrorCode::SourceAlreadyExists
+            | ErrorCode::DependentObjects => 409,
             ErrorCode::SyntaxError
             | ErrorCode::InvalidValue
             | ErrorCode::NotNullViolation
             | ErrorCode::InvalidStatement
             | ErrorCode::InvalidTableDefinition
-            | ErrorCode::DecodeInput => 400,
+            | ErrorCode::DecodeInput
+            | ErrorCode::InvalidSourceOption => 400,
         }
     }
 

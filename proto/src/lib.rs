@@ -9,9 +9,11 @@
 pub mod error;
 pub mod scalar;
 pub mod service;
+pub mod source;
 pub mod table;
 
 pub use error::{Error, ErrorCode, Result};
 pub use scalar::{Predicate, PredicateOp, Scalar};
 pub use service::{BatchStream, BeService, ScanRequest, ScanSnapshot, ScanStats, WriteFormat};
+pub use source::{rejected_table_def, SourceDef, SourceStatus, REJECTED_TABLE};
 pub use table::{ColumnDef, ColumnType, PartitionBy, SegmentInfo, TableDef, TableInfo};

@@ -12,6 +12,7 @@ use futures::Stream;
 
 use crate::error::Result;
 use crate::scalar::Predicate;
+use crate::source::{SourceDef, SourceStatus};
 use crate::table::{ColumnDef, SegmentInfo, TableDef, TableInfo};
 
 /// A stream of Arrow batches produced by the BE.
@@ -84,6 +85,15 @@ pub trait BeService: Send + Sync + Debug {
     async fn delete_keys(&self, table: &str, keys: RecordBatch) -> Result<u64>;
 
     async fn scan(&self, request: ScanRequest) -> Result<Arc<dyn ScanSnapshot>>;
+
+    /// Registers a source and starts it (unless `def.paused`). Options are validated first.
+    async fn create_source(&self, def: SourceDef, if_not_exists: bool) -> Result<()>;
+    /// Stops a source and forgets it; rows it wrote stay.
+    async fn drop_source(&self, name: &str, if_exists: bool) -> Result<()>;
+    /// Pauses or resumes a source; the state survives restarts.
+    async fn set_source_paused(&self, name: &str, paused: bool) -> Result<()>;
+    /// Progress of every source, one row per source partition.
+    fn sources(&self) -> Vec<SourceStatus>;
 
     /// Seals every memtable into segments now.
     async fn checkpoint(&self) -> Result<()>;

@@ -1,12 +1,14 @@
 //! Integration tests: each spawns the real `eddy` binary on free loopback ports and talks
-//! to it with real clients (tokio-postgres, psql, HTTP). One test binary keeps link time
+//! to it with real clients (tokio-postgres, psql, HTTP, a Kafka broker). One test binary keeps link time
 //! down.
 
+mod broker;
 mod harness;
 
 mod config;
 mod durability;
 mod http_ingest;
+mod kafka;
 mod s3;
 mod sql;
 mod storage;
