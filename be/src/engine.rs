@@ -777,8 +777,18 @@ impl BeService for Engine {
             .map(|s| s.table.clone());
         self.store_catalog(&mut cat, next).await?;
         drop(cat);
-        if let Some(r) = self.sources.lock().get(name) {
+        let shared = self.sources.lock().get(name).map(|r| {
             r.set_paused(paused);
+            Arc::clone(&r.shared)
+        });
+        if let (true, Some(shared)) = (paused, shared) {
+            let quiet =
+                tokio::task::spawn_blocking(move || shared.wait_quiet(Duration::from_secs(30)))
+                    .await
+                    .unwrap_or(false);
+            if !quiet {
+                tracing::warn!(source = %name, "source did not settle within 30 s of PAUSE");
+            }
         }
         // Make what the source applied durable now: a paused source re-reads nothing after
         // a restart, so rows only in the memtable would stay missing until it resumes.

@@ -48,9 +48,11 @@ fn run(
         }
         let now = chrono::Utc::now().timestamp_micros();
         if shared.paused() {
+            shared.set_quiet(true);
             last = now;
             continue;
         }
+        shared.set_quiet(false);
         let batch = gen.next_batch(per_tick, last, now);
         last = now;
         let rows = batch.num_rows() as u64;

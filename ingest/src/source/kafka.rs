@@ -313,14 +313,19 @@ impl Poller {
                 self.set_paused(paused);
             }
             if paused || self.assigned.is_empty() {
-                if !buf.is_empty() && tx.send(std::mem::take(&mut buf)).is_err() {
-                    return;
+                if !buf.is_empty() {
+                    self.shared.batch_sent();
+                    if tx.send(std::mem::take(&mut buf)).is_err() {
+                        return;
+                    }
                 }
+                self.shared.set_quiet(paused);
                 // Serve callbacks (statistics, errors) without taking messages.
                 let _ = self.consumer.poll(Duration::from_millis(0));
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
+            self.shared.set_quiet(false);
             let wait = if buf.is_empty() {
                 Duration::from_millis(100)
             } else {
@@ -346,6 +351,7 @@ impl Poller {
             if buf.len() >= self.opts.max_batch_rows
                 || (!buf.is_empty() && Instant::now() >= deadline)
             {
+                self.shared.batch_sent();
                 if tx.send(std::mem::take(&mut buf)).is_err() {
                     return;
                 }
@@ -378,6 +384,7 @@ impl Applier {
             if !self.apply(&raw) {
                 return;
             }
+            self.shared.batch_applied();
         }
     }
 

@@ -1,7 +1,7 @@
 //! A source's live progress, shared between its threads and `system.sources` / `/metrics`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use eddy_proto::{SourceDef, SourceStatus};
@@ -84,6 +84,10 @@ pub struct SourceShared {
     pub topic: Option<String>,
     paused: AtomicBool,
     stop: AtomicBool,
+    /// Set by the reading thread once it has seen `paused` and handed over what it read.
+    quiet: AtomicBool,
+    batches_sent: AtomicU64,
+    batches_applied: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -106,6 +110,9 @@ impl SourceShared {
             topic: def.options.get("topic").cloned(),
             paused: AtomicBool::new(def.paused),
             stop: AtomicBool::new(false),
+            quiet: AtomicBool::new(false),
+            batches_sent: AtomicU64::new(0),
+            batches_applied: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 connected: true,
                 failed: None,
@@ -129,6 +136,36 @@ impl SourceShared {
 
     pub fn paused(&self) -> bool {
         self.paused.load(Ordering::SeqCst)
+    }
+
+    /// The reading thread reads nothing until it clears this (it has seen a pause).
+    pub fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, Ordering::SeqCst);
+    }
+
+    pub fn batch_sent(&self) {
+        self.batches_sent.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn batch_applied(&self) {
+        self.batches_applied.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// After a pause: waits until nothing read before it is still being applied, so rows
+    /// stop changing once `ALTER SOURCE ... PAUSE` returns. False on timeout.
+    pub fn wait_quiet(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            let idle = self.batches_sent.load(Ordering::SeqCst)
+                == self.batches_applied.load(Ordering::SeqCst);
+            if self.quiet.load(Ordering::SeqCst) && idle {
+                return true;
+            }
+            if start.elapsed() > timeout || self.stopping() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The broker is (un)reachable; an error message says why it is not.
