@@ -1,11 +1,12 @@
 //! Integration tests: each spawns the real `eddy` binary on free loopback ports and talks
-//! to it with real clients (tokio-postgres, psql, HTTP). One test binary keeps link time
+//! to it with real clients (tokio-postgres, psql, HTTP, Arrow Flight SQL). One test binary keeps link time
 //! down.
 
 mod harness;
 
 mod config;
 mod durability;
+mod flight;
 mod http_ingest;
 mod s3;
 mod sql;
