@@ -106,7 +106,9 @@ def pg_text(v):
         return "t" if v else "f"
     if isinstance(v, float):
         return repr(v)
-    if isinstance(v, (dt.datetime, dt.date, decimal.Decimal, int, str)):
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(v, (dt.date, decimal.Decimal, int, str)):
         return str(v)
     raise TypeError(type(v))
 

@@ -128,12 +128,18 @@ pub(crate) fn schemas_schema() -> SchemaRef {
     CommandGetDbSchemas::default().into_builder().schema()
 }
 
-/// The Arrow schema a `SELECT *` of the table returns, planned but not run.
+/// A table's Arrow schema: eddy tables from their definition (which knows NOT NULL), other
+/// tables as a `SELECT *` of them plans, without running it.
 pub(crate) async fn table_schema(
     engine: &QueryEngine,
     schema: &str,
     table: &str,
 ) -> Result<SchemaRef> {
+    if schema == "public" {
+        if let Some(def) = engine.be().table(table) {
+            return Ok(def.arrow_schema());
+        }
+    }
     let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let sql = format!("SELECT * FROM {}.{} LIMIT 0", ident(schema), ident(table));
     let mut stmts = engine.parse(&sql)?;
