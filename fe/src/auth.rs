@@ -47,9 +47,13 @@ impl Credentials {
         let bad = || AuthError("malformed authorization header".into());
         let (scheme, rest) = h.trim().split_once(' ').ok_or_else(bad)?;
         if scheme.eq_ignore_ascii_case("basic") {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(rest.trim())
-                .map_err(|_| bad())?;
+            // Go's Flight client (ADBC) sends unpadded base64, others padded: accept both.
+            let lenient = base64::engine::GeneralPurpose::new(
+                &base64::alphabet::STANDARD,
+                base64::engine::GeneralPurposeConfig::new()
+                    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+            );
+            let raw = lenient.decode(rest.trim()).map_err(|_| bad())?;
             let text = String::from_utf8(raw).map_err(|_| bad())?;
             let (user, password) = text.split_once(':').ok_or_else(bad)?;
             Ok(Credentials::Basic {
@@ -238,6 +242,14 @@ mod tests {
                 user: "ann".into(),
                 password: "s:3".into()
             }
+        );
+        assert_eq!(
+            Credentials::parse(Some("Basic YW5uOnM6Mw")).unwrap(),
+            Credentials::Basic {
+                user: "ann".into(),
+                password: "s:3".into()
+            },
+            "unpadded, as Go's client sends it"
         );
         assert_eq!(
             Credentials::parse(Some("Bearer abc")).unwrap(),

@@ -67,10 +67,7 @@ fn psql_text(batches: &[RecordBatch]) -> String {
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
             .collect();
         for r in 0..b.num_rows() {
-            let fields: Vec<String> = fmts
-                .iter()
-                .map(|f| f.value(r).to_string())
-                .collect();
+            let fields: Vec<String> = fmts.iter().map(|f| f.value(r).to_string()).collect();
             lines.push(fields.join("|"));
         }
     }
@@ -521,7 +518,10 @@ async fn flight_sql_requires_auth_and_serves_tls_when_configured() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("authentication required"), "no credentials: {err}");
+    assert!(
+        err.contains("authentication required"),
+        "no credentials: {err}"
+    );
     let err = c.handshake("ann", "wrong").await.unwrap_err().to_string();
     assert!(
         err.contains("password authentication failed for user"),
