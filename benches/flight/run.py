@@ -7,7 +7,7 @@ in-process Arrow export, in one run; plus bulk ingest over ADBC.
 Steps: make ROWS ticks rows (symbol, ts, price, volume; numpy, seed 42) -> start eddy standalone ->
 ADBC adbc_ingest them (timed: ingest rows/s) -> CHECKPOINT -> DuckDB table from the same Arrow data ->
 fetch `SELECT * FROM ticks` REPEAT times each way (median): ADBC Flight SQL to a pyarrow Table,
-psycopg2 (libpq, simple query protocol, text rows) fetchall in chunks, DuckDB `.fetch_arrow_table()`.
+psycopg2 (libpq, simple query protocol, text rows) fetchall in chunks, DuckDB `.to_arrow_table()`.
 Every fetch is checked: row count and sum(volume). Prints rows/s and ratios; writes WORK/results.json.
 See benches/README.md.
 """
@@ -166,7 +166,7 @@ def main():
         duck.unregister("src")
 
         def duck_fetch():
-            t = duck.execute(QUERY).fetch_arrow_table()
+            t = duck.execute(QUERY).to_arrow_table()
             return t.num_rows, pc.sum(t["volume"]).as_py()
 
         log(f"fetching {QUERY!r} ({rows:,} rows)")
@@ -174,6 +174,7 @@ def main():
         results["duckdb_s"] = median_time("DuckDB Arrow export", duck_fetch, a.repeat, check)
         results["pgwire_s"] = median_time("pgwire (psycopg2)", pg_fetch, a.repeat, check)
         pg.close()
+        cur.close()
         conn.close()
     finally:
         proc.terminate()
