@@ -20,8 +20,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# Python clients and servers used by tests (moto's S3 server).
-if [ ! -x .venv/bin/moto_server ] || ! cmp -s requirements-test.txt .venv/.requirements 2>/dev/null; then
+# Python clients and servers used by tests (moto's S3 server, ADBC, pyarrow, pytest).
+if [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/pytest ] || ! cmp -s requirements-test.txt .venv/.requirements 2>/dev/null; then
   step "creating the Python test venv (.venv)"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
@@ -50,10 +50,27 @@ set +e
 cargo test --workspace --locked --lib --bins --tests -- --test-threads 4 "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole run, summed over every test binary.
+
+step "running client tests (pytest tests/clients)"
+# Real PyPI clients (ADBC Flight SQL, pyarrow.flight) against the eddy binary just built.
+pylog=$(mktemp)
+set +e
+EDDY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/eddy" \
+  .venv/bin/pytest -q -p no:cacheprovider tests/clients ${1:+-k "$1"} 2>&1 | tee "$pylog"
+pystatus=${PIPESTATUS[0]}
+set -e
+# pytest exits 5 when a filter selected no test; that is not a failure.
+if [ "$pystatus" -ne 0 ] && [ "$pystatus" -ne 5 ]; then status=1; fi
+
+# One closing line for the whole run, summed over every test binary and pytest.
 passed=$(grep -oE 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
-rm -f "$log"
+# (grep finds nothing when pytest has no such count; `|| true` keeps pipefail from ending here.)
+pypassed=$(tail -n 1 "$pylog" | { grep -oE '[0-9]+ passed' || true; } | awk '{s+=$1} END {print s+0}')
+pyfailed=$(tail -n 1 "$pylog" | { grep -oE '[0-9]+ (failed|error)' || true; } | awk '{s+=$1} END {print s+0}')
+passed=$((passed + pypassed))
+failed=$((failed + pyfailed))
+rm -f "$log" "$pylog"
 echo
 echo "tests: $passed passed, $failed failed"
 exit "$status"

@@ -143,12 +143,15 @@ async fn start(cfg: Config) -> anyhow::Result<(Arc<dyn BeService>, eddy_fe::Endp
     let endpoints = eddy_fe::start(&cfg.fe, Arc::clone(&be))
         .await
         .context("start servers")?;
-    let json =
-        serde_json::json!({ "pg": endpoints.pg.to_string(), "http": endpoints.http.to_string() });
+    let json = serde_json::json!({
+        "pg": endpoints.pg.to_string(),
+        "http": endpoints.http.to_string(),
+        "flight": endpoints.flight.to_string(),
+    });
     let tmp = data_dir.join("endpoints.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&json)?)?;
     std::fs::rename(&tmp, data_dir.join("endpoints.json"))?;
-    tracing::info!(pg = %endpoints.pg, http = %endpoints.http, data_dir = %data_dir.display(), "eddy is ready");
+    tracing::info!(pg = %endpoints.pg, http = %endpoints.http, flight = %endpoints.flight, data_dir = %data_dir.display(), "eddy is ready");
     Ok((be, endpoints))
 }
 
@@ -223,9 +226,11 @@ async fn main() -> anyhow::Result<()> {
                  SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC;\n  \
                  SELECT status, count(*), sum(total_amount) FROM orders GROUP BY status;\n  \
                  SELECT source, state, rows, rows_per_second FROM system.sources;\n\n  \
+                 Arrow Flight SQL (ADBC, pyarrow): grpc://{}\n  \
                  metrics: http://{}/metrics   (Ctrl-C stops; data in {})\n",
                 endpoints.pg.ip(),
                 endpoints.pg.port(),
+                endpoints.flight,
                 endpoints.http,
                 data_dir.display()
             );

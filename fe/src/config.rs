@@ -1,5 +1,7 @@
 //! FE configuration: the `[fe]` section of the TOML config.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -9,8 +11,15 @@ pub struct FeConfig {
     pub pg_listen: String,
     /// HTTP address (ingest, /health, /metrics).
     pub http_listen: String,
-    /// Arrow Flight SQL address (served once the Flight SQL service lands).
+    /// Arrow Flight SQL address (gRPC); port 0 picks a free port.
     pub flight_listen: String,
+    /// Users and their passwords (`[fe.users] name = "password"`). With none, clients on
+    /// loopback are trusted under any user name and remote clients are refused.
+    pub users: BTreeMap<String, String>,
+    /// PEM certificate chain; with `tls_key_path`, Flight SQL is served over TLS only.
+    pub tls_cert_path: Option<String>,
+    /// PEM private key of `tls_cert_path`.
+    pub tls_key_path: Option<String>,
     /// Bound of DataFusion's memory pool; queries needing more spill to disk or fail.
     pub memory_pool_bytes: u64,
     /// Parallelism of one query; 0 means the number of cores.
@@ -27,6 +36,9 @@ impl Default for FeConfig {
             pg_listen: "127.0.0.1:5433".into(),
             http_listen: "127.0.0.1:8030".into(),
             flight_listen: "127.0.0.1:8070".into(),
+            users: BTreeMap::new(),
+            tls_cert_path: None,
+            tls_key_path: None,
             memory_pool_bytes: 4 * 1024 * 1024 * 1024,
             target_partitions: 0,
             http_body_bytes_max: 512 * 1024 * 1024,

@@ -92,3 +92,37 @@ pub fn error_info(e: &Error) -> ErrorInfo {
 pub fn to_pgwire(e: &Error) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(e)))
 }
+
+/// The gRPC status code Flight SQL clients get for an eddy error. Exhaustive on purpose:
+/// a new [`ErrorCode`] must choose its status here.
+pub fn grpc_code(code: ErrorCode) -> tonic::Code {
+    match code {
+        ErrorCode::Internal | ErrorCode::QueryFailed | ErrorCode::StorageCorrupt => {
+            tonic::Code::Internal
+        }
+        ErrorCode::Unsupported => tonic::Code::Unimplemented,
+        ErrorCode::Cancelled => tonic::Code::Cancelled,
+        ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
+        ErrorCode::SyntaxError
+        | ErrorCode::InvalidValue
+        | ErrorCode::NotNullViolation
+        | ErrorCode::InvalidStatement
+        | ErrorCode::InvalidTableDefinition
+        | ErrorCode::DecodeInput => tonic::Code::InvalidArgument,
+        ErrorCode::TableNotFound | ErrorCode::ColumnNotFound => tonic::Code::NotFound,
+        ErrorCode::TableAlreadyExists | ErrorCode::ColumnAlreadyExists => {
+            tonic::Code::AlreadyExists
+        }
+        ErrorCode::StorageIo => tonic::Code::Unavailable,
+    }
+}
+
+/// An eddy error as a gRPC status: the message psql would show, and the SQLSTATE in the
+/// `x-eddy-sqlstate` trailer for clients that want the precise condition.
+pub fn to_status(e: &Error) -> tonic::Status {
+    let mut status = tonic::Status::new(grpc_code(e.code), e.message.clone());
+    if let Ok(v) = e.code.sqlstate().parse() {
+        status.metadata_mut().insert("x-eddy-sqlstate", v);
+    }
+    status
+}

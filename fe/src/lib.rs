@@ -1,16 +1,19 @@
 //! eddy-fe: the front ends and the SQL engine.
 //!
-//! Data flow: a client statement arrives over PostgreSQL wire ([`pg`]) or HTTP ([`http`]);
+//! Data flow: a client statement arrives over PostgreSQL wire ([`pg`]), Arrow Flight SQL
+//! ([`flight`]) or HTTP ([`http`]), from a client [`auth`] admitted;
 //! [`query::QueryEngine`] handles eddy's own statements (DDL, DELETE by key, COPY,
 //! CHECKPOINT) by calling the BE, and plans everything else with DataFusion over
 //! [`provider::EddyTable`], which asks the BE for pruned scan snapshots. The FE reaches the
 //! BE only through [`eddy_proto::BeService`]. Errors are classified once ([`error`]) and
-//! mapped to SQLSTATE codes.
+//! mapped to SQLSTATE codes and gRPC statuses.
 
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod ddl;
 pub mod error;
+pub mod flight;
 pub mod http;
 pub mod metrics;
 pub mod pg;

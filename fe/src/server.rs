@@ -7,7 +7,9 @@ use eddy_proto::{BeService, Error, ErrorCode, Result};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::auth::Authenticator;
 use crate::config::FeConfig;
+use crate::flight::EddyFlightSql;
 use crate::query::QueryEngine;
 
 /// The addresses the FE actually listens on (ports resolved when 0 was asked for).
@@ -15,6 +17,7 @@ use crate::query::QueryEngine;
 pub struct Endpoints {
     pub pg: SocketAddr,
     pub http: SocketAddr,
+    pub flight: SocketAddr,
 }
 
 async fn bind(what: &str, addr: &str) -> Result<TcpListener> {
@@ -26,11 +29,20 @@ async fn bind(what: &str, addr: &str) -> Result<TcpListener> {
     })
 }
 
-/// Starts the PostgreSQL and HTTP servers on the runtime and returns their addresses.
+/// Starts the PostgreSQL, HTTP and Flight SQL servers on the runtime and returns their
+/// addresses.
 pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoints> {
     let engine = Arc::new(QueryEngine::new(Arc::clone(&be), config)?);
     let pg = bind("PostgreSQL", &config.pg_listen).await?;
     let http = bind("HTTP", &config.http_listen).await?;
+    let flight = bind("Flight SQL", &config.flight_listen).await?;
+    // Configuration errors (TLS files) surface at start, not on the first connection.
+    let tls = crate::flight::tls_identity(
+        config.tls_cert_path.as_deref(),
+        config.tls_key_path.as_deref(),
+    )?;
+    let auth = Arc::new(Authenticator::new(config.users.clone()));
+    let flight_sql = EddyFlightSql::new(Arc::clone(&engine), auth, config.copy_bytes_max)?;
     let endpoints = Endpoints {
         pg: pg
             .local_addr()
@@ -38,7 +50,15 @@ pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoint
         http: http
             .local_addr()
             .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?,
+        flight: flight
+            .local_addr()
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?,
     };
+    tokio::spawn(async move {
+        if let Err(e) = crate::flight::serve(flight, flight_sql, tls).await {
+            tracing::error!(error = %snafu::Report::from_error(e), "Flight SQL server stopped");
+        }
+    });
     tokio::spawn(crate::pg::serve(pg, engine, config.copy_bytes_max));
     let router = crate::http::router(be, config.http_body_bytes_max);
     tokio::spawn(async move {

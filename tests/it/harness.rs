@@ -11,6 +11,7 @@ pub struct Server {
     pub dir: PathBuf,
     pub pg: String,
     pub http: String,
+    pub flight: String,
     env: Vec<(String, String)>,
     args: Vec<String>,
 }
@@ -44,6 +45,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&dir)
             .args(["--pg-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--flight-listen", "127.0.0.1:0"])
             .args(&args)
             .env("EDDY_LOG", "info")
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -61,6 +63,7 @@ impl Server {
                     dir,
                     pg: v["pg"].as_str().unwrap().to_string(),
                     http: v["http"].as_str().unwrap().to_string(),
+                    flight: v["flight"].as_str().unwrap().to_string(),
                     env,
                     args,
                 };

@@ -1,5 +1,6 @@
 //! Integration tests: each spawns the real `eddy` binary on free loopback ports and talks
-//! to it with real clients (tokio-postgres, psql, HTTP, a Kafka broker). One test binary keeps link time
+//! to it with real clients (tokio-postgres, psql, HTTP, Arrow Flight SQL, a Kafka broker).
+//! One test binary keeps link time
 //! down.
 
 mod broker;
@@ -7,6 +8,7 @@ mod harness;
 
 mod config;
 mod durability;
+mod flight;
 mod http_ingest;
 mod kafka;
 mod s3;
