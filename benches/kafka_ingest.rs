@@ -5,30 +5,26 @@
 //! 3. DuckDB inserting the same rows from NDJSON (through the Python package);
 //! 4. produce → visible latency at a steady 50k rows/s: p50 / p99.
 //!
-//! Needs tansu (`scripts/test.sh` installs it, or `TANSU=/path`) and, for DuckDB, a Python
+//! Needs tansu (`scripts/test.sh` installs it, or `TANSU=/path`; started as the tests start
+//! it, `tests/it/broker.rs`) and, for DuckDB, a Python
 //! with `duckdb` (`.venv-bench/bin/python` from `benches/peers/requirements.txt`, or
 //! `BENCH_PYTHON`). Options: `--rows N` (default 3000000), `--partitions N` (default 4).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::Message;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(dead_code)]
+#[path = "../tests/it/broker.rs"]
+mod broker;
+use broker::Broker;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -46,38 +42,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn start_tansu() -> (Proc, String) {
-    let tansu = std::env::var("TANSU")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo/bin/tansu"));
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(&tansu)
-        .args([
-            "broker",
-            "--listener-url",
-            &format!("tcp://{addr}"),
-            "--advertised-listener-url",
-            &format!("tcp://{addr}"),
-            "--storage-engine",
-            "memory://tansu/",
-            "--silent",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} ({e}); run scripts/test.sh once",
-                tansu.display()
-            )
-        });
-    while std::net::TcpStream::connect(&addr).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Proc(child), addr)
 }
 
 fn tick(seq: u64, ts_ms: i64) -> String {
@@ -129,26 +93,6 @@ fn produce(addr: &str, topic: &str, rows: u64, partitions: i32, ndjson: Option<&
         "  produced {rows} rows in {:.1}s",
         start.elapsed().as_secs_f64()
     );
-}
-
-fn create_topic(addr: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let r = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    for t in r {
-        t.unwrap();
-    }
 }
 
 /// What a consumer with no work beyond reading can do: the broker's ceiling.
@@ -278,8 +222,9 @@ async fn main() {
     let partitions = arg("--partitions", 4) as i32;
     let dir = tempfile::tempdir().unwrap();
     eprintln!("kafka_ingest: {rows} ticks (~100 B JSON) over {partitions} partitions");
-    let (_tansu, addr) = start_tansu();
-    create_topic(&addr, "ticks", partitions);
+    let broker = Broker::start_direct();
+    let addr = broker.addr.clone();
+    broker.create_topic("ticks", partitions).await;
     let ndjson = dir.path().join("ticks.ndjson");
     eprintln!("producing...");
     produce(&addr, "ticks", rows, partitions, Some(&ndjson));
@@ -327,7 +272,7 @@ async fn main() {
     let duck = duckdb_insert(&ndjson, rows);
 
     eprintln!("freshness at 50k rows/s for 10 s...");
-    create_topic(&addr, "fresh", 1);
+    broker.create_topic("fresh", 1).await;
     c.simple_query("CREATE TABLE fresh (seq bigint NOT NULL, symbol text, price double precision, volume bigint, ts timestamptz)")
         .await
         .unwrap();

@@ -41,6 +41,31 @@ fn tansu_bin() -> PathBuf {
     p
 }
 
+/// Starts tansu in memory on `port`, advertising `advertised`, and waits until it listens.
+pub fn spawn_tansu(port: u16, advertised: u16) -> Child {
+    let child = Command::new(tansu_bin())
+        .args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--advertised-listener-url",
+            &format!("tcp://127.0.0.1:{advertised}"),
+            "--storage-engine",
+            "memory://tansu/",
+            "--silent",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tansu");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "tansu did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 pub struct Broker {
     child: Child,
     /// What clients use: the relay.
@@ -49,35 +74,13 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// tansu behind a relay the test controls ([`Broker::stop`], [`Broker::resume`]).
     pub async fn start() -> Broker {
         let tansu_port = free_port();
         let relay_port = free_port();
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{tansu_port}"),
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{relay_port}"),
-                "--storage-engine",
-                "memory://tansu/",
-                "--silent",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tansu");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", tansu_port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "tansu did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = spawn_tansu(tansu_port, relay_port);
         let (tx, rx) = watch::channel(true);
         tokio::spawn(relay(relay_port, tansu_port, rx));
-        // Wait for the relay to listen.
         while TcpStream::connect(("127.0.0.1", relay_port)).await.is_err() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -85,6 +88,17 @@ impl Broker {
             child,
             addr: format!("127.0.0.1:{relay_port}"),
             relay_up: tx,
+        }
+    }
+
+    /// tansu reached directly (benchmarks: no relay in the path).
+    pub fn start_direct() -> Broker {
+        let port = free_port();
+        let child = spawn_tansu(port, port);
+        Broker {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            relay_up: watch::channel(true).0,
         }
     }
 

@@ -38,6 +38,20 @@ fn source_sql(name: &str, broker: &Broker, topic: &str, table: &str, extra: &str
     )
 }
 
+/// Waits until `table` holds rows `0..n` of `seq` exactly once each.
+async fn assert_arrives(c: &tokio_postgres::Client, table: &str, n: i64, secs: u64) {
+    let ok = eventually(secs, || async { count_distinct(c, table).await == (n, n) }).await;
+    assert!(ok, "{table}: (rows, distinct seq) = {:?}, want {n}", count_distinct(c, table).await);
+}
+
+async fn metrics(s: &Server) -> String {
+    metrics(&s).await
+}
+
+async fn source_state(c: &tokio_postgres::Client, source: &str) -> String {
+    scalar(c, &format!("SELECT min(state) FROM system.sources WHERE source = '{source}'")).await
+}
+
 async fn count_distinct(c: &tokio_postgres::Client, table: &str) -> (i64, i64) {
     let r = rows(
         c,
@@ -94,22 +108,8 @@ async fn kafka_json_and_csv_topics_with_partitions_land_every_record() {
         ),
     )
     .await;
-    assert!(
-        eventually(60, || async {
-            count_distinct(&c, "ticks").await == (3000, 3000)
-        })
-        .await,
-        "all JSON records arrive once: {:?}",
-        count_distinct(&c, "ticks").await
-    );
-    assert!(
-        eventually(60, || async {
-            count_distinct(&c, "ticks_csv").await == (2000, 2000)
-        })
-        .await,
-        "all CSV records arrive once: {:?}",
-        count_distinct(&c, "ticks_csv").await
-    );
+    assert_arrives(&c, "ticks", 3000, 60).await;
+    assert_arrives(&c, "ticks_csv", 2000, 60).await;
     let expected: f64 = (0..3000).map(|s| (s % 100) as f64 + 0.5).sum();
     assert_eq!(
         scalar(&c, &format!("SELECT sum(price) = {expected} FROM ticks")).await,
@@ -159,12 +159,7 @@ async fn kafka_json_and_csv_topics_with_partitions_land_every_record() {
     })
     .await;
     assert!(lag_known, "lag reaches 0 once the high watermark is known");
-    let metrics = reqwest::get(s.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&s).await;
     assert!(
         metrics.contains("eddy_source_rows{partition=\"0\",source=\"tj\"} 1000"),
         "per-partition rows on /metrics"
@@ -180,12 +175,7 @@ async fn kafka_json_and_csv_topics_with_partitions_land_every_record() {
         .map(|s| ((s % 3) as i32, format!("k{s}"), Some(tick_json(s))))
         .collect();
     produce(&p, "ticks-json", &more).await;
-    assert!(
-        eventually(30, || async {
-            count_distinct(&c, "ticks").await == (3300, 3300)
-        })
-        .await
-    );
+    assert_arrives(&c, "ticks", 3300, 30).await;
     drop(c);
     let s = s.restart();
     let c = s.client().await;
@@ -365,14 +355,7 @@ async fn kafka_bad_records_go_to_rejected_and_dead_letter_while_the_rest_arrives
     )
     .await;
     let good = 1000 - bad.len() as i64;
-    assert!(
-        eventually(60, || async {
-            count_distinct(&c, "ticks").await == (good, good)
-        })
-        .await,
-        "{:?}",
-        count_distinct(&c, "ticks").await
-    );
+    assert_arrives(&c, "ticks", good, 60).await;
     assert!(
         eventually(20, || async {
             scalar(&c, "SELECT count(*) FROM system.rejected").await == bad.len().to_string()
@@ -406,12 +389,7 @@ async fn kafka_bad_records_go_to_rejected_and_dead_letter_while_the_rest_arrives
         };
         assert!(error.contains(expect), "seq {seq}: {error}");
     }
-    let metrics = reqwest::get(s.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&s).await;
     let rejected_total: i64 = metrics
         .lines()
         .filter(|l| l.starts_with("eddy_source_rejected{"))
@@ -541,21 +519,12 @@ async fn kafka_broker_outage_and_pause_resume_lose_nothing() {
             .collect()
     };
     produce(&p, "flaky", &batch(0, 1000)).await;
-    assert!(
-        eventually(30, || async {
-            count_distinct(&c, "ticks").await == (1000, 1000)
-        })
-        .await
-    );
+    assert_arrives(&c, "ticks", 1000, 30).await;
 
     // The broker goes away mid-stream: the source says so, then resumes by itself.
     b.stop();
     let shows_outage = eventually(30, || async {
-        scalar(
-            &c,
-            "SELECT min(state) FROM system.sources WHERE source = 'fl'",
-        )
-        .await
+        source_state(&c, "fl").await
             == "disconnected"
     })
     .await;
@@ -564,13 +533,7 @@ async fn kafka_broker_outage_and_pause_resume_lose_nothing() {
         "{:?}",
         rows(&c, "SELECT state, last_error FROM system.sources").await
     );
-    let metrics = reqwest::get(s.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("eddy_source_state{source=\"fl\",state=\"disconnected\"} 1"));
+    assert!(metrics(&s).await.contains("eddy_source_state{source=\"fl\",state=\"disconnected\"} 1"));
     let pending = {
         let p = Arc::clone(&p);
         tokio::spawn(async move { produce(&p, "flaky", &batch(1000, 2000)).await })
@@ -578,21 +541,10 @@ async fn kafka_broker_outage_and_pause_resume_lose_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     b.resume();
     pending.await.unwrap();
-    assert!(
-        eventually(60, || async {
-            count_distinct(&c, "ticks").await == (2000, 2000)
-        })
-        .await,
-        "{:?}",
-        count_distinct(&c, "ticks").await
-    );
+    assert_arrives(&c, "ticks", 2000, 60).await;
     assert!(
         eventually(15, || async {
-            scalar(
-                &c,
-                "SELECT min(state) FROM system.sources WHERE source = 'fl'",
-            )
-            .await
+            source_state(&c, "fl").await
                 == "running"
         })
         .await
@@ -604,11 +556,7 @@ async fn kafka_broker_outage_and_pause_resume_lose_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count_distinct(&c, "ticks").await, (2000, 2000));
     assert_eq!(
-        scalar(
-            &c,
-            "SELECT min(state) FROM system.sources WHERE source = 'fl'"
-        )
-        .await,
+        source_state(&c, "fl").await,
         "paused"
     );
     drop(c);
@@ -616,21 +564,12 @@ async fn kafka_broker_outage_and_pause_resume_lose_nothing() {
     let c = s.client().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        scalar(
-            &c,
-            "SELECT min(state) FROM system.sources WHERE source = 'fl'"
-        )
-        .await,
+        source_state(&c, "fl").await,
         "paused"
     );
     assert_eq!(count_distinct(&c, "ticks").await, (2000, 2000));
     rows(&c, "ALTER SOURCE fl RESUME").await;
-    assert!(
-        eventually(30, || async {
-            count_distinct(&c, "ticks").await == (2500, 2500)
-        })
-        .await
-    );
+    assert_arrives(&c, "ticks", 2500, 30).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
