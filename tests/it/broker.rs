@@ -60,7 +60,10 @@ pub fn spawn_tansu(port: u16, advertised: u16) -> Child {
         .expect("spawn tansu");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "tansu did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "tansu did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child
@@ -92,6 +95,7 @@ impl Broker {
     }
 
     /// tansu reached directly (benchmarks: no relay in the path).
+    #[allow(dead_code)] // used by benches/kafka_ingest.rs, which includes this file
     pub fn start_direct() -> Broker {
         let port = free_port();
         let child = spawn_tansu(port, port);

@@ -41,15 +41,24 @@ fn source_sql(name: &str, broker: &Broker, topic: &str, table: &str, extra: &str
 /// Waits until `table` holds rows `0..n` of `seq` exactly once each.
 async fn assert_arrives(c: &tokio_postgres::Client, table: &str, n: i64, secs: u64) {
     let ok = eventually(secs, || async { count_distinct(c, table).await == (n, n) }).await;
-    assert!(ok, "{table}: (rows, distinct seq) = {:?}, want {n}", count_distinct(c, table).await);
+    assert!(
+        ok,
+        "{table}: (rows, distinct seq) = {:?}, want {n}",
+        count_distinct(c, table).await
+    );
 }
 
-async fn metrics(s: &Server) -> String {
-    metrics(&s).await
+async fn fetch_metrics(s: &Server) -> String {
+    let r = reqwest::get(s.http_url("/metrics")).await.unwrap();
+    r.text().await.unwrap()
 }
 
 async fn source_state(c: &tokio_postgres::Client, source: &str) -> String {
-    scalar(c, &format!("SELECT min(state) FROM system.sources WHERE source = '{source}'")).await
+    scalar(
+        c,
+        &format!("SELECT min(state) FROM system.sources WHERE source = '{source}'"),
+    )
+    .await
 }
 
 async fn count_distinct(c: &tokio_postgres::Client, table: &str) -> (i64, i64) {
@@ -159,7 +168,7 @@ async fn kafka_json_and_csv_topics_with_partitions_land_every_record() {
     })
     .await;
     assert!(lag_known, "lag reaches 0 once the high watermark is known");
-    let metrics = metrics(&s).await;
+    let metrics = fetch_metrics(&s).await;
     assert!(
         metrics.contains("eddy_source_rows{partition=\"0\",source=\"tj\"} 1000"),
         "per-partition rows on /metrics"
@@ -389,7 +398,7 @@ async fn kafka_bad_records_go_to_rejected_and_dead_letter_while_the_rest_arrives
         };
         assert!(error.contains(expect), "seq {seq}: {error}");
     }
-    let metrics = metrics(&s).await;
+    let metrics = fetch_metrics(&s).await;
     let rejected_total: i64 = metrics
         .lines()
         .filter(|l| l.starts_with("eddy_source_rejected{"))
@@ -524,8 +533,7 @@ async fn kafka_broker_outage_and_pause_resume_lose_nothing() {
     // The broker goes away mid-stream: the source says so, then resumes by itself.
     b.stop();
     let shows_outage = eventually(30, || async {
-        source_state(&c, "fl").await
-            == "disconnected"
+        source_state(&c, "fl").await == "disconnected"
     })
     .await;
     assert!(
@@ -533,7 +541,9 @@ async fn kafka_broker_outage_and_pause_resume_lose_nothing() {
         "{:?}",
         rows(&c, "SELECT state, last_error FROM system.sources").await
     );
-    assert!(metrics(&s).await.contains("eddy_source_state{source=\"fl\",state=\"disconnected\"} 1"));
+    assert!(fetch_metrics(&s)
+        .await
+        .contains("eddy_source_state{source=\"fl\",state=\"disconnected\"} 1"));
     let pending = {
         let p = Arc::clone(&p);
         tokio::spawn(async move { produce(&p, "flaky", &batch(1000, 2000)).await })
@@ -542,31 +552,19 @@ async fn kafka_broker_outage_and_pause_resume_lose_nothing() {
     b.resume();
     pending.await.unwrap();
     assert_arrives(&c, "ticks", 2000, 60).await;
-    assert!(
-        eventually(15, || async {
-            source_state(&c, "fl").await
-                == "running"
-        })
-        .await
-    );
+    assert!(eventually(15, || async { source_state(&c, "fl").await == "running" }).await);
 
     // Paused: nothing new lands, and the state says so, across a restart too.
     rows(&c, "ALTER SOURCE fl PAUSE").await;
     produce(&p, "flaky", &batch(2000, 2500)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count_distinct(&c, "ticks").await, (2000, 2000));
-    assert_eq!(
-        source_state(&c, "fl").await,
-        "paused"
-    );
+    assert_eq!(source_state(&c, "fl").await, "paused");
     drop(c);
     let s = s.restart();
     let c = s.client().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        source_state(&c, "fl").await,
-        "paused"
-    );
+    assert_eq!(source_state(&c, "fl").await, "paused");
     assert_eq!(count_distinct(&c, "ticks").await, (2000, 2000));
     rows(&c, "ALTER SOURCE fl RESUME").await;
     assert_arrives(&c, "ticks", 2500, 30).await;

@@ -331,26 +331,48 @@ impl Poller {
             } else {
                 deadline.saturating_duration_since(now)
             };
-            match self.consumer.poll(wait) {
-                Some(Ok(m)) => {
-                    if buf.is_empty() {
-                        deadline = Instant::now() + self.opts.max_batch_interval;
+            // Drain what the client has fetched; the clock is read only every few hundred
+            // records (reading it per record cost more than decoding).
+            let mut due = false;
+            let mut polled = 0u32;
+            loop {
+                match self
+                    .consumer
+                    .poll(if polled == 0 { wait } else { Duration::ZERO })
+                {
+                    Some(Ok(m)) => {
+                        if buf.is_empty() {
+                            deadline = Instant::now() + self.opts.max_batch_interval;
+                        }
+                        buf.push(
+                            m.partition(),
+                            m.offset(),
+                            m.timestamp().to_millis(),
+                            m.key(),
+                            m.payload(),
+                            &self.opts.decode,
+                        );
                     }
-                    buf.push(
-                        m.partition(),
-                        m.offset(),
-                        m.timestamp().to_millis(),
-                        m.key(),
-                        m.payload(),
-                        &self.opts.decode,
-                    );
+                    Some(Err(e)) => {
+                        self.shared.set_error(format!("consume: {e}"));
+                        break;
+                    }
+                    None => {
+                        due = !buf.is_empty() && Instant::now() >= deadline;
+                        break;
+                    }
                 }
-                Some(Err(e)) => self.shared.set_error(format!("consume: {e}")),
-                None => {}
+                polled += 1;
+                if buf.len() >= self.opts.max_batch_rows {
+                    due = true;
+                    break;
+                }
+                if polled % 256 == 0 {
+                    due = Instant::now() >= deadline;
+                    break;
+                }
             }
-            if buf.len() >= self.opts.max_batch_rows
-                || (!buf.is_empty() && Instant::now() >= deadline)
-            {
+            if due && !buf.is_empty() {
                 self.shared.batch_sent();
                 if tx.send(std::mem::take(&mut buf)).is_err() {
                     return;
