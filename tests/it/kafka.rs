@@ -656,3 +656,74 @@ async fn source_ddl_errors_name_the_problem_and_generator_sources_feed_tables() 
     assert_eq!(scalar(&c, "SELECT count(*) FROM system.sources").await, "0");
     rows(&c, "DROP TABLE gen_ticks").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_latest_start_is_remembered_across_a_restart() {
+    let b = Broker::start().await;
+    b.create_topic("late", 1).await;
+    let p = b.producer();
+    let batch = |from: i64, to: i64| -> Vec<(i32, String, Option<String>)> {
+        (from..to)
+            .map(|s| (0, format!("k{s}"), Some(tick_json(s))))
+            .collect()
+    };
+    // One record per produce request: tansu answers ListOffsets(latest) with the last
+    // batch's base offset + 1, so multi-record batches would hide the true end.
+    for r in batch(0, 100) {
+        produce(&p, "late", std::slice::from_ref(&r)).await;
+    }
+    let dir = tempdir();
+    let mut s = Server::start(dir.path(), &[]);
+    {
+        let c = s.client().await;
+        rows(&c, TICKS).await;
+        rows(
+            &c,
+            &source_sql("lt", &b, "late", "ticks", ", start_offset = 'latest'"),
+        )
+        .await;
+        let positioned = eventually(20, || async {
+            rows(&c, "CHECKPOINT").await;
+            scalar(
+                &c,
+                "SELECT committed_offset FROM system.sources WHERE source = 'lt'",
+            )
+            .await
+                == "100"
+        })
+        .await;
+        assert!(
+            positioned,
+            "{:?}",
+            rows(&c, "SELECT * FROM system.sources").await
+        );
+        assert_eq!(
+            scalar(&c, "SELECT count(*) FROM ticks").await,
+            "0",
+            "'latest' skips what was there"
+        );
+    }
+    // Records produced while eddy is down are read after the restart, not skipped.
+    s.kill9();
+    produce(&p, "late", &batch(100, 150)).await;
+    let s = s.restart();
+    let c = s.client().await;
+    assert_arrives_from(&c, 100, 150).await;
+}
+
+async fn assert_arrives_from(c: &tokio_postgres::Client, from: i64, to: i64) {
+    let want = ((to - from).to_string(), from.to_string());
+    let ok = eventually(30, || async {
+        let r = rows(c, "SELECT count(*), min(seq) FROM ticks").await;
+        (
+            r[0][0].clone().unwrap_or_default(),
+            r[0][1].clone().unwrap_or_default(),
+        ) == want
+    })
+    .await;
+    assert!(
+        ok,
+        "{:?}",
+        rows(c, "SELECT count(*), min(seq), max(seq) FROM ticks").await
+    );
+}

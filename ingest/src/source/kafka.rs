@@ -230,12 +230,41 @@ impl Poller {
         if new.is_empty() {
             return;
         }
+        // 'latest' is resolved to a number and recorded as the source's position, so a
+        // restart before the first record arrives does not skip what came meanwhile.
+        let mut resolved = BTreeMap::new();
+        for (p, at) in &new {
+            if *at == StartAt::End {
+                match self
+                    .consumer
+                    .fetch_watermarks(&self.opts.topic, *p, Duration::from_secs(5))
+                {
+                    Ok((_, high)) => {
+                        resolved.insert(*p, high);
+                    }
+                    Err(e) => {
+                        self.shared
+                            .set_error(format!("cannot read the end of partition {p}: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+        if !resolved.is_empty() {
+            if let Err(e) = self
+                .sink
+                .deliver(&self.name, &self.table, Vec::new(), &resolved)
+            {
+                self.shared.set_error(e.message);
+                return;
+            }
+        }
         let mut tpl = TopicPartitionList::new();
         for (p, at) in &new {
             let off = match at {
                 StartAt::Offset(o) => Offset::Offset(*o),
                 StartAt::Beginning => Offset::Beginning,
-                StartAt::End => Offset::End,
+                StartAt::End => Offset::Offset(resolved[p]),
             };
             if tpl.add_partition_offset(&self.opts.topic, *p, off).is_err() {
                 continue;
