@@ -108,11 +108,15 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::NotNullViolation
         | ErrorCode::InvalidStatement
         | ErrorCode::InvalidTableDefinition
-        | ErrorCode::DecodeInput => tonic::Code::InvalidArgument,
-        ErrorCode::TableNotFound | ErrorCode::ColumnNotFound => tonic::Code::NotFound,
-        ErrorCode::TableAlreadyExists | ErrorCode::ColumnAlreadyExists => {
-            tonic::Code::AlreadyExists
+        | ErrorCode::DecodeInput
+        | ErrorCode::InvalidSourceOption => tonic::Code::InvalidArgument,
+        ErrorCode::TableNotFound | ErrorCode::ColumnNotFound | ErrorCode::SourceNotFound => {
+            tonic::Code::NotFound
         }
+        ErrorCode::TableAlreadyExists
+        | ErrorCode::ColumnAlreadyExists
+        | ErrorCode::SourceAlreadyExists => tonic::Code::AlreadyExists,
+        ErrorCode::DependentObjects => tonic::Code::FailedPrecondition,
         ErrorCode::StorageIo => tonic::Code::Unavailable,
     }
 }
