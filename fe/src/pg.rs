@@ -52,6 +52,16 @@ use crate::query::{Outcome, Parsed, QueryEngine};
 
 pub use self::startup::PasswordMethod;
 
+/// `version()` as PostgreSQL answers it, so that clients parsing it (SQLAlchemy) work.
+pub fn version_udf() -> datafusion::logical_expr::ScalarUDF {
+    functions::version_udf()
+}
+
+/// Catalog functions datafusion-pg-catalog does not provide.
+pub fn catalog_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
+    functions::visibility_udfs()
+}
+
 /// A statement as the pgwire front end keeps it between Parse and Execute.
 #[derive(Debug, Clone)]
 pub(crate) enum PgStatement {

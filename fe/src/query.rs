@@ -19,8 +19,8 @@ use datafusion::sql::sqlparser::ast::{
     AlterTableOperation, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget,
     FromTable, ObjectName, ObjectType, Statement, TableFactor,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use eddy_proto::{BeService, Error, ErrorCode, Result, WriteFormat};
 
 use crate::catalog::{EddySchema, SystemSchema};
@@ -76,6 +76,9 @@ pub enum Parsed {
 pub struct QueryEngine {
     be: Arc<dyn BeService>,
     ctx: SessionContext,
+    /// sqlparser plus the rewrites that let DataFusion plan the catalog queries psql,
+    /// SQLAlchemy and Grafana send (`pg_catalog.` qualifiers, `::regclass`, ...).
+    compat: PostgresCompatibilityParser,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -136,8 +139,21 @@ impl QueryEngine {
             )
             .map_err(classify)?;
         ctx.register_catalog("eddy", Arc::new(catalog));
+        // pg_catalog (pg_class, pg_attribute, pg_namespace, pg_type ...) built live from
+        // the catalogs above, and the functions clients call on it (format_type,
+        // pg_table_is_visible, quote_ident ...).
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, "eddy", EmptyContextProvider)
+            .map_err(|e| classify(*e))?;
+        ctx.register_udf(crate::pg::version_udf());
+        for f in crate::pg::catalog_udfs() {
+            ctx.register_udf(f);
+        }
         crate::metrics::init(config.memory_pool_bytes);
-        Ok(Self { be, ctx })
+        Ok(Self {
+            be,
+            ctx,
+            compat: PostgresCompatibilityParser::new(),
+        })
     }
 
     pub fn be(&self) -> &Arc<dyn BeService> {
@@ -148,7 +164,8 @@ impl QueryEngine {
     /// gives none.
     pub fn parse(&self, sql: &str) -> Result<Vec<Parsed>> {
         let parse_sql = |sql: &str| {
-            Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            self.compat
+                .parse(sql)
                 .map(|v| {
                     v.into_iter()
                         .map(|s| Parsed::Sql(Box::new(s)))

@@ -63,6 +63,16 @@ pub(crate) fn version_string() -> String {
     )
 }
 
+/// `version()` for every front end (DataFusion's own names DataFusion).
+pub(crate) fn version_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(ConstFn {
+        name: "version".into(),
+        aliases: vec![],
+        value: ScalarValue::Utf8(Some(version_string())),
+        signature: Signature::exact(vec![], Volatility::Stable),
+    })
+}
+
 /// Registers the session's constant functions on a statement's planning state.
 pub(crate) fn register(state: &mut SessionState, pid: i32, schema: &str, user: &str) -> Result<()> {
     let text = |s: &str| ScalarValue::Utf8(Some(s.to_string()));
@@ -76,4 +86,48 @@ pub(crate) fn register(state: &mut SessionState, pid: i32, schema: &str, user: &
         state.register_udf(f)?;
     }
     Ok(())
+}
+
+/// A visibility predicate that is true for everything: eddy has no private schemas, and
+/// psql and SQLAlchemy filter their catalog queries with these.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct AlwaysVisible {
+    name: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for AlwaysVisible {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(match args.args.first() {
+            Some(ColumnarValue::Array(a)) => ColumnarValue::Array(std::sync::Arc::new(
+                arrow::array::BooleanArray::from(vec![true; a.len()]),
+            )),
+            _ => ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))),
+        })
+    }
+}
+
+/// `pg_type_is_visible(oid)` and `pg_function_is_visible(oid)`.
+pub(crate) fn visibility_udfs() -> Vec<ScalarUDF> {
+    ["pg_type_is_visible", "pg_function_is_visible"]
+        .into_iter()
+        .map(|n| {
+            ScalarUDF::new_from_impl(AlwaysVisible {
+                name: n.into(),
+                signature: Signature::any(1, Volatility::Stable),
+            })
+        })
+        .collect()
 }
