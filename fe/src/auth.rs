@@ -99,6 +99,12 @@ impl Authenticator {
         !self.users.is_empty()
     }
 
+    /// A configured user's password (pgwire's SCRAM and MD5 exchanges derive their
+    /// verifiers from it).
+    pub fn password_of(&self, user: &str) -> Option<String> {
+        self.users.get(user).cloned()
+    }
+
     /// Checks a user's password (the check pgwire and the Flight handshake share).
     pub fn check_password(
         &self,

@@ -16,6 +16,9 @@ pub struct FeConfig {
     /// Users and their passwords (`[fe.users] name = "password"`). With none, clients on
     /// loopback are trusted under any user name and remote clients are refused.
     pub users: BTreeMap<String, String>,
+    /// How PostgreSQL clients prove a password when `users` is set: `scram-sha-256`
+    /// (default) or `md5` (for old clients).
+    pub pg_auth_method: String,
     /// PEM certificate chain; with `tls_key_path`, Flight SQL is served over TLS only.
     pub tls_cert_path: Option<String>,
     /// PEM private key of `tls_cert_path`.
@@ -37,6 +40,7 @@ impl Default for FeConfig {
             http_listen: "127.0.0.1:8030".into(),
             flight_listen: "127.0.0.1:8070".into(),
             users: BTreeMap::new(),
+            pg_auth_method: "scram-sha-256".into(),
             tls_cert_path: None,
             tls_key_path: None,
             memory_pool_bytes: 4 * 1024 * 1024 * 1024,

@@ -1,47 +1,95 @@
-//! The PostgreSQL wire protocol front end (simple query protocol and COPY FROM STDIN),
-//! on pgwire, with Arrow results encoded by arrow-pg.
+//! The PostgreSQL wire protocol front end, on pgwire: the simple and extended query
+//! protocols, COPY FROM STDIN, session statements (SET/SHOW/BEGIN ...), cancel and
+//! password authentication. Arrow results are encoded by arrow-pg.
+//!
+//! A statement arrives as text, is parsed once ([`PgStatement::classify`]) into a session
+//! statement the connection answers itself, a DataFusion plan (placeholders typed by
+//! DataFusion), or one of eddy's own statements; then it runs under the session's cancel
+//! token and `statement_timeout`.
+
+mod copy;
+mod encode;
+mod extended;
+mod functions;
+mod session;
+mod startup;
 
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::{ArrayRef, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::{stream, Sink, SinkExt, StreamExt};
-use parking_lot::Mutex;
-use pgwire::api::auth::noop::NoopStartupHandler;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::memory::MemoryStream;
+use futures::{stream, Sink};
 use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format;
-use pgwire::api::query::SimpleQueryHandler;
-use pgwire::api::results::{CopyResponse, QueryResponse, Response, Tag};
-use pgwire::api::{ClientInfo, PgWireServerHandlers};
-use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{CopyResponse, Response, Tag};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireServerHandlers, RandomPidSecretKeyGenerator,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
 
-use crate::error::{classify, error_info, to_pgwire};
+use self::copy::CopyState;
+use self::encode::{Guard, Output};
+use self::session::{pg_error, Session, SessionStmt};
+use self::startup::{Registry, Startup, StartupConfig};
+use crate::auth::Authenticator;
+use crate::error::error_info;
 use crate::metrics;
-use crate::query::{CopyFormat, Outcome, QueryEngine};
+use crate::query::{Outcome, Parsed, QueryEngine};
 
-/// Per-connection state of a COPY in progress.
-#[derive(Debug)]
-struct CopyState {
-    table: String,
-    format: CopyFormat,
-    data: Mutex<Vec<u8>>,
-    limit: usize,
-    overflow: Mutex<bool>,
+pub use self::startup::PasswordMethod;
+
+/// `version()` as PostgreSQL answers it, so that clients parsing it (SQLAlchemy) work.
+pub fn version_udf() -> datafusion::logical_expr::ScalarUDF {
+    functions::version_udf()
 }
 
+/// Catalog functions datafusion-pg-catalog does not provide.
+pub fn catalog_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
+    functions::visibility_udfs()
+}
+
+/// A statement as the pgwire front end keeps it between Parse and Execute.
+#[derive(Debug, Clone)]
+pub(crate) enum PgStatement {
+    /// Reads or changes only the session.
+    Session(SessionStmt),
+    /// Planned by DataFusion; may hold placeholders.
+    Planned(LogicalPlan),
+    /// eddy's own statements (DDL, DELETE, COPY, CHECKPOINT, sources).
+    Eddy(Parsed),
+}
+
+impl PgStatement {
+    /// Whether a plan returns rows (INSERT returns a count in its command tag instead,
+    /// and DDL nothing).
+    pub(crate) fn returns_rows(plan: &LogicalPlan) -> bool {
+        !matches!(
+            plan,
+            LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)
+        )
+    }
+}
+
+/// The handler every connection shares.
 #[derive(Debug)]
 pub struct PgHandler {
     engine: Arc<QueryEngine>,
     copy_bytes_max: usize,
 }
-
-impl NoopStartupHandler for PgHandler {}
 
 /// Observes the query latency histogram when dropped (after the last row is sent).
 struct Timer(Instant);
@@ -52,41 +100,273 @@ impl Drop for Timer {
     }
 }
 
-fn rows_response(
-    stream: datafusion::execution::SendableRecordBatchStream,
-    timer: Timer,
-) -> PgWireResult<Response> {
-    let schema = stream.schema();
-    let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
-        &schema,
-        &Format::UnifiedText,
-        None,
-    )?);
-    let f2 = Arc::clone(&fields);
-    let rows = stream
-        .map(move |batch| {
-            let _keep = &timer;
-            match batch {
-                Ok(b) => stream::iter(arrow_pg::datatypes::encode_recordbatch(Arc::clone(&f2), b))
-                    .boxed(),
-                Err(e) => {
-                    metrics::QUERY_ERRORS.inc();
-                    stream::once(async move { Err(to_pgwire(&classify(e))) }).boxed()
-                }
+pub(crate) fn user_error(e: ErrorInfo) -> PgWireError {
+    PgWireError::UserError(Box::new(e))
+}
+
+fn eddy_error(e: &eddy_proto::Error) -> PgWireError {
+    metrics::QUERY_ERRORS.inc();
+    user_error(error_info(e))
+}
+
+/// The session of a connection (created at startup).
+pub(crate) fn session_of<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
+    client
+        .session_extensions()
+        .get::<Arc<Session>>()
+        .map(|s| Arc::clone(&*s))
+        .ok_or_else(|| user_error(pg_error("08P01", "no session for this connection")))
+}
+
+fn aborted() -> ErrorInfo {
+    pg_error(
+        "25P02",
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
+}
+
+impl PgHandler {
+    /// The planning state of a statement in `session`.
+    fn state_for<C: ClientInfo>(
+        &self,
+        client: &C,
+        session: &Session,
+    ) -> PgWireResult<SessionState> {
+        let schema = session.default_schema(|s| self.engine.has_schema(s));
+        let mut state = self.engine.session_state(&schema);
+        let (pid, _) = client.pid_and_secret_key();
+        functions::register(&mut state, pid, &schema, &session.user)
+            .map_err(|e| eddy_error(&crate::error::classify(e)))?;
+        Ok(state)
+    }
+
+    /// Parses one statement's worth of SQL into what the front end keeps.
+    async fn classify<C: ClientInfo>(
+        &self,
+        client: &C,
+        session: &Session,
+        parsed: Parsed,
+    ) -> PgWireResult<PgStatement> {
+        if let Parsed::Sql(s) = &parsed {
+            if let Some(st) = SessionStmt::from_statement(s) {
+                return Ok(PgStatement::Session(st));
             }
+        }
+        if !QueryEngine::is_planned(&parsed) {
+            return Ok(PgStatement::Eddy(parsed));
+        }
+        let Parsed::Sql(s) = parsed else {
+            return Ok(PgStatement::Eddy(parsed));
+        };
+        let state = self.state_for(client, session)?;
+        let plan = self
+            .engine
+            .plan(*s, &state)
+            .await
+            .map_err(|e| eddy_error(&e))?;
+        Ok(PgStatement::Planned(plan))
+    }
+
+    /// Runs a statement; `plan_params` replaces a plan's placeholders first.
+    async fn run<C>(
+        &self,
+        client: &mut C,
+        session: &Arc<Session>,
+        stmt: PgStatement,
+        bind: Option<&(dyn Fn(LogicalPlan) -> PgWireResult<LogicalPlan> + Send + Sync)>,
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        metrics::QUERIES.inc();
+        let timer = Timer(Instant::now());
+        let guard = Guard::new(session.begin_statement(), session.statement_timeout());
+        let out = Output {
+            extra_float_digits: session.extra_float_digits(),
+        };
+        let failed = client.transaction_status() == TransactionStatus::Error;
+        if failed && !matches!(&stmt, PgStatement::Session(s) if s.ends_transaction()) {
+            return Err(user_error(aborted()));
+        }
+        let outcome = match stmt {
+            PgStatement::Session(s) => {
+                return self
+                    .session_statement(client, session, s, failed, format, &out, guard)
+                    .await
+            }
+            PgStatement::Planned(plan) => {
+                let plan = match bind {
+                    Some(f) => f(plan)?,
+                    None => plan,
+                };
+                let state = self.state_for(client, session)?;
+                guard
+                    .run(async {
+                        self.engine
+                            .execute_plan(plan, &state)
+                            .await
+                            .map_err(|e| eddy_error(&e))
+                    })
+                    .await?
+            }
+            PgStatement::Eddy(p) => {
+                let state = self.state_for(client, session)?;
+                guard
+                    .run(async {
+                        self.engine
+                            .execute_in(p, &state)
+                            .await
+                            .map_err(|e| eddy_error(&e))
+                    })
+                    .await?
+            }
+        };
+        Ok(match outcome {
+            Outcome::Rows(s) => {
+                Response::Query(encode::rows_response(s, format, &out, guard, timer)?)
+            }
+            Outcome::Command { tag, rows } => {
+                let t = Tag::new(&tag);
+                Response::Execution(match rows {
+                    Some(n) => t.with_rows(n),
+                    None => t,
+                })
+            }
+            Outcome::CopyIn {
+                table,
+                format: f,
+                columns,
+            } => {
+                client
+                    .session_extensions()
+                    .insert(CopyState::new(table, f, self.copy_bytes_max));
+                Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+            }
+            Outcome::Empty => Response::EmptyQuery,
         })
-        .flatten();
-    Ok(Response::Query(QueryResponse::new(fields, rows)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn session_statement<C>(
+        &self,
+        client: &mut C,
+        session: &Arc<Session>,
+        s: SessionStmt,
+        failed: bool,
+        format: &Format,
+        out: &Output,
+        guard: Guard,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Ok(match s {
+            SessionStmt::Set { name, value } => {
+                let changed = session.set(&name, value).map_err(user_error)?;
+                for (k, v) in changed.reported {
+                    startup::report(client, k, v).await?;
+                }
+                Response::Execution(Tag::new("SET"))
+            }
+            SessionStmt::Reset(name) => {
+                let changed = session.reset(name.as_deref());
+                for (k, v) in changed.reported {
+                    startup::report(client, k, v).await?;
+                }
+                Response::Execution(Tag::new("RESET"))
+            }
+            SessionStmt::Show(name) => {
+                let rows = session.show(&name).map_err(user_error)?;
+                let (schema, columns): (Schema, Vec<ArrayRef>) = if name.eq_ignore_ascii_case("all")
+                {
+                    (
+                        Schema::new(vec![
+                            Field::new("name", DataType::Utf8, false),
+                            Field::new("setting", DataType::Utf8, false),
+                        ]),
+                        vec![
+                            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
+                            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
+                        ],
+                    )
+                } else {
+                    (
+                        Schema::new(vec![Field::new(
+                            rows[0].0.to_ascii_lowercase(),
+                            DataType::Utf8,
+                            false,
+                        )]),
+                        vec![Arc::new(StringArray::from_iter_values(
+                            rows.iter().map(|r| &r.1),
+                        ))],
+                    )
+                };
+                let schema = Arc::new(schema);
+                let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
+                    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                let stream = MemoryStream::try_new(vec![batch], schema, None)
+                    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                Response::Query(encode::rows_response(
+                    Box::pin(stream),
+                    format,
+                    out,
+                    guard,
+                    (),
+                )?)
+            }
+            SessionStmt::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+            // COMMIT of a failed transaction rolls it back, and says so.
+            SessionStmt::Commit if failed => Response::TransactionEnd(Tag::new("ROLLBACK")),
+            SessionStmt::Commit => Response::TransactionEnd(Tag::new("COMMIT")),
+            SessionStmt::Rollback => Response::TransactionEnd(Tag::new("ROLLBACK")),
+            SessionStmt::DiscardAll => {
+                session.reset(None);
+                let names: Vec<String> = std::mem::take(&mut *session.prepared.lock())
+                    .into_iter()
+                    .collect();
+                for n in names {
+                    client.portal_store().rm_statement(&n);
+                }
+                client.portal_store().clear_portals();
+                Response::Execution(Tag::new("DISCARD ALL"))
+            }
+            SessionStmt::Deallocate(name) => {
+                let names: Vec<String> = match name {
+                    Some(n) => {
+                        session.prepared.lock().remove(&n);
+                        vec![n]
+                    }
+                    None => std::mem::take(&mut *session.prepared.lock())
+                        .into_iter()
+                        .collect(),
+                };
+                for n in names {
+                    client.portal_store().rm_statement(&n);
+                }
+                Response::Execution(Tag::new("DEALLOCATE"))
+            }
+            SessionStmt::Accept(tag) => Response::Execution(Tag::new(tag)),
+        })
+    }
 }
 
 #[async_trait]
 impl SimpleQueryHandler for PgHandler {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let session = session_of(client)?;
         let statements = match self.engine.parse(query) {
             Ok(s) => s,
             Err(e) => {
@@ -98,128 +378,52 @@ impl SimpleQueryHandler for PgHandler {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut out = Vec::with_capacity(statements.len());
-        for stmt in statements {
-            metrics::QUERIES.inc();
-            let timer = Timer(Instant::now());
-            match self.engine.execute(stmt).await {
-                Ok(Outcome::Rows(s)) => out.push(rows_response(s, timer)?),
-                Ok(Outcome::Command { tag, rows }) => {
-                    let t = Tag::new(&tag);
-                    out.push(Response::Execution(match rows {
-                        Some(n) => t.with_rows(n),
-                        None => t,
-                    }));
+        // The transaction status as the statements of this string move it, so that the
+        // second statement of `BEGIN; SELECT ...` sees the transaction the first opened.
+        let start = client.transaction_status();
+        let mut status = start;
+        for parsed in statements {
+            client.set_transaction_status(status);
+            let result = match self.classify(client, &session, parsed).await {
+                Ok(stmt) => {
+                    self.run(client, &session, stmt, None, &Format::UnifiedText)
+                        .await
                 }
-                Ok(Outcome::CopyIn {
-                    table,
-                    format,
-                    columns,
-                }) => {
-                    client.session_extensions().insert(CopyState {
-                        table,
-                        format,
-                        data: Mutex::new(Vec::new()),
-                        limit: self.copy_bytes_max,
-                        overflow: Mutex::new(false),
-                    });
-                    out.push(Response::CopyIn(CopyResponse::new(
-                        0,
-                        columns,
-                        stream::empty(),
-                    )));
-                    // COPY must be the last statement we answer in this round trip.
-                    break;
-                }
-                Ok(Outcome::Empty) => out.push(Response::EmptyQuery),
+                Err(e) => Err(e),
+            };
+            let r = match result {
+                Ok(r) => r,
+                Err(PgWireError::UserError(e)) => Response::Error(e),
                 Err(e) => {
-                    metrics::QUERY_ERRORS.inc();
-                    // PostgreSQL stops a multi-statement string at the first error.
-                    out.push(Response::Error(Box::new(error_info(&e))));
-                    break;
+                    client.set_transaction_status(start);
+                    return Err(e);
                 }
+            };
+            let stop = matches!(r, Response::Error(_) | Response::CopyIn(_));
+            status = match &r {
+                Response::TransactionStart(_) => status.to_in_transaction_state(),
+                Response::TransactionEnd(_) => status.to_idle_state(),
+                Response::Error(_) => status.to_error_state(),
+                _ => status,
+            };
+            out.push(r);
+            // PostgreSQL stops a multi-statement string at the first error, and COPY
+            // must be the last statement answered in this round trip.
+            if stop {
+                break;
             }
         }
+        // pgwire applies the responses' transitions to the status it holds itself.
+        client.set_transaction_status(start);
         Ok(out)
-    }
-}
-
-#[async_trait]
-impl CopyHandler for PgHandler {
-    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if let Some(st) = client.session_extensions().get::<CopyState>() {
-            let mut data = st.data.lock();
-            if data.len() + copy_data.data.len() > st.limit {
-                *st.overflow.lock() = true;
-            } else {
-                data.extend_from_slice(&copy_data.data);
-            }
-        }
-        Ok(())
-    }
-
-    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let Some(st) = client.session_extensions().get::<CopyState>() else {
-            return Err(to_pgwire(&eddy_proto::Error::new(
-                eddy_proto::ErrorCode::Internal,
-                "no COPY in progress",
-            )));
-        };
-        let data = std::mem::take(&mut *st.data.lock());
-        if *st.overflow.lock() {
-            return Err(to_pgwire(&eddy_proto::Error::new(
-                eddy_proto::ErrorCode::ResourceExhausted,
-                format!("COPY data exceeds fe.copy_bytes_max ({} bytes)", st.limit),
-            )));
-        }
-        match self
-            .engine
-            .copy_in(&st.table, &st.format, Bytes::from(data))
-            .await
-        {
-            Ok(n) => {
-                client
-                    .send(PgWireBackendMessage::CommandComplete(
-                        Tag::new("COPY").with_rows(n as usize).into(),
-                    ))
-                    .await?;
-                Ok(())
-            }
-            Err(e) => {
-                metrics::QUERY_ERRORS.inc();
-                Err(to_pgwire(&e))
-            }
-        }
-    }
-
-    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if let Some(st) = client.session_extensions().get::<CopyState>() {
-            st.data.lock().clear();
-        }
-        to_pgwire(&eddy_proto::Error::new(
-            eddy_proto::ErrorCode::Cancelled,
-            format!("COPY from stdin failed: {}", fail.message),
-        ))
     }
 }
 
 #[derive(Debug)]
 struct Factory {
     handler: Arc<PgHandler>,
+    extended: Arc<extended::Extended>,
+    startup: Arc<StartupConfig>,
 }
 
 impl PgWireServerHandlers for Factory {
@@ -227,22 +431,44 @@ impl PgWireServerHandlers for Factory {
         Arc::clone(&self.handler)
     }
 
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.extended)
+    }
+
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
         Arc::clone(&self.handler)
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::clone(&self.handler)
+        Arc::new(Startup::new(Arc::clone(&self.startup)))
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::clone(&self.startup.registry)
     }
 }
 
 /// Accepts PostgreSQL connections until the process ends. Each connection runs in its own
 /// task, so a panic in one ends only that connection.
-pub async fn serve(listener: TcpListener, engine: Arc<QueryEngine>, copy_bytes_max: usize) {
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<QueryEngine>,
+    auth: Arc<Authenticator>,
+    method: PasswordMethod,
+    copy_bytes_max: usize,
+) {
+    let handler = Arc::new(PgHandler {
+        engine,
+        copy_bytes_max,
+    });
     let factory = Arc::new(Factory {
-        handler: Arc::new(PgHandler {
-            engine,
-            copy_bytes_max,
+        extended: Arc::new(extended::Extended::new(Arc::clone(&handler))),
+        handler,
+        startup: Arc::new(StartupConfig {
+            auth,
+            method,
+            registry: Arc::new(Registry::default()),
+            pids: Arc::new(RandomPidSecretKeyGenerator::default()),
         }),
     });
     loop {
@@ -254,6 +480,7 @@ pub async fn serve(listener: TcpListener, engine: Arc<QueryEngine>, copy_bytes_m
                 continue;
             }
         };
+        let _ = socket.set_nodelay(true);
         let f = Arc::clone(&factory);
         tokio::spawn(async move {
             metrics::CONNECTIONS.inc();

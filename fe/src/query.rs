@@ -11,16 +11,16 @@ use bytes::Bytes;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::{SendableRecordBatchStream, SessionState};
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     AlterTableOperation, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget,
     FromTable, ObjectName, ObjectType, Statement, TableFactor,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use eddy_proto::{BeService, Error, ErrorCode, Result, WriteFormat};
 
 use crate::catalog::{EddySchema, SystemSchema};
@@ -55,7 +55,7 @@ pub enum Outcome {
 }
 
 /// One parsed statement.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Parsed {
     Sql(Box<Statement>),
     Checkpoint,
@@ -76,6 +76,9 @@ pub enum Parsed {
 pub struct QueryEngine {
     be: Arc<dyn BeService>,
     ctx: SessionContext,
+    /// sqlparser plus the rewrites that let DataFusion plan the catalog queries psql,
+    /// SQLAlchemy and Grafana send (`pg_catalog.` qualifiers, `::regclass`, ...).
+    compat: PostgresCompatibilityParser,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -136,8 +139,21 @@ impl QueryEngine {
             )
             .map_err(classify)?;
         ctx.register_catalog("eddy", Arc::new(catalog));
+        // pg_catalog (pg_class, pg_attribute, pg_namespace, pg_type ...) built live from
+        // the catalogs above, and the functions clients call on it (format_type,
+        // pg_table_is_visible, quote_ident ...).
+        datafusion_pg_catalog::setup_pg_catalog(&ctx, "eddy", EmptyContextProvider)
+            .map_err(|e| classify(*e))?;
+        ctx.register_udf(crate::pg::version_udf());
+        for f in crate::pg::catalog_udfs() {
+            ctx.register_udf(f);
+        }
         crate::metrics::init(config.memory_pool_bytes);
-        Ok(Self { be, ctx })
+        Ok(Self {
+            be,
+            ctx,
+            compat: PostgresCompatibilityParser::new(),
+        })
     }
 
     pub fn be(&self) -> &Arc<dyn BeService> {
@@ -148,7 +164,8 @@ impl QueryEngine {
     /// gives none.
     pub fn parse(&self, sql: &str) -> Result<Vec<Parsed>> {
         let parse_sql = |sql: &str| {
-            Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            self.compat
+                .parse(sql)
                 .map(|v| {
                     v.into_iter()
                         .map(|s| Parsed::Sql(Box::new(s)))
@@ -176,7 +193,59 @@ impl QueryEngine {
         Ok(out)
     }
 
+    /// The planning state of one session: the shared catalogs and runtime, with the
+    /// session's own default schema (its `search_path`).
+    pub fn session_state(&self, default_schema: &str) -> SessionState {
+        let mut state = self.ctx.state();
+        state.config_mut().options_mut().catalog.default_schema = default_schema.to_string();
+        state
+    }
+
+    /// Whether a schema of that name exists (for `search_path`).
+    pub fn has_schema(&self, name: &str) -> bool {
+        self.ctx
+            .catalog("eddy")
+            .is_some_and(|c| c.schema_names().iter().any(|s| s == name))
+    }
+
+    /// Whether DataFusion plans this statement (as opposed to eddy's own DDL, DELETE,
+    /// COPY and transaction statements, which [`Self::execute`] sends to the BE).
+    pub fn is_planned(stmt: &Parsed) -> bool {
+        match stmt {
+            Parsed::Sql(s) => !matches!(
+                **s,
+                Statement::CreateTable(_)
+                    | Statement::Drop {
+                        object_type: ObjectType::Table,
+                        ..
+                    }
+                    | Statement::AlterTable(_)
+                    | Statement::Delete(_)
+                    | Statement::Copy { .. }
+                    | Statement::StartTransaction { .. }
+                    | Statement::Commit { .. }
+                    | Statement::Rollback { .. }
+            ),
+            _ => false,
+        }
+    }
+
+    /// Plans a statement DataFusion runs; placeholders (`$1`) stay in the plan, typed
+    /// where DataFusion can infer them.
+    pub async fn plan(&self, stmt: Statement, state: &SessionState) -> Result<LogicalPlan> {
+        state
+            .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
+            .await
+            .map_err(classify)
+    }
+
     pub async fn execute(&self, stmt: Parsed) -> Result<Outcome> {
+        let state = self.ctx.state();
+        self.execute_in(stmt, &state).await
+    }
+
+    /// Runs one statement with a session's planning state.
+    pub async fn execute_in(&self, stmt: Parsed, state: &SessionState) -> Result<Outcome> {
         let stmt = match stmt {
             Parsed::Checkpoint => {
                 self.be.checkpoint().await?;
@@ -250,22 +319,26 @@ impl QueryEngine {
             Statement::StartTransaction { .. } => Ok(cmd("BEGIN", None)),
             Statement::Commit { .. } => Ok(cmd("COMMIT", None)),
             Statement::Rollback { .. } => Ok(cmd("ROLLBACK", None)),
-            other => self.run_datafusion(other).await,
+            other => {
+                let plan = self.plan(other, state).await?;
+                self.execute_plan(plan, state).await
+            }
         }
     }
 
-    async fn run_datafusion(&self, stmt: Statement) -> Result<Outcome> {
-        let state = self.ctx.state();
-        let plan = state
-            .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
-            .await
-            .map_err(classify)?;
+    /// Runs a plan from [`Self::plan`] (with its placeholders already replaced).
+    pub async fn execute_plan(&self, plan: LogicalPlan, state: &SessionState) -> Result<Outcome> {
         let insert = matches!(&plan, LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)));
-        let df = self
-            .ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(classify)?;
+        // DDL and SET statements DataFusion knows change the shared context; queries run
+        // on the session's own state.
+        let df = if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
+            self.ctx
+                .execute_logical_plan(plan)
+                .await
+                .map_err(classify)?
+        } else {
+            DataFrame::new(state.clone(), plan)
+        };
         if insert {
             let batches = df.collect().await.map_err(classify)?;
             let n: u64 = batches

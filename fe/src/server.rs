@@ -33,6 +33,15 @@ async fn bind(what: &str, addr: &str) -> Result<TcpListener> {
 /// addresses.
 pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoints> {
     let engine = Arc::new(QueryEngine::new(Arc::clone(&be), config)?);
+    let pg_method = crate::pg::PasswordMethod::parse(&config.pg_auth_method).ok_or_else(|| {
+        Error::new(
+            ErrorCode::InvalidValue,
+            format!(
+                "fe.pg_auth_method must be \"scram-sha-256\" or \"md5\", not \"{}\"",
+                config.pg_auth_method
+            ),
+        )
+    })?;
     let pg = bind("PostgreSQL", &config.pg_listen).await?;
     let http = bind("HTTP", &config.http_listen).await?;
     let flight = bind("Flight SQL", &config.flight_listen).await?;
@@ -42,7 +51,12 @@ pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoint
         config.tls_key_path.as_deref(),
     )?;
     let auth = Arc::new(Authenticator::new(config.users.clone()));
-    let flight_sql = EddyFlightSql::new(Arc::clone(&engine), auth, config.copy_bytes_max)?;
+    refuse_open_listener(&pg, "fe.pg_listen", &auth)?;
+    let flight_sql = EddyFlightSql::new(
+        Arc::clone(&engine),
+        Arc::clone(&auth),
+        config.copy_bytes_max,
+    )?;
     let endpoints = Endpoints {
         pg: pg
             .local_addr()
@@ -59,7 +73,13 @@ pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoint
             tracing::error!(error = %snafu::Report::from_error(e), "Flight SQL server stopped");
         }
     });
-    tokio::spawn(crate::pg::serve(pg, engine, config.copy_bytes_max));
+    tokio::spawn(crate::pg::serve(
+        pg,
+        engine,
+        auth,
+        pg_method,
+        config.copy_bytes_max,
+    ));
     let router = crate::http::router(be, config.http_body_bytes_max);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(http, router).await {
@@ -67,4 +87,23 @@ pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoint
         }
     });
     Ok(endpoints)
+}
+
+/// Without users every loopback client is trusted; listening beyond loopback then would
+/// let anyone who can reach the port in, so refuse to start and say what to do.
+fn refuse_open_listener(l: &TcpListener, key: &str, auth: &Authenticator) -> Result<()> {
+    let addr = l
+        .local_addr()
+        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+    if !addr.ip().is_loopback() && !auth.has_users() {
+        return Err(Error::new(
+            ErrorCode::InvalidValue,
+            format!(
+                "{key} = {addr} accepts connections from other hosts, but no users are \
+                 configured: add passwords under [fe.users] (name = \"password\") or listen \
+                 on a loopback address such as 127.0.0.1"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -105,7 +105,8 @@ def pg_text(v):
     if isinstance(v, bool):
         return "t" if v else "f"
     if isinstance(v, float):
-        return repr(v)
+        # PostgreSQL prints whole floats without a fraction (71, not 71.0).
+        return repr(v)[:-2] if repr(v).endswith(".0") else repr(v)
     if isinstance(v, dt.datetime):
         return v.strftime("%Y-%m-%d %H:%M:%S.%f")
     if isinstance(v, (dt.date, decimal.Decimal, int, str)):

@@ -66,8 +66,24 @@ fn psql_text(batches: &[RecordBatch]) -> String {
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
             .collect();
+        let floats: Vec<bool> = b
+            .columns()
+            .iter()
+            .map(|c| c.data_type().is_floating())
+            .collect();
         for r in 0..b.num_rows() {
-            let fields: Vec<String> = fmts.iter().map(|f| f.value(r).to_string()).collect();
+            // PostgreSQL prints whole floats without a fraction (`141`, not `141.0`).
+            let fields: Vec<String> = fmts
+                .iter()
+                .zip(&floats)
+                .map(|(f, float)| {
+                    let v = f.value(r).to_string();
+                    match v.strip_suffix(".0") {
+                        Some(whole) if *float => whole.to_string(),
+                        _ => v,
+                    }
+                })
+                .collect();
             lines.push(fields.join("|"));
         }
     }

@@ -11,6 +11,8 @@ mod durability;
 mod flight;
 mod http_ingest;
 mod kafka;
+mod pg_catalog;
+mod pg_protocol;
 mod s3;
 mod sql;
 mod storage;

@@ -1,0 +1,260 @@
+//! Arrow results as PostgreSQL rows: field descriptions and text/binary encoding through
+//! arrow-pg, floats printed as PostgreSQL prints them, and the guard that stops a result
+//! stream when its statement is cancelled or times out.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, AsArray, StringArray};
+use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::{stream, Stream, StreamExt};
+use pgwire::api::portal::Format;
+use pgwire::api::results::{FieldInfo, QueryResponse};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::types::format::FormatOptions;
+use tokio_util::sync::CancellationToken;
+
+use super::session::pg_error;
+use crate::error::{classify, error_info};
+use crate::metrics;
+
+/// How a session wants its results printed.
+#[derive(Debug, Clone)]
+pub(crate) struct Output {
+    pub(crate) extra_float_digits: i8,
+}
+
+/// Field descriptions for a schema, each column in the format the client asked for.
+pub(crate) fn fields(
+    schema: &Schema,
+    format: &Format,
+    out: &Output,
+) -> PgWireResult<Vec<FieldInfo>> {
+    let mut options = FormatOptions::default();
+    options.extra_float_digits = out.extra_float_digits;
+    options.date_style = "ISO, MDY".into();
+    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, Some(Arc::new(options)))
+}
+
+/// Why a running statement was stopped.
+pub(crate) fn cancelled() -> PgWireError {
+    PgWireError::UserError(Box::new(pg_error(
+        "57014",
+        "canceling statement due to user request",
+    )))
+}
+
+pub(crate) fn timed_out() -> PgWireError {
+    PgWireError::UserError(Box::new(pg_error(
+        "57014",
+        "canceling statement due to statement timeout",
+    )))
+}
+
+/// The limits a statement runs under: the session's cancel token and its
+/// `statement_timeout` deadline.
+#[derive(Clone)]
+pub(crate) struct Guard {
+    pub(crate) token: CancellationToken,
+    pub(crate) deadline: Option<tokio::time::Instant>,
+}
+
+impl Guard {
+    pub(crate) fn new(token: CancellationToken, timeout: Option<Duration>) -> Self {
+        Self {
+            token,
+            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+        }
+    }
+
+    /// Runs `work` unless the statement is cancelled or times out first.
+    pub(crate) async fn run<T>(
+        &self,
+        work: impl std::future::Future<Output = PgWireResult<T>>,
+    ) -> PgWireResult<T> {
+        let deadline = self.deadline;
+        tokio::select! {
+            biased;
+            _ = self.token.cancelled() => Err(cancelled()),
+            _ = sleep_until(deadline) => Err(timed_out()),
+            r = work => r,
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+type BatchStream = Pin<Box<dyn Stream<Item = PgWireResult<RecordBatch>> + Send>>;
+
+/// A record batch stream that ends with 57014 when its statement is cancelled or times
+/// out, so a CancelRequest stops a query even while its rows are being sent.
+fn guarded(stream: SendableRecordBatchStream, guard: Guard) -> BatchStream {
+    stream::unfold(Some((stream, guard)), |state| async move {
+        let (mut s, g) = state?;
+        let next = {
+            let s = &mut s;
+            g.run(async move {
+                match s.next().await {
+                    None => Ok(None),
+                    Some(Ok(b)) => Ok(Some(b)),
+                    Some(Err(e)) => {
+                        metrics::QUERY_ERRORS.inc();
+                        Err(PgWireError::UserError(Box::new(error_info(&classify(e)))))
+                    }
+                }
+            })
+            .await
+        };
+        match next {
+            Ok(None) => None,
+            Ok(Some(b)) => Some((Ok(b), Some((s, g)))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
+}
+
+/// A query response streaming `stream`'s rows in the given formats.
+pub(crate) fn rows_response<T: Send + Sync + 'static>(
+    stream: SendableRecordBatchStream,
+    format: &Format,
+    out: &Output,
+    guard: Guard,
+    keep: T,
+) -> PgWireResult<QueryResponse> {
+    let schema = stream.schema();
+    let fields = Arc::new(fields(&schema, format, out)?);
+    let text_floats: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| {
+            matches!(f.data_type(), DataType::Float32 | DataType::Float64)
+                && format.is_text(*i)
+                && out.extra_float_digits >= 1
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let f2 = Arc::clone(&fields);
+    let rows = guarded(stream, guard)
+        .map(move |batch| {
+            let _keep = &keep;
+            match batch.and_then(|b| floats_as_text(b, &text_floats)) {
+                Ok(b) => stream::iter(arrow_pg::datatypes::encode_recordbatch(Arc::clone(&f2), b))
+                    .boxed(),
+                Err(e) => stream::once(async move { Err(e) }).boxed(),
+            }
+        })
+        .flatten();
+    Ok(QueryResponse::new(fields, rows))
+}
+
+/// Replaces text-format float columns with their PostgreSQL spelling (`71`, not `71.0`;
+/// `1e+20`; `Infinity`). The field description still says float4/float8.
+fn floats_as_text(batch: RecordBatch, cols: &[usize]) -> PgWireResult<RecordBatch> {
+    if cols.is_empty() {
+        return Ok(batch);
+    }
+    let schema = batch.schema();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for &i in cols {
+        let a = &columns[i];
+        let text: StringArray = match a.data_type() {
+            DataType::Float64 => a
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.map(format_f64))
+                .collect(),
+            DataType::Float32 => a
+                .as_primitive::<Float32Type>()
+                .iter()
+                .map(|v| v.map(format_f32))
+                .collect(),
+            _ => continue,
+        };
+        columns[i] = Arc::new(text);
+        fields[i] = Field::new(fields[i].name(), DataType::Utf8, fields[i].is_nullable());
+    }
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    RecordBatch::try_new(schema, columns).map_err(|e| PgWireError::ApiError(Box::new(e)))
+}
+
+/// PostgreSQL's float output (extra_float_digits >= 1): the shortest exact digits, in
+/// positional notation for decimal exponents from -4 to below `max_exp`, otherwise
+/// `d.ddde+XX`.
+fn pg_float(
+    shortest_exp: String,
+    positional: String,
+    is_nan: bool,
+    inf: Option<bool>,
+    max_exp: i32,
+) -> String {
+    if is_nan {
+        return "NaN".into();
+    }
+    if let Some(positive) = inf {
+        return if positive { "Infinity" } else { "-Infinity" }.into();
+    }
+    let (mantissa, exp) = shortest_exp
+        .split_once('e')
+        .unwrap_or((shortest_exp.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..max_exp).contains(&exp) {
+        positional
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
+}
+
+pub(crate) fn format_f64(v: f64) -> String {
+    pg_float(
+        format!("{v:e}"),
+        format!("{v}"),
+        v.is_nan(),
+        v.is_infinite().then_some(v > 0.0),
+        15,
+    )
+}
+
+pub(crate) fn format_f32(v: f32) -> String {
+    pg_float(
+        format!("{v:e}"),
+        format!("{v}"),
+        v.is_nan(),
+        v.is_infinite().then_some(v > 0.0),
+        6,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_like_postgres() {
+        assert_eq!(format_f64(71.0), "71");
+        assert_eq!(format_f64(71.5), "71.5");
+        assert_eq!(format_f64(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(format_f64(1e20), "1e+20");
+        assert_eq!(format_f64(1.5e-7), "1.5e-07");
+        assert_eq!(format_f64(0.0001), "0.0001");
+        assert_eq!(format_f64(123456789012345.0), "123456789012345");
+        assert_eq!(format_f64(1e15), "1e+15");
+        assert_eq!(format_f64(-0.0), "-0");
+        assert_eq!(format_f64(f64::INFINITY), "Infinity");
+        assert_eq!(format_f64(f64::NAN), "NaN");
+        assert_eq!(format_f32(1.5), "1.5");
+        assert_eq!(format_f32(1e6), "1e+06");
+        assert_eq!(format_f32(123456.0), "123456");
+    }
+}

@@ -1,0 +1,319 @@
+//! The extended query protocol: Parse plans a statement once (DataFusion types its `$n`
+//! placeholders), Describe reports parameter and result types, Bind decodes parameters in
+//! text or binary, Execute runs the portal (pgwire suspends it at the row limit).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use async_trait::async_trait;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
+use futures::{Sink, SinkExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::ExtendedQueryHandler;
+use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{ClientInfo, ClientPortalStore, Type, DEFAULT_NAME};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
+use pgwire::messages::extendedquery::{
+    Describe, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+};
+use pgwire::messages::PgWireBackendMessage;
+
+use super::encode::{self, Output};
+use super::session::{pg_error, SessionStmt};
+use super::{eddy_error, session_of, user_error, PgHandler, PgStatement};
+use crate::error::classify;
+
+/// Parses and plans statements for the extended protocol.
+#[derive(Debug)]
+pub(crate) struct Parser {
+    handler: Arc<PgHandler>,
+}
+
+/// The placeholder types DataFusion inferred, by position (`$1` first).
+fn placeholder_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
+    let types = plan
+        .get_parameter_types()
+        .map_err(|e| eddy_error(&classify(e)))?;
+    let mut types = types;
+    // DataFusion leaves `$1::bigint` untyped; PostgreSQL types it by the cast.
+    let _ = plan.apply_with_subqueries(|p| {
+        p.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
+                {
+                    if let Expr::Placeholder(ph) = expr.as_ref() {
+                        let slot = types.entry(ph.id.clone()).or_insert(None);
+                        if slot.is_none() {
+                            *slot = Some(field.data_type().clone());
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    let n = types
+        .keys()
+        .filter_map(|k| k.strip_prefix('$').and_then(|i| i.parse::<usize>().ok()))
+        .max()
+        .unwrap_or(0);
+    Ok((1..=n)
+        .map(|i| types.get(&format!("${i}")).cloned().flatten())
+        .collect())
+}
+
+/// The result columns of a statement, as Describe reports them.
+fn result_fields(stmt: &PgStatement, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    let out = Output {
+        extra_float_digits: 1,
+    };
+    match stmt {
+        PgStatement::Planned(plan) if PgStatement::returns_rows(plan) => {
+            encode::fields(plan.schema().as_arrow(), format, &out)
+        }
+        PgStatement::Session(SessionStmt::Show(name)) => {
+            let names: Vec<String> = if name.eq_ignore_ascii_case("all") {
+                vec!["name".into(), "setting".into()]
+            } else {
+                vec![name.to_ascii_lowercase()]
+            };
+            let schema = arrow::datatypes::Schema::new(
+                names
+                    .iter()
+                    .map(|n| arrow::datatypes::Field::new(n, DataType::Utf8, false))
+                    .collect::<Vec<_>>(),
+            );
+            encode::fields(&schema, format, &out)
+        }
+        _ => Ok(vec![]),
+    }
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<PgStatement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = session_of(client)?;
+        let mut statements = self.handler.engine.parse(sql).map_err(|e| eddy_error(&e))?;
+        match statements.len() {
+            0 => Ok(None),
+            1 => {
+                let parsed = statements.remove(0);
+                Ok(Some(self.handler.classify(client, &session, parsed).await?))
+            }
+            _ => Err(user_error(pg_error(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            ))),
+        }
+    }
+
+    fn get_parameter_types(&self, stmt: &PgStatement) -> PgWireResult<Vec<Type>> {
+        match stmt {
+            PgStatement::Planned(plan) => Ok(placeholder_types(plan)?
+                .iter()
+                .map(|t| {
+                    t.as_ref()
+                        .and_then(|t| arrow_pg::datatypes::into_pg_type(t).ok())
+                        // PostgreSQL resolves a parameter nothing constrains as text.
+                        .unwrap_or(Type::TEXT)
+                })
+                .collect()),
+            _ => Ok(vec![]),
+        }
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &PgStatement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        result_fields(stmt, format.unwrap_or(&Format::UnifiedText))
+    }
+}
+
+/// The extended query handler every connection shares.
+#[derive(Debug)]
+pub(crate) struct Extended {
+    handler: Arc<PgHandler>,
+    parser: Arc<Parser>,
+}
+
+impl Extended {
+    pub(crate) fn new(handler: Arc<PgHandler>) -> Self {
+        Self {
+            parser: Arc::new(Parser {
+                handler: Arc::clone(&handler),
+            }),
+            handler,
+        }
+    }
+}
+
+/// Replaces a plan's placeholders with a portal's parameters, decoded with the client's
+/// declared types (or DataFusion's inferred ones) and cast to the inferred types, so an
+/// int2 parameter compares with a bigint column.
+fn bind_parameters(plan: LogicalPlan, portal: &Portal<PgStatement>) -> PgWireResult<LogicalPlan> {
+    if portal.parameter_len() == 0 {
+        return Ok(plan);
+    }
+    let inferred = placeholder_types(&plan)?;
+    let refs: Vec<Option<&DataType>> = inferred.iter().map(|t| t.as_ref()).collect();
+    let ParamValues::List(mut values) =
+        arrow_pg::datatypes::df::deserialize_parameters(portal, &refs)?
+    else {
+        return Err(user_error(pg_error("08P01", "unexpected named parameters")));
+    };
+    for (i, v) in values.iter_mut().enumerate() {
+        if let Some(Some(t)) = inferred.get(i) {
+            if &v.value.data_type() != t {
+                v.value = v.value.cast_to(t).map_err(|e| {
+                    user_error(pg_error(
+                        "22P02",
+                        format!("parameter ${}: {}", i + 1, classify(e)),
+                    ))
+                })?;
+            }
+        }
+    }
+    plan.with_param_values(ParamValues::List(values))
+        .map_err(|e| eddy_error(&classify(e)))
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Extended {
+    type Statement = PgStatement;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message
+            .name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAME.to_owned());
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        if message.name.is_some() {
+            session_of(client)?.prepared.lock().insert(name);
+        }
+        client
+            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    /// Like pgwire's, but a statement without result columns answers NoData (as
+    /// PostgreSQL does) even when it has parameters.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let (params, fields) = match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => match client.portal_store().get_statement(name) {
+                Some(Entry::Value(stmt)) => {
+                    let server = self.parser.get_parameter_types(&stmt.statement)?;
+                    let n = server.len().max(stmt.parameter_types.len());
+                    let params: Vec<u32> = (0..n)
+                        .map(|i| {
+                            stmt.parameter_types
+                                .get(i)
+                                .cloned()
+                                .flatten()
+                                .or_else(|| server.get(i).cloned())
+                                .unwrap_or(Type::TEXT)
+                                .oid()
+                        })
+                        .collect();
+                    let fields = result_fields(&stmt.statement, &Format::UnifiedText)?;
+                    (Some(params), fields)
+                }
+                Some(Entry::Empty) => (Some(vec![]), vec![]),
+                None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+            },
+            TARGET_TYPE_BYTE_PORTAL => match client.portal_store().get_portal(name) {
+                Some(Entry::Value(portal)) => (
+                    None,
+                    result_fields(&portal.statement.statement, &portal.result_column_format)?,
+                ),
+                Some(Entry::Empty) => (None, vec![]),
+                None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+            },
+            other => return Err(PgWireError::InvalidTargetType(other)),
+        };
+        if let Some(p) = params {
+            client
+                .feed(PgWireBackendMessage::ParameterDescription(
+                    ParameterDescription::new(p),
+                ))
+                .await?;
+        }
+        if fields.is_empty() {
+            client
+                .feed(PgWireBackendMessage::NoData(NoData::new()))
+                .await?;
+        } else {
+            client
+                .feed(PgWireBackendMessage::RowDescription(RowDescription::new(
+                    fields.iter().map(Into::into).collect(),
+                )))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PgStatement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        let stmt = portal.statement.statement.clone();
+        let bind = |plan: LogicalPlan| bind_parameters(plan, portal);
+        self.handler
+            .run(
+                client,
+                &session,
+                stmt,
+                Some(&bind),
+                &portal.result_column_format,
+            )
+            .await
+    }
+}

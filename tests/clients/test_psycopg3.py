@@ -1,0 +1,147 @@
+"""psycopg 3 against the real eddy binary: the extended protocol, server-side prepared
+statements, binary cursors, executemany, transactions, cancel and connect-time settings."""
+import datetime as dt
+import decimal
+import threading
+import time
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from pgserver import Eddy
+
+
+@pytest.fixture(scope="module")
+def eddy():
+    e = Eddy()
+    yield e
+    e.stop()
+
+
+@pytest.fixture(scope="module")
+def trades(eddy):
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE trades (sym text NOT NULL, ts timestamp NOT NULL, "
+                     "px double precision, qty bigint, ok boolean, amt numeric(10,2), day date)")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO trades VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [("CL", dt.datetime(2024, 1, 1, 10, 0), 70.0, 1, True, decimal.Decimal("12.34"),
+                  dt.date(2024, 1, 1)),
+                 ("CL", dt.datetime(2024, 1, 1, 10, 1), 71.5, 2, False, decimal.Decimal("0.50"),
+                  dt.date(2024, 1, 1)),
+                 ("GC", dt.datetime(2024, 1, 1, 10, 0, 30), 2000.25, None, None, None, None)])
+    return "trades"
+
+
+def test_connect_time_parameters(eddy):
+    with psycopg.connect(eddy.dsn(), application_name="superset") as conn:
+        info = conn.info
+        assert info.parameter_status("server_version") == "16.6"
+        assert info.server_version == 160006
+        assert info.parameter_status("client_encoding") == "UTF8"
+        assert info.parameter_status("DateStyle") == "ISO, MDY"
+        assert info.parameter_status("integer_datetimes") == "on"
+        assert info.parameter_status("standard_conforming_strings") == "on"
+        assert info.parameter_status("TimeZone") == "UTC"
+        assert info.parameter_status("application_name") == "superset"
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == info.backend_pid
+        conn.execute("SET application_name = 'grafana'")
+        assert info.parameter_status("application_name") == "grafana", "ParameterStatus on SET"
+
+
+def test_parameters_and_types(eddy, trades):
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT sym, ts, px, qty, ok, amt, day FROM trades WHERE qty >= %s ORDER BY qty",
+            (1,)).fetchall()
+        assert rows == [
+            ("CL", dt.datetime(2024, 1, 1, 10, 0), 70.0, 1, True, decimal.Decimal("12.34"),
+             dt.date(2024, 1, 1)),
+            ("CL", dt.datetime(2024, 1, 1, 10, 1), 71.5, 2, False, decimal.Decimal("0.50"),
+             dt.date(2024, 1, 1)),
+        ]
+        assert conn.execute("SELECT count(*) FROM trades WHERE sym = %s", ("GC",)).fetchone() == (1,)
+        # A string parameter compared with a timestamp column.
+        assert conn.execute("SELECT count(*) FROM trades WHERE ts > %s",
+                            ("2024-01-01 10:00:10",)).fetchone() == (2,)
+    # Text output of floats is PostgreSQL's (70, not 70.0).
+    rc, out, err = eddy.psql("-Atc", "SELECT px FROM trades ORDER BY px")
+    assert rc == 0, err
+    assert out.split() == ["70", "71.5", "2000.25"]
+
+
+def test_binary_cursor(eddy, trades):
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        with conn.cursor(binary=True) as cur:
+            cur.execute("SELECT sym, ts, px, qty, ok, amt, day FROM trades ORDER BY sym, ts")
+            rows = cur.fetchall()
+            assert rows[0] == ("CL", dt.datetime(2024, 1, 1, 10, 0), 70.0, 1, True,
+                               decimal.Decimal("12.34"), dt.date(2024, 1, 1))
+            assert rows[2] == ("GC", dt.datetime(2024, 1, 1, 10, 0, 30), 2000.25, None, None,
+                               None, None)
+            assert [d.type_code for d in cur.description] == [25, 1114, 701, 20, 16, 1700, 1082]
+
+
+def test_prepared_statements_after_repeated_runs(eddy, trades):
+    with psycopg.connect(eddy.dsn(), autocommit=True, prepare_threshold=2) as conn:
+        q = "SELECT count(*) FROM trades WHERE qty >= %s"
+        for i in range(6):
+            assert conn.execute(q, (1,)).fetchone() == (2,)
+        # psycopg has now prepared it server-side, under a name.
+        assert conn._prepared._names, "psycopg did not prepare the statement"
+        assert conn.execute(q, (2,)).fetchone() == (1,)
+        conn.execute("DEALLOCATE ALL")
+
+
+def test_transactions_and_aborted_state(eddy, trades):
+    with psycopg.connect(eddy.dsn()) as conn:  # not autocommit: psycopg sends BEGIN
+        assert conn.execute("SELECT count(*) FROM trades").fetchone() == (3,)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        with pytest.raises(errors.UndefinedTable):
+            conn.execute("SELECT * FROM missing")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pytest.raises(errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        conn.commit()
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_errors_carry_sqlstate(eddy, trades):
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        with pytest.raises(errors.UndefinedColumn):
+            conn.execute("SELECT nope FROM trades WHERE qty = %s", (1,))
+        with pytest.raises(errors.SyntaxError):
+            conn.execute("SELEC 1")
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_cancel_and_statement_timeout(eddy):
+    slow = "SELECT count(*) FROM generate_series(1, 100000000000) AS t(x) WHERE x % 7 = 3"
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        threading.Timer(0.5, conn.cancel).start()
+        started = time.time()
+        with pytest.raises(errors.QueryCanceled):
+            conn.execute(slow)
+        assert time.time() - started < 20
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        conn.execute("SET statement_timeout = '300ms'")
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("300",)
+        with pytest.raises(errors.QueryCanceled, match="statement timeout"):
+            conn.execute(slow)
+        conn.execute("RESET statement_timeout")
+        assert conn.execute("SELECT %s::bigint + 1", (41,)).fetchone() == (42,)
+
+
+def test_session_settings(eddy):
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        conn.execute("SET extra_float_digits = 3")
+        assert conn.execute("SHOW extra_float_digits").fetchone() == ("3",)
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier("system")))
+        assert conn.execute("SELECT current_schema()").fetchone() == ("system",)
+        conn.execute("DISCARD ALL")
+        assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        assert "PostgreSQL 16.6" in conn.execute("SELECT version()").fetchone()[0]
