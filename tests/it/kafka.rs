@@ -487,7 +487,12 @@ async fn kafka_five_kill9_cycles_during_a_stream_keep_each_record_exactly_once()
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(ok, "caught up: {:?}", count_distinct(&c, "ticks").await);
+    assert!(
+        ok,
+        "caught up: {:?}; sources: {:?}",
+        count_distinct(&c, "ticks").await,
+        rows(&c, "SELECT partition, state, consumed_offset, committed_offset, high_watermark, last_error FROM system.sources").await
+    );
     assert_eq!(
         count_distinct(&c, "ticks").await,
         (TOTAL, TOTAL),
