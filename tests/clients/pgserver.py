@@ -1,4 +1,4 @@
-"""`eddy standalone` on free loopback ports for the PostgreSQL client suites."""
+"""`eddy standalone` on free loopback ports for the client suites (PostgreSQL and Flight SQL)."""
 import json
 import os
 import subprocess
@@ -40,6 +40,7 @@ class Eddy:
             time.sleep(0.02)
         with open(endpoints) as f:
             ep = json.load(f)
+        self.endpoints = ep
         self.port = int(ep["pg"].rsplit(":", 1)[1])
 
     def dsn(self, user="eddy", password=None):

@@ -8,11 +8,7 @@ results compared with psql's over pgwire.
 """
 import datetime as dt
 import decimal
-import json
-import os
 import subprocess
-import tempfile
-import time
 
 import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_manager
@@ -20,43 +16,16 @@ import pyarrow as pa
 import pyarrow.flight as paflight
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pgserver import Eddy as Server
 
 
-def eddy_bin():
-    path = os.environ.get("EDDY_BIN")
-    if not path:
-        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
-        path = os.path.join(target, "debug", "eddy")
-    assert os.path.exists(path), f"no eddy binary at {path}; build it or set EDDY_BIN"
-    return path
-
-
-class Eddy:
-    """`eddy standalone` on free loopback ports, found through endpoints.json."""
+class Eddy(Server):
+    """eddy with its Flight SQL address; `psql` returns unaligned output of one query."""
 
     def __init__(self, config=None):
-        self.dir = tempfile.TemporaryDirectory(prefix="eddy-flight-")
-        data = os.path.join(self.dir.name, "data")
-        args = [eddy_bin(), "standalone", "--data-dir", data, "--pg-listen", "127.0.0.1:0",
-                "--http-listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0"]
-        if config:
-            path = os.path.join(self.dir.name, "eddy.toml")
-            with open(path, "w") as f:
-                f.write(config)
-            args += ["--config", path]
-        self.log = open(os.path.join(self.dir.name, "eddy.log"), "wb")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        endpoints = os.path.join(data, "endpoints.json")
-        deadline = time.time() + 60
-        while not os.path.exists(endpoints):
-            assert self.proc.poll() is None, open(self.log.name).read()
-            assert time.time() < deadline, "eddy did not start within 60 s"
-            time.sleep(0.02)
-        with open(endpoints) as f:
-            ep = json.load(f)
-        self.pg_port = int(ep["pg"].rsplit(":", 1)[1])
-        self.flight = ep["flight"]
+        super().__init__(config)
+        self.pg_port = self.port
+        self.flight = self.endpoints["flight"]
         self.uri = f"grpc://{self.flight}"
 
     def connect(self, **db_kwargs):
@@ -70,12 +39,6 @@ class Eddy:
         if out.returncode != 0:
             raise RuntimeError(out.stderr.strip())
         return out.stdout.rstrip("\n")
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
-        self.log.close()
-        self.dir.cleanup()
 
 
 @pytest.fixture(scope="module")
