@@ -98,7 +98,8 @@ def main():
     ap.add_argument("--eddy", required=True, help="the eddy binary (build with cargo build --release)")
     ap.add_argument("--rows", default="10m", help="rows of the fetched table (10m, 1m, 100k, ...)")
     ap.add_argument("--repeat", type=int, default=3, help="timed fetches per client, after one warm-up")
-    ap.add_argument("--ingest-batch-rows", default="1m",
+    # 250k rows of this table are ~8 MB: ADBC's Go driver refuses messages over 16 MB.
+    ap.add_argument("--ingest-batch-rows", default="250k",
                     help="rows per adbc_ingest call (each call is one durable, all-or-nothing write)")
     ap.add_argument("--work", default=os.path.join(REPO, "target", "bench-data", "flight"))
     ap.add_argument("--eddy-arg", action="append", default=[], help="extra argument for eddy standalone")
