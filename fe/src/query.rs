@@ -27,7 +27,7 @@ use crate::catalog::{EddySchema, SystemSchema};
 use crate::config::FeConfig;
 use crate::ddl;
 use crate::error::classify;
-use crate::source_ddl::{self, Piece};
+use crate::source_ddl::{self, EddyStatement, Piece};
 
 /// How `COPY ... FROM STDIN` data is encoded.
 #[derive(Debug, Clone)]
@@ -58,19 +58,7 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub enum Parsed {
     Sql(Box<Statement>),
-    Checkpoint,
-    CreateSource {
-        def: eddy_proto::SourceDef,
-        if_not_exists: bool,
-    },
-    DropSource {
-        name: String,
-        if_exists: bool,
-    },
-    AlterSource {
-        name: String,
-        pause: bool,
-    },
+    Eddy(EddyStatement),
 }
 
 pub struct QueryEngine {
@@ -180,14 +168,7 @@ impl QueryEngine {
         for p in pieces {
             match p {
                 Piece::Sql(text) => out.extend(parse_sql(&text)?),
-                Piece::Checkpoint => out.push(Parsed::Checkpoint),
-                Piece::CreateSource { def, if_not_exists } => {
-                    out.push(Parsed::CreateSource { def, if_not_exists })
-                }
-                Piece::DropSource { name, if_exists } => {
-                    out.push(Parsed::DropSource { name, if_exists })
-                }
-                Piece::AlterSource { name, pause } => out.push(Parsed::AlterSource { name, pause }),
+                Piece::Eddy(e) => out.push(Parsed::Eddy(e)),
             }
         }
         Ok(out)
@@ -244,25 +225,31 @@ impl QueryEngine {
         self.execute_in(stmt, &state).await
     }
 
+    async fn execute_eddy(&self, stmt: EddyStatement) -> Result<Outcome> {
+        Ok(match stmt {
+            EddyStatement::Checkpoint => {
+                self.be.checkpoint().await?;
+                cmd("CHECKPOINT", None)
+            }
+            EddyStatement::CreateSource { def, if_not_exists } => {
+                self.be.create_source(def, if_not_exists).await?;
+                cmd("CREATE SOURCE", None)
+            }
+            EddyStatement::DropSource { name, if_exists } => {
+                self.be.drop_source(&name, if_exists).await?;
+                cmd("DROP SOURCE", None)
+            }
+            EddyStatement::AlterSource { name, pause } => {
+                self.be.set_source_paused(&name, pause).await?;
+                cmd("ALTER SOURCE", None)
+            }
+        })
+    }
+
     /// Runs one statement with a session's planning state.
     pub async fn execute_in(&self, stmt: Parsed, state: &SessionState) -> Result<Outcome> {
         let stmt = match stmt {
-            Parsed::Checkpoint => {
-                self.be.checkpoint().await?;
-                return Ok(cmd("CHECKPOINT", None));
-            }
-            Parsed::CreateSource { def, if_not_exists } => {
-                self.be.create_source(def, if_not_exists).await?;
-                return Ok(cmd("CREATE SOURCE", None));
-            }
-            Parsed::DropSource { name, if_exists } => {
-                self.be.drop_source(&name, if_exists).await?;
-                return Ok(cmd("DROP SOURCE", None));
-            }
-            Parsed::AlterSource { name, pause } => {
-                self.be.set_source_paused(&name, pause).await?;
-                return Ok(cmd("ALTER SOURCE", None));
-            }
+            Parsed::Eddy(e) => return self.execute_eddy(e).await,
             Parsed::Sql(s) => *s,
         };
         match stmt {

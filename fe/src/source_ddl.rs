@@ -15,24 +15,21 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 use eddy_proto::{Error, ErrorCode, Result, SourceDef};
 
+/// eddy's own statements, which sqlparser does not know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EddyStatement {
+    Checkpoint,
+    CreateSource { def: SourceDef, if_not_exists: bool },
+    DropSource { name: String, if_exists: bool },
+    AlterSource { name: String, pause: bool },
+}
+
 /// One statement of a query string.
 #[derive(Debug, PartialEq)]
 pub enum Piece {
     /// Text for sqlparser.
     Sql(String),
-    Checkpoint,
-    CreateSource {
-        def: SourceDef,
-        if_not_exists: bool,
-    },
-    DropSource {
-        name: String,
-        if_exists: bool,
-    },
-    AlterSource {
-        name: String,
-        pause: bool,
-    },
+    Eddy(EddyStatement),
 }
 
 fn syntax(msg: impl Into<String>) -> Error {
@@ -84,7 +81,7 @@ pub fn split(sql: &str) -> Result<Option<Vec<Piece>>> {
             _ => String::new(),
         };
         let piece = match (word(0).as_str(), word(1).as_str()) {
-            ("CHECKPOINT", "") if sig.len() == 1 => Piece::Checkpoint,
+            ("CHECKPOINT", "") if sig.len() == 1 => EddyStatement::Checkpoint,
             ("CREATE", "SOURCE") => create_source(&sig[2..])?,
             ("DROP", "SOURCE") => drop_source(&sig[2..])?,
             ("ALTER", "SOURCE") => alter_source(&sig[2..])?,
@@ -94,7 +91,7 @@ pub fn split(sql: &str) -> Result<Option<Vec<Piece>>> {
             }
         };
         own = true;
-        pieces.push(piece);
+        pieces.push(Piece::Eddy(piece));
     }
     Ok(own.then_some(pieces))
 }
@@ -207,7 +204,7 @@ fn options(c: &mut Cursor<'_>) -> Result<BTreeMap<String, String>> {
     }
 }
 
-fn create_source(t: &[&Token]) -> Result<Piece> {
+fn create_source(t: &[&Token]) -> Result<EddyStatement> {
     let mut c = Cursor { t, i: 0 };
     let if_not_exists = if c.keyword("IF") {
         c.expect_keyword("NOT")?;
@@ -223,7 +220,7 @@ fn create_source(t: &[&Token]) -> Result<Piece> {
     c.expect_keyword("INTO")?;
     let table = c.ident("a table name")?;
     c.end()?;
-    Ok(Piece::CreateSource {
+    Ok(EddyStatement::CreateSource {
         def: SourceDef {
             name,
             connector,
@@ -235,7 +232,7 @@ fn create_source(t: &[&Token]) -> Result<Piece> {
     })
 }
 
-fn drop_source(t: &[&Token]) -> Result<Piece> {
+fn drop_source(t: &[&Token]) -> Result<EddyStatement> {
     let mut c = Cursor { t, i: 0 };
     let if_exists = if c.keyword("IF") {
         c.expect_keyword("EXISTS")?;
@@ -245,10 +242,10 @@ fn drop_source(t: &[&Token]) -> Result<Piece> {
     };
     let name = c.ident("a source name")?;
     c.end()?;
-    Ok(Piece::DropSource { name, if_exists })
+    Ok(EddyStatement::DropSource { name, if_exists })
 }
 
-fn alter_source(t: &[&Token]) -> Result<Piece> {
+fn alter_source(t: &[&Token]) -> Result<EddyStatement> {
     let mut c = Cursor { t, i: 0 };
     let name = c.ident("a source name")?;
     let pause = if c.keyword("PAUSE") {
@@ -262,7 +259,7 @@ fn alter_source(t: &[&Token]) -> Result<Piece> {
         )));
     };
     c.end()?;
-    Ok(Piece::AlterSource { name, pause })
+    Ok(EddyStatement::AlterSource { name, pause })
 }
 
 #[cfg(test)]
@@ -279,7 +276,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(p[0], Piece::Sql("select 1".into()));
-        let Piece::CreateSource { def, if_not_exists } = &p[1] else {
+        let Piece::Eddy(EddyStatement::CreateSource { def, if_not_exists }) = &p[1] else {
             panic!("{p:?}")
         };
         assert!(if_not_exists);
@@ -289,19 +286,19 @@ mod tests {
         assert_eq!(def.options["max_batch_rows"], "10");
         assert_eq!(
             p[2],
-            Piece::AlterSource {
+            Piece::Eddy(EddyStatement::AlterSource {
                 name: "s1".into(),
                 pause: true
-            }
+            })
         );
         assert_eq!(
             p[3],
-            Piece::DropSource {
+            Piece::Eddy(EddyStatement::DropSource {
                 name: "s1".into(),
                 if_exists: true
-            }
+            })
         );
-        assert_eq!(p[4], Piece::Checkpoint);
+        assert_eq!(p[4], Piece::Eddy(EddyStatement::Checkpoint));
         assert!(split("select ';create source'").unwrap().is_none());
     }
 

@@ -7,14 +7,6 @@ import decimal
 import asyncpg
 import pytest
 
-from pgserver import Eddy
-
-
-@pytest.fixture(scope="module")
-def eddy():
-    e = Eddy()
-    yield e
-    e.stop()
 
 
 def run(coro):

@@ -9,14 +9,6 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
-from pgserver import Eddy
-
-
-@pytest.fixture(scope="module")
-def eddy():
-    e = Eddy()
-    yield e
-    e.stop()
 
 
 @pytest.fixture(scope="module")

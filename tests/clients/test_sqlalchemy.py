@@ -6,14 +6,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import text, types
 
-from pgserver import Eddy
-
-
-@pytest.fixture(scope="module")
-def eddy():
-    e = Eddy()
-    yield e
-    e.stop()
 
 
 @pytest.fixture(scope="module")
