@@ -20,7 +20,8 @@ use eddy_ingest::decode::{decode_csv, decode_ndjson};
 use eddy_ingest::source::{self as sources, RunningSource};
 use eddy_ingest::validate::conform_batch;
 use eddy_proto::{
-    rejected_table_def, BeService, ColumnDef, Error, ErrorCode, Result, ScanRequest, ScanSnapshot,
+    rejected_table_def, BeService, ColumnDef, Error, ErrorCode, Result, RollupDef, RollupInfo,
+    ScanRequest, ScanSnapshot,
     SegmentInfo, SourceDef, SourceStatus, TableDef, TableInfo, WriteFormat,
 };
 use futures::StreamExt;
@@ -38,6 +39,8 @@ use crate::segment::{decode_bitmap, load_segment_meta, SegmentHandle};
 use crate::table::{Table, TableState};
 use crate::wal::{self, Wal, KIND_DELETE, KIND_WRITE};
 
+mod views;
+
 pub struct Engine {
     config: BeConfig,
     ctx: StorageCtx,
@@ -47,6 +50,8 @@ pub struct Engine {
     seal_wanted: Notify,
     /// Running sources by name (every source of the catalog, paused ones included).
     sources: parking_lot::Mutex<BTreeMap<String, RunningSource>>,
+    /// Materialized views by name (their state is in their root table's state).
+    views: RwLock<BTreeMap<String, Arc<eddy_ingest::rollup::RollupPlan>>>,
     me: Weak<Engine>,
 }
 
@@ -65,7 +70,7 @@ fn relation_missing(name: &str) -> Error {
     )
 }
 
-fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+pub(crate) fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut w = StreamWriter::try_new(&mut buf, schema)
         .map_err(|e| Error::new(ErrorCode::Internal, format!("encode WAL record: {e}")))?;
@@ -78,7 +83,7 @@ fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn decode_ipc(payload: &[u8]) -> Result<Vec<RecordBatch>> {
+pub(crate) fn decode_ipc(payload: &[u8]) -> Result<Vec<RecordBatch>> {
     let r = StreamReader::try_new(payload, None)
         .map_err(|e| Error::new(ErrorCode::StorageCorrupt, format!("decode WAL record: {e}")))?;
     r.collect::<std::result::Result<Vec<_>, _>>()
@@ -138,6 +143,8 @@ impl Engine {
             st.applied_seq = m.flushed_seq;
             st.flushed_offsets = m.source_offsets.clone();
             st.applied_offsets = m.source_offsets.clone();
+            st.flushed_views = m.rollups.clone();
+            live_paths.extend(views::snapshot_paths(&m));
             for meta in segs {
                 live_paths.insert(meta.path.clone());
                 live_paths.insert(meta.meta_path());
@@ -167,6 +174,9 @@ impl Engine {
             tables.insert(entry.def.name.clone(), table);
         }
         remove_orphans(&store, &catalog, &live_paths).await;
+        // Views restored from their snapshots see the replay; the others are rebuilt after.
+        let (view_plans, rebuild) =
+            Engine::compile_views_at_open(&store, &catalog.rollups, &tables).await;
 
         // Replay the WAL past each table's manifest.
         let wal_dir = config.data_dir.join("wal");
@@ -210,8 +220,19 @@ impl Engine {
             catalog: tokio::sync::Mutex::new(catalog),
             seal_wanted: Notify::new(),
             sources: parking_lot::Mutex::new(BTreeMap::new()),
+            views: RwLock::new(view_plans),
             me: me.clone(),
         });
+        for plan in rebuild {
+            let name = plan.def.name.clone();
+            let attached = engine
+                .get(&plan.root_table)
+                .and_then(|t| engine.attach_with_backfill(&t, plan));
+            match attached {
+                Ok(()) => tracing::info!(view = %name, "rebuilding materialized view"),
+                Err(e) => tracing::error!(view = %name, error = %e, "materialized view rebuild failed"),
+            }
+        }
         for (name, t) in engine.tables.read().iter() {
             let st = t.state.lock();
             metrics::SEGMENTS
@@ -441,7 +462,8 @@ async fn remove_orphans(store: &Arc<dyn ObjectStore>, catalog: &Catalog, live: &
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
         );
-        let orphan = !ids.contains(id) || (file.starts_with("seg-") && !live.contains(&path));
+        let orphan = !ids.contains(id)
+            || ((file.starts_with("seg-") || file.starts_with("rollup-")) && !live.contains(&path));
         if orphan {
             tracing::info!(path = %path, "removing orphan file");
             let _ = store.delete(&obj.location).await;
@@ -505,6 +527,14 @@ impl BeService for Engine {
     }
 
     async fn drop_table(&self, name: &str, if_exists: bool) -> Result<()> {
+        if let Some(v) = self.view_over(name) {
+            return Err(Error::new(
+                ErrorCode::DependentObjects,
+                format!(
+                    "cannot drop table {name} because materialized view {v} depends on it; DROP MATERIALIZED VIEW {v} first"
+                ),
+            ));
+        }
         let mut cat = self.catalog.lock().await;
         if let Some(s) = cat.sources.iter().find(|s| s.table == name) {
             return Err(Error::new(
@@ -685,6 +715,20 @@ impl BeService for Engine {
     }
 
     async fn scan(&self, request: ScanRequest) -> Result<Arc<dyn ScanSnapshot>> {
+        let view = self.views.read().get(&request.table).cloned();
+        if let Some(plan) = view {
+            let t = self.get(&plan.root_table)?;
+            let batch = {
+                let mut st = t.state.lock();
+                let i = crate::rollups::view_index(&st, &request.table)
+                    .ok_or_else(|| relation_missing(&request.table))?;
+                crate::rollups::view_batch(&mut st.views[i], request.projection.as_deref())?
+            };
+            return Ok(Arc::new(crate::scan::TableScan::from_batch(
+                batch,
+                request.target_partitions,
+            )));
+        }
         let t = self.get(&request.table)?;
         let st = t.state.lock();
         let scan = plan_scan(
@@ -818,6 +862,25 @@ impl BeService for Engine {
             out.extend(r.status(&durable));
         }
         out
+    }
+
+    async fn create_rollup(&self, def: RollupDef, if_not_exists: bool) -> Result<()> {
+        self.create_view(def, if_not_exists).await
+    }
+
+    async fn drop_rollup(&self, name: &str, if_exists: bool) -> Result<()> {
+        self.drop_view(name, if_exists).await
+    }
+
+    fn rollup(&self, name: &str) -> Option<RollupInfo> {
+        self.view_info(name)
+    }
+
+    fn rollups(&self) -> Vec<RollupInfo> {
+        self.view_names()
+            .iter()
+            .filter_map(|n| self.view_info(n))
+            .collect()
     }
 
     async fn checkpoint(&self) -> Result<()> {

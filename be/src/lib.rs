@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod manifest;
 pub mod metrics;
 pub mod pk;
+pub mod rollups;
 pub mod scan;
 pub mod segment;
 pub mod sources;

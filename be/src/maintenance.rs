@@ -17,7 +17,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use eddy_proto::{Error, ErrorCode, PartitionBy, Result, TableDef};
 use futures::TryStreamExt;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::manifest::{manifest_path, table_dir, write_json, Manifest};
 use crate::metrics;
@@ -236,6 +236,7 @@ fn manifest_of(table_id: u64, st: &TableState) -> Manifest {
             .map(|(id, b)| (*id, encode_bitmap(b)))
             .collect(),
         source_offsets: st.flushed_offsets.clone(),
+        rollups: st.flushed_views.clone(),
     }
 }
 
@@ -266,7 +267,7 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
     if table.dropped.load(Ordering::SeqCst) {
         return Ok(false);
     }
-    let (frozen, seq, offsets, def, schema) = {
+    let (frozen, seq, offsets, def, schema, snapshots) = {
         let mut st = table.state.lock();
         if st.active.rows == 0 && st.frozen.is_empty() && !st.dirty() {
             return Ok(false);
@@ -275,14 +276,24 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
             let old = std::mem::replace(&mut st.active, Memtable::new(ctx.next_id()));
             st.frozen.push(Arc::new(old));
         }
+        // The views' states as of exactly the rows being frozen (see crate::rollups).
+        let snapshots = crate::rollups::take_snapshots(&mut st, table.id, ctx.next_id());
         (
             st.frozen.clone(),
             st.applied_seq,
             st.applied_offsets.clone(),
             st.def.clone(),
             Arc::clone(&st.schema),
+            snapshots,
         )
     };
+    for s in &snapshots {
+        let bytes = crate::engine::encode_ipc(&s.batch.schema(), std::slice::from_ref(&s.batch))?;
+        ctx.store
+            .put(&object_store::path::Path::from(s.reference.path.as_str()), bytes.into())
+            .await
+            .map_err(|e| internal("write view snapshot", e))?;
+    }
     let mut installs = Vec::new();
     for m in &frozen {
         let (m2, def2, schema2, ctx2, tid) = (
@@ -306,6 +317,7 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
         let handles = upload(ctx, &built).await?;
         installs.push((Arc::clone(m), built.mapping, handles));
     }
+    let mut replaced = Vec::new();
     let manifest = {
         let mut st = table.state.lock();
         for (m, mapping, handles) in installs {
@@ -345,10 +357,35 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
         }
         st.flushed_seq = seq;
         st.flushed_offsets = offsets;
+        for s in snapshots {
+            if let Some(i) = crate::rollups::view_index(&st, &s.view) {
+                st.views[i].snapshot_version = Some(s.version);
+                if let Some(old) = st.flushed_views.insert(s.view, s.reference) {
+                    replaced.push(old.path);
+                }
+            } else {
+                replaced.push(s.reference.path);
+            }
+        }
+        let live: Vec<String> = st.views.iter().map(|v| v.name().to_string()).collect();
+        let gone: Vec<String> = st
+            .flushed_views
+            .keys()
+            .filter(|k| !live.contains(k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(old) = st.flushed_views.remove(&k) {
+                replaced.push(old.path);
+            }
+        }
         update_gauges(&def.name, &st);
         manifest_of(table.id, &st)
     };
     write_json(&ctx.store, &manifest_path(table.id), &manifest).await?;
+    for path in replaced {
+        let _ = ctx.store.delete(&object_store::path::Path::from(path)).await;
+    }
     Ok(true)
 }
 

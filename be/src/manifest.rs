@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use eddy_proto::{Error, ErrorCode, Result, SourceDef, TableDef};
+use eddy_proto::{Error, ErrorCode, Result, RollupDef, SourceDef, TableDef};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::de::DeserializeOwned;
@@ -30,6 +30,9 @@ pub struct Catalog {
     pub tables: Vec<CatalogEntry>,
     #[serde(default)]
     pub sources: Vec<SourceDef>,
+    /// Materialized views, each after the view it cascades from.
+    #[serde(default)]
+    pub rollups: Vec<RollupDef>,
 }
 
 impl Default for Catalog {
@@ -38,6 +41,7 @@ impl Default for Catalog {
             next_table_id: 1,
             tables: Vec::new(),
             sources: Vec::new(),
+            rollups: Vec::new(),
         }
     }
 }
@@ -54,6 +58,9 @@ pub struct Manifest {
     /// Source → partition → next offset: every record before it is in the segments.
     #[serde(default)]
     pub source_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// View → its state as of the same seal.
+    #[serde(default)]
+    pub rollups: BTreeMap<String, crate::rollups::SnapshotRef>,
 }
 
 pub fn table_dir(table_id: u64) -> String {

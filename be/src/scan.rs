@@ -85,6 +85,34 @@ impl ScanSnapshot for TableScan {
     }
 }
 
+impl TableScan {
+    /// A snapshot of rows already in memory (a materialized view), split for parallelism.
+    pub fn from_batch(batch: RecordBatch, target_partitions: usize) -> Self {
+        let n = target_partitions.max(1);
+        let rows = batch.num_rows();
+        let per = rows.div_ceil(n).max(1);
+        let mut partitions = Vec::new();
+        let mut at = 0;
+        while at < rows {
+            let len = per.min(rows - at);
+            partitions.push(vec![Work::Batch(batch.slice(at, len))]);
+            at += len;
+        }
+        if partitions.is_empty() {
+            partitions.push(Vec::new());
+        }
+        let stats = ScanStats {
+            memtable_rows: rows as u64,
+            ..Default::default()
+        };
+        Self {
+            schema: batch.schema(),
+            stats,
+            partitions,
+        }
+    }
+}
+
 /// Whether any row of a range may satisfy every predicate.
 fn range_may_match(
     columns: &std::collections::BTreeMap<String, crate::segment::ColumnRange>,

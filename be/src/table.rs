@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use roaring::RoaringBitmap;
 
 use crate::pk::{Deletes, PkIndex};
+use crate::rollups::{SnapshotRef, ViewState};
 use crate::segment::SegmentHandle;
 
 /// Rows written since the last seal, as Arrow batches in arrival order.
@@ -60,6 +61,10 @@ pub struct TableState {
     pub applied_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     /// The same as of the last manifest: where sources resume after a restart.
     pub flushed_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Materialized views fed by this table, parents before the views cascading from them.
+    pub views: Vec<ViewState>,
+    /// The view snapshots the manifest names.
+    pub flushed_views: BTreeMap<String, SnapshotRef>,
 }
 
 #[derive(Debug)]
@@ -128,6 +133,8 @@ impl TableState {
             flushed_seq: 0,
             applied_offsets: BTreeMap::new(),
             flushed_offsets: BTreeMap::new(),
+            views: Vec::new(),
+            flushed_views: BTreeMap::new(),
         })
     }
 
@@ -144,6 +151,7 @@ impl TableState {
                 &mut self.deletes,
             );
         }
+        crate::rollups::feed(&mut self.views, &batch);
         self.active.rows += n;
         self.active.bytes += batch.get_array_memory_size();
         self.active.batches.push(batch);

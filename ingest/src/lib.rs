@@ -8,5 +8,6 @@
 
 pub mod decode;
 pub mod generator;
+pub mod rollup;
 pub mod source;
 pub mod validate;

@@ -7,12 +7,14 @@
 //! nodes and is mapped exhaustively to SQLSTATE (pgwire) and HTTP status at the edges.
 
 pub mod error;
+pub mod rollup;
 pub mod scalar;
 pub mod service;
 pub mod source;
 pub mod table;
 
 pub use error::{Error, ErrorCode, Result};
+pub use rollup::{RollupDef, RollupInfo, INTERNAL_COLUMN_PREFIX};
 pub use scalar::{Predicate, PredicateOp, Scalar};
 pub use service::{BatchStream, BeService, ScanRequest, ScanSnapshot, ScanStats, WriteFormat};
 pub use source::{rejected_table_def, SourceDef, SourceStatus, REJECTED_TABLE};

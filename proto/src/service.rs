@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::error::Result;
+use crate::rollup::{RollupDef, RollupInfo};
 use crate::scalar::Predicate;
 use crate::source::{SourceDef, SourceStatus};
 use crate::table::{ColumnDef, SegmentInfo, TableDef, TableInfo};
@@ -94,6 +95,14 @@ pub trait BeService: Send + Sync + Debug {
     async fn set_source_paused(&self, name: &str, paused: bool) -> Result<()>;
     /// Progress of every source, one row per source partition.
     fn sources(&self) -> Vec<SourceStatus>;
+
+    /// Compiles and registers a materialized view, then backfills it from its source's
+    /// existing rows in the background (progress in [`RollupInfo`]).
+    async fn create_rollup(&self, def: RollupDef, if_not_exists: bool) -> Result<()>;
+    /// Forgets a view and its state; refused while another view cascades from it.
+    async fn drop_rollup(&self, name: &str, if_exists: bool) -> Result<()>;
+    fn rollup(&self, name: &str) -> Option<RollupInfo>;
+    fn rollups(&self) -> Vec<RollupInfo>;
 
     /// Seals every memtable into segments now.
     async fn checkpoint(&self) -> Result<()>;
