@@ -25,23 +25,26 @@ pub struct EddySchema {
 #[async_trait]
 impl SchemaProvider for EddySchema {
     fn table_names(&self) -> Vec<String> {
-        self.be
+        let mut names: Vec<String> = self
+            .be
             .tables()
             .into_iter()
             .map(|t| t.def.name)
             .filter(|n| !is_internal(n))
-            .collect()
+            .collect();
+        names.extend(self.be.rollups().into_iter().map(|r| r.def.name));
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if is_internal(name) {
             return Ok(None);
         }
-        Ok(be_table(&self.be, name))
+        Ok(be_table(&self.be, name).or_else(|| crate::rollup_catalog::view_table(&self.be, name)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        !is_internal(name) && self.be.table(name).is_some()
+        !is_internal(name) && (self.be.table(name).is_some() || self.be.rollup(name).is_some())
     }
 }
 
@@ -56,13 +59,14 @@ fn be_table(be: &Arc<dyn BeService>, name: &str) -> Option<Arc<dyn TableProvider
             be: Arc::clone(be),
             name: def.name.clone(),
             schema: nullable(&def.arrow_schema()),
+            view: false,
         }) as Arc<dyn TableProvider>
     })
 }
 
 /// The schema DataFusion plans with: every column nullable, because NOT NULL is checked
 /// by the BE on write, where the error names the row and column.
-fn nullable(schema: &arrow::datatypes::SchemaRef) -> arrow::datatypes::SchemaRef {
+pub(crate) fn nullable(schema: &arrow::datatypes::SchemaRef) -> arrow::datatypes::SchemaRef {
     Arc::new(Schema::new(
         schema
             .fields()
@@ -78,7 +82,7 @@ pub struct SystemSchema {
     pub be: Arc<dyn BeService>,
 }
 
-const SYSTEM_TABLES: [&str; 4] = ["tables", "segments", "sources", "rejected"];
+const SYSTEM_TABLES: [&str; 5] = ["tables", "segments", "sources", "rejected", "rollups"];
 
 fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, None)
@@ -238,6 +242,7 @@ impl SchemaProvider for SystemSchema {
             "tables" => self.tables_batch()?,
             "segments" => self.segments_batch()?,
             "sources" => self.sources_batch()?,
+            "rollups" => crate::rollup_catalog::rollups_batch(&self.be)?,
             "rejected" => {
                 // Created with the first source; until then, an empty table of its shape.
                 if let Some(t) = be_table(&self.be, REJECTED_TABLE) {

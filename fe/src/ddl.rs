@@ -1,7 +1,7 @@
 //! Translates DDL statements (CREATE TABLE, ALTER TABLE ADD COLUMN) into catalog types.
 
 use datafusion::sql::sqlparser::ast::{
-    ColumnDef as SqlColumnDef, ColumnOption, CreateTable, CreateTableOptions, Expr as SqlExpr,
+    ColumnDef as SqlColumnDef, ColumnOption, CreateTable, CreateTableOptions, CreateView, Expr as SqlExpr,
     SqlOption, TableConstraint, Value,
 };
 use eddy_proto::{ColumnDef, ColumnType, Error, ErrorCode, PartitionBy, Result, TableDef};
@@ -252,4 +252,52 @@ mod tests {
         assert_eq!(parse_retention("30 days").unwrap(), 30 * 86_400);
         assert_eq!(parse_retention("12h").unwrap(), 12 * 3_600);
     }
+}
+
+/// `CREATE MATERIALIZED VIEW name [WITH (lateness = '30 seconds')] AS SELECT ...` → the
+/// view definition the BE compiles.
+pub fn rollup_def(cv: &CreateView) -> Result<eddy_proto::RollupDef> {
+    if cv.or_replace || cv.or_alter {
+        return Err(Error::new(
+            ErrorCode::Unsupported,
+            "CREATE OR REPLACE MATERIALIZED VIEW is not supported; DROP it and CREATE it again",
+        ));
+    }
+    if !cv.columns.is_empty() {
+        return Err(bad(
+            "name a materialized view's columns with AS in its SELECT list".into(),
+        ));
+    }
+    let opts: &[SqlOption] = match &cv.options {
+        CreateTableOptions::None => &[],
+        CreateTableOptions::With(o)
+        | CreateTableOptions::Options(o)
+        | CreateTableOptions::Plain(o)
+        | CreateTableOptions::TableProperties(o) => o,
+    };
+    let mut lateness_secs = None;
+    for o in opts {
+        let SqlOption::KeyValue { key, value } = o else {
+            return Err(bad(format!("view option {o} is not supported")));
+        };
+        match key.value.to_ascii_lowercase().as_str() {
+            "lateness" => lateness_secs = Some(parse_retention(&option_text(value))?),
+            other => {
+                return Err(bad(format!(
+                    "unknown materialized view option \"{other}\" (known: lateness)"
+                )))
+            }
+        }
+    }
+    let name = cv
+        .name
+        .0
+        .last()
+        .map(|p| p.to_string().trim_matches('"').to_string())
+        .unwrap_or_default();
+    Ok(eddy_proto::RollupDef {
+        name,
+        sql: cv.query.to_string(),
+        lateness_secs,
+    })
 }

@@ -19,6 +19,9 @@ pub mod metrics;
 pub mod pg;
 pub mod provider;
 pub mod query;
+pub mod rollup_catalog;
+pub mod rollup_rewrite;
+pub mod session_window;
 pub mod server;
 pub mod source_ddl;
 

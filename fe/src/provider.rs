@@ -33,6 +33,8 @@ pub struct EddyTable {
     pub be: Arc<dyn BeService>,
     pub name: String,
     pub schema: SchemaRef,
+    /// A materialized view (reads its current state) rather than a table.
+    pub view: bool,
 }
 
 #[async_trait]
@@ -42,7 +44,11 @@ impl TableProvider for EddyTable {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::Base
+        if self.view {
+            TableType::View
+        } else {
+            TableType::Base
+        }
     }
 
     fn supports_filters_pushdown(

@@ -67,6 +67,8 @@ pub struct QueryEngine {
     /// sqlparser plus the rewrites that let DataFusion plan the catalog queries psql,
     /// SQLAlchemy and Grafana send (`pg_catalog.` qualifiers, `::regclass`, ...).
     compat: PostgresCompatibilityParser,
+    /// Answers aggregates from materialized views (an analyzer rule of every session).
+    rewrite: Arc<crate::rollup_rewrite::RollupRewrite>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -127,6 +129,13 @@ impl QueryEngine {
             )
             .map_err(classify)?;
         ctx.register_catalog("eddy", Arc::new(catalog));
+        ctx.register_udtf(
+            crate::session_window::SESSION_FUNCTION,
+            Arc::new(crate::session_window::SessionFunction { be: Arc::clone(&be) }),
+        );
+        let rewrite = Arc::new(crate::rollup_rewrite::RollupRewrite::new());
+        rewrite.set_be(Arc::clone(&be));
+        ctx.add_analyzer_rule(Arc::clone(&rewrite) as _);
         // pg_catalog (pg_class, pg_attribute, pg_namespace, pg_type ...) built live from
         // the catalogs above, and the functions clients call on it (format_type,
         // pg_table_is_visible, quote_ident ...).
@@ -141,6 +150,7 @@ impl QueryEngine {
             be,
             ctx,
             compat: PostgresCompatibilityParser::new(),
+            rewrite,
         })
     }
 
@@ -197,7 +207,7 @@ impl QueryEngine {
                 **s,
                 Statement::CreateTable(_)
                     | Statement::Drop {
-                        object_type: ObjectType::Table,
+                        object_type: ObjectType::Table | ObjectType::MaterializedView,
                         ..
                     }
                     | Statement::AlterTable(_)
@@ -206,7 +216,7 @@ impl QueryEngine {
                     | Statement::StartTransaction { .. }
                     | Statement::Commit { .. }
                     | Statement::Rollback { .. }
-            ),
+            ) && !matches!(&**s, Statement::CreateView(v) if v.materialized),
             _ => false,
         }
     }
@@ -214,6 +224,7 @@ impl QueryEngine {
     /// Plans a statement DataFusion runs; placeholders (`$1`) stay in the plan, typed
     /// where DataFusion can infer them.
     pub async fn plan(&self, stmt: Statement, state: &SessionState) -> Result<LogicalPlan> {
+        self.rewrite.refresh(state).await;
         state
             .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
             .await
@@ -257,6 +268,22 @@ impl QueryEngine {
                 let def = ddl::table_def(&ct)?;
                 self.be.create_table(def, ct.if_not_exists).await?;
                 Ok(cmd("CREATE TABLE", None))
+            }
+            Statement::CreateView(cv) if cv.materialized => {
+                let def = ddl::rollup_def(&cv)?;
+                self.be.create_rollup(def, cv.if_not_exists).await?;
+                Ok(cmd("CREATE MATERIALIZED VIEW", None))
+            }
+            Statement::Drop {
+                object_type: ObjectType::MaterializedView,
+                if_exists,
+                names,
+                ..
+            } => {
+                for n in &names {
+                    self.be.drop_rollup(&object_name(n), if_exists).await?;
+                }
+                Ok(cmd("DROP MATERIALIZED VIEW", None))
             }
             Statement::Drop {
                 object_type: ObjectType::Table,
@@ -344,7 +371,16 @@ impl QueryEngine {
                 rows: Some(n as usize),
             });
         }
-        Ok(Outcome::Rows(df.execute_stream().await.map_err(classify)?))
+        let notes = match df.logical_plan() {
+            LogicalPlan::Explain(e) => self.rewrite.explain(&e.plan, state.config_options()),
+            LogicalPlan::Analyze(a) => self.rewrite.explain(&a.input, state.config_options()),
+            _ => Vec::new(),
+        };
+        let stream = df.execute_stream().await.map_err(classify)?;
+        if notes.is_empty() {
+            return Ok(Outcome::Rows(stream));
+        }
+        Ok(Outcome::Rows(crate::rollup_rewrite::with_notes(stream, notes)))
     }
 
     /// Plans a query and collects its result (used by DELETE and tests).

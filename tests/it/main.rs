@@ -13,6 +13,7 @@ mod http_ingest;
 mod kafka;
 mod pg_catalog;
 mod pg_protocol;
+mod rollups;
 mod s3;
 mod sql;
 mod storage;
