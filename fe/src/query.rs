@@ -129,10 +129,11 @@ impl QueryEngine {
             )
             .map_err(classify)?;
         ctx.register_catalog("eddy", Arc::new(catalog));
-        ctx.register_udtf(
-            crate::session_window::SESSION_FUNCTION,
-            Arc::new(crate::session_window::SessionFunction { be: Arc::clone(&be) }),
-        );
+        // DataFusion looks table functions up by the name as written, without case folding.
+        let session = Arc::new(crate::session_window::SessionFunction { be: Arc::clone(&be) });
+        for name in [crate::session_window::SESSION_FUNCTION, "SESSION", "Session"] {
+            ctx.register_udtf(name, Arc::clone(&session) as _);
+        }
         let rewrite = Arc::new(crate::rollup_rewrite::RollupRewrite::new());
         rewrite.set_be(Arc::clone(&be));
         ctx.add_analyzer_rule(Arc::clone(&rewrite) as _);

@@ -348,7 +348,11 @@ fn planning_context(lookup: Arc<dyn Fn(&str) -> Option<Relation> + Send + Sync>)
         )
         .map_err(df_err)?;
     ctx.register_catalog("eddy", Arc::new(catalog));
-    ctx.register_udtf(SESSION_FUNCTION, Arc::new(SessionFunction { lookup }));
+    // DataFusion looks table functions up by the name as written, without case folding.
+    let f = Arc::new(SessionFunction { lookup });
+    for name in [SESSION_FUNCTION, "SESSION", "Session"] {
+        ctx.register_udtf(name, Arc::clone(&f) as _);
+    }
     Ok(ctx)
 }
 

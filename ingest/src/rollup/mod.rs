@@ -396,6 +396,24 @@ impl Rollup {
     /// session views, which also compacts merged-away sessions). Returns the states.
     fn take_states(&mut self) -> Result<Vec<Vec<ArrayRef>>> {
         let total = self.total_groups();
+        if total == 0 {
+            // Some accumulators cannot emit zero groups; nothing to take anyway.
+            return self
+                .plan
+                .aggs
+                .iter()
+                .map(|a| {
+                    a.expr
+                        .state_fields()
+                        .map(|fs| {
+                            fs.iter()
+                                .map(|f| arrow::array::new_empty_array(f.data_type()))
+                                .collect()
+                        })
+                        .map_err(|e| internal("state", e))
+                })
+                .collect();
+        }
         let (map, groups) = match &mut self.groups {
             Groups::Session(s) if s.live_groups() < s.total_groups() => {
                 let c = s.compaction();
@@ -462,6 +480,9 @@ impl Rollup {
         }
         let states = self.take_states()?;
         let n = self.total_groups();
+        if n == 0 {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.plan.internal_schema)));
+        }
         let idx: Vec<usize> = (0..n).collect();
         let mut cols = self.key_columns()?;
         let mut tmp = new_accs(&self.plan)?;
