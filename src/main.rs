@@ -219,13 +219,19 @@ async fn main() -> anyhow::Result<()> {
                 };
                 be.create_source(source, true).await?;
             }
+            for view in eddy_ingest::generator::demo_views() {
+                be.create_rollup(view, true).await?;
+            }
             println!(
                 "\neddy demo is running: live commodity ticks, clickstream events and orders.\n\n  \
                  psql -h {} -p {} -U eddy -d eddy\n\n  \
                  SELECT symbol, count(*), last_value(price ORDER BY ts) FROM ticks GROUP BY symbol;\n  \
                  SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC;\n  \
                  SELECT status, count(*), sum(total_amount) FROM orders GROUP BY status;\n  \
-                 SELECT source, state, rows, rows_per_second FROM system.sources;\n\n  \
+                 SELECT source, state, rows, rows_per_second FROM system.sources;\n  \
+                 SELECT * FROM bars_1m WHERE symbol = 'GC' ORDER BY bucket DESC LIMIT 5;\n  \
+                 SELECT * FROM user_sessions ORDER BY session_end DESC LIMIT 5;\n  \
+                 SELECT view_name, rows, open_buckets, late_rows_dropped FROM system.rollups;\n\n  \
                  Arrow Flight SQL (ADBC, pyarrow): grpc://{}\n  \
                  metrics: http://{}/metrics   (Ctrl-C stops; data in {})\n",
                 endpoints.pg.ip(),

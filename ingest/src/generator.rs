@@ -297,3 +297,61 @@ impl Generator {
 fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
     RecordBatch::try_from_iter(cols).expect("generator columns have equal lengths")
 }
+
+/// The materialized views `eddy demo` keeps over the generated data: OHLC + VWAP bars per
+/// minute cascading to 5 minutes and an hour, user sessions (30-minute gap) and product
+/// popularity per 5 minutes.
+pub fn demo_views() -> Vec<eddy_proto::RollupDef> {
+    let view = |name: &str, lateness_secs: Option<u64>, sql: &str| eddy_proto::RollupDef {
+        name: name.into(),
+        sql: sql.into(),
+        lateness_secs,
+    };
+    vec![
+        view(
+            "bars_1m",
+            Some(30),
+            "SELECT symbol, date_bin(INTERVAL '1 minute', ts) AS bucket, \
+             first_value(price ORDER BY ts) AS open, max(price) AS high, min(price) AS low, \
+             last_value(price ORDER BY ts) AS close, sum(volume) AS volume, \
+             sum(price * volume) / sum(volume) AS vwap, count(*) AS trades \
+             FROM ticks GROUP BY symbol, date_bin(INTERVAL '1 minute', ts)",
+        ),
+        view(
+            "bars_5m",
+            None,
+            "SELECT symbol, date_bin(INTERVAL '5 minutes', bucket) AS bucket, \
+             first_value(open ORDER BY bucket) AS open, max(high) AS high, min(low) AS low, \
+             last_value(close ORDER BY bucket) AS close, sum(volume) AS volume, \
+             sum(trades) AS trades FROM bars_1m GROUP BY 1, 2",
+        ),
+        view(
+            "bars_1h",
+            None,
+            "SELECT symbol, date_bin(INTERVAL '1 hour', bucket) AS bucket, \
+             first_value(open ORDER BY bucket) AS open, max(high) AS high, min(low) AS low, \
+             last_value(close ORDER BY bucket) AS close, sum(volume) AS volume, \
+             sum(trades) AS trades FROM bars_5m GROUP BY 1, 2",
+        ),
+        view(
+            "user_sessions",
+            None,
+            "SELECT user_id, session_start, session_end, count(*) AS events, \
+             count(*) FILTER (WHERE event_type = 'page_view') AS page_views, \
+             sum(amount) FILTER (WHERE event_type = 'purchase') AS revenue \
+             FROM SESSION(events, user_id, ts, INTERVAL '30 minutes') GROUP BY 1, 2, 3",
+        ),
+        view(
+            "product_5m",
+            None,
+            "SELECT product_id, date_bin(INTERVAL '5 minutes', ts) AS bucket, \
+             count(*) FILTER (WHERE event_type = 'page_view') AS views, \
+             count(*) FILTER (WHERE event_type = 'add_to_cart') AS carts, \
+             count(*) FILTER (WHERE event_type = 'purchase') AS purchases, \
+             count(DISTINCT user_id) AS users, \
+             CAST(count(*) FILTER (WHERE event_type = 'purchase') AS DOUBLE) \
+               / NULLIF(count(*) FILTER (WHERE event_type = 'page_view'), 0) AS conversion \
+             FROM events WHERE product_id IS NOT NULL GROUP BY 1, 2",
+        ),
+    ]
+}
