@@ -225,6 +225,14 @@ impl ViewPattern {
         ok.then_some(out)
     }
 
+    /// The view's bucket key when `g` buckets the same time column at the same width
+    /// (`date_trunc('minute', ts)` and `date_bin(INTERVAL '1 minute', ts)` agree).
+    fn same_bucket(&self, g: &Expr) -> Option<usize> {
+        let (key, width, time) = self.bucket.as_ref()?;
+        let (w, t) = bucket_of(g)?;
+        (w == *width && &t == time).then_some(*key)
+    }
+
     /// A coarser time bucket of the view's time column, over the view's bucket column.
     fn coarser_bucket(&self, g: &Expr) -> Option<Expr> {
         let (key, width, time) = self.bucket.as_ref()?;
@@ -321,7 +329,7 @@ impl ViewPattern {
         let mut used_keys = vec![false; self.keys.len()];
         let mut exact = true;
         for g in agg.group_expr.iter().map(normalize) {
-            if let Some(i) = self.keys.iter().position(|k| *k == g) {
+            if let Some(i) = self.keys.iter().position(|k| *k == g).or_else(|| self.same_bucket(&g)) {
                 used_keys[i] = true;
                 groups.push(self.internal(i));
             } else if let Some(e) = self.coarser_bucket(&g).or_else(|| self.over_keys(&g)) {
