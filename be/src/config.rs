@@ -36,6 +36,9 @@ pub struct BeConfig {
     pub retention_interval_ms: u64,
     /// Decoded segment columns kept in memory for repeated scans (0 disables the cache).
     pub segment_cache_bytes: u64,
+    /// Largest aggregate state one materialized view may hold; a view that outgrows it
+    /// stops (system.rollups.last_error says so) instead of exhausting memory.
+    pub rollup_state_bytes_max: u64,
 }
 
 impl Default for BeConfig {
@@ -56,6 +59,7 @@ impl Default for BeConfig {
             compaction_target_rows: 1_000_000,
             retention_interval_ms: 60_000,
             segment_cache_bytes: 2 * 1024 * 1024 * 1024,
+            rollup_state_bytes_max: 4 * 1024 * 1024 * 1024,
         }
     }
 }

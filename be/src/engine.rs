@@ -97,6 +97,8 @@ impl Engine {
             .validate()
             .map_err(|m| Error::new(ErrorCode::InvalidTableDefinition, m))?;
         metrics::init(config.memtable_bytes_max);
+        crate::rollups::STATE_BYTES_MAX.store(config.rollup_state_bytes_max, Ordering::Relaxed);
+        metrics::VIEW_STATE_BYTES_MAX.set(config.rollup_state_bytes_max as i64);
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             Error::new(
                 ErrorCode::StorageIo,
@@ -892,6 +894,7 @@ impl BeService for Engine {
 
     fn metrics_text(&self) -> String {
         metrics::set_source_gauges(&self.sources());
+        metrics::set_view_gauges(&self.rollups());
         metrics::render()
     }
 }

@@ -12,6 +12,7 @@
 //! is rebuilt from the table's rows after replay, like a new view.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::BooleanArray;
@@ -36,6 +37,8 @@ pub struct ViewState {
     /// State version of the last snapshot written (a view that did not change since keeps
     /// its snapshot).
     pub snapshot_version: Option<u64>,
+    /// No longer updated (its state outgrew `be.rollup_state_bytes_max`).
+    pub stopped: bool,
 }
 
 impl ViewState {
@@ -47,6 +50,7 @@ impl ViewState {
             backfill_total: 0,
             last_error: None,
             snapshot_version: None,
+            stopped: false,
         }
     }
 
@@ -93,14 +97,21 @@ impl ViewState {
     }
 }
 
+/// `be.rollup_state_bytes_max`, set once at start.
+pub static STATE_BYTES_MAX: AtomicU64 = AtomicU64::new(u64::MAX);
+
 /// Feeds one written batch to every view of the table, parents before the views that
 /// cascade from them (which see only the rows their parent took).
 pub fn feed(views: &mut [ViewState], batch: &RecordBatch) {
     if views.is_empty() {
         return;
     }
+    let max = STATE_BYTES_MAX.load(Ordering::Relaxed);
     let mut took: BTreeMap<String, RecordBatch> = BTreeMap::new();
     for i in 0..views.len() {
+        if views[i].stopped {
+            continue;
+        }
         let input = match views[i].plan().parent.clone() {
             Some(p) => match took.get(&p) {
                 Some(b) => b.clone(),
@@ -110,6 +121,15 @@ pub fn feed(views: &mut [ViewState], batch: &RecordBatch) {
         };
         let r = views[i].rollup.apply(&input, Feed::Live);
         let mask = views[i].record(r);
+        let bytes = views[i].rollup.state_bytes() as u64;
+        if bytes > max {
+            let v = &mut views[i];
+            v.stopped = true;
+            v.last_error = Some(format!(
+                "stopped: its state ({bytes} bytes) outgrew be.rollup_state_bytes_max ({max}); drop it or raise the limit"
+            ));
+            tracing::error!(view = %v.name(), bytes, max, "materialized view stopped at its state limit");
+        }
         let name = views[i].name().to_string();
         if views.iter().any(|c| c.plan().parent.as_deref() == Some(name.as_str())) {
             let rows = match mask {
@@ -163,7 +183,7 @@ pub struct PendingSnapshot {
 pub fn take_snapshots(st: &mut TableState, table_id: u64, seal_id: u64) -> Vec<PendingSnapshot> {
     let mut out = Vec::new();
     for (i, v) in st.views.iter_mut().enumerate() {
-        if !v.complete || v.snapshot_version == Some(v.rollup.version()) {
+        if !v.complete || v.stopped || v.snapshot_version == Some(v.rollup.version()) {
             continue;
         }
         match v.rollup.snapshot() {

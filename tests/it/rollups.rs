@@ -304,3 +304,25 @@ async fn view_definitions_and_drops_are_checked() {
     assert_eq!(sqlstate(&c, "SELECT * FROM bars").await.0, "42P01");
     rows(&c, "DROP TABLE ticks").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_view_outgrowing_its_state_limit_stops_and_says_so() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[("EDDY__BE__ROLLUP_STATE_BYTES_MAX", "200000")]);
+    let c = s.client().await;
+    rows(&c, TICKS).await;
+    rows(&c, "CREATE MATERIALIZED VIEW per_tick AS SELECT ts, count(*) AS n FROM ticks GROUP BY ts").await;
+    let lines: Vec<String> = (0..20_000)
+        .map(|i| format!("{{\"symbol\":\"A\",\"ts\":\"{}\",\"price\":1,\"volume\":1}}", ts(1_700_000_000_000_000 + i * 1_000_000)))
+        .collect();
+    post(&s, "ticks", &lines).await;
+    let err = scalar(&c, "SELECT last_error FROM system.rollups WHERE view_name = 'per_tick'").await;
+    assert!(err.contains("rollup_state_bytes_max"), "{err}");
+    let metrics = reqwest::get(s.http_url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("eddy_rollup_state_bytes_max 200000"), "{metrics}");
+    assert!(metrics.contains("eddy_rollup_rows{view=\"per_tick\"}"), "{metrics}");
+    // The table took every row; the stopped view is never used to answer queries.
+    assert_eq!(scalar(&c, "SELECT count(*) FROM ticks").await, "20000");
+    let plan = format!("{:?}", rows(&c, "EXPLAIN SELECT ts, count(*) FROM ticks GROUP BY ts").await);
+    assert!(plan.contains("not used"), "{plan}");
+}
