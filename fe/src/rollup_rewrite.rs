@@ -78,7 +78,8 @@ fn normalize(e: &Expr) -> Expr {
         .unwrap_or_else(|_| strip(e).clone())
 }
 
-fn interval_micros(v: &ScalarValue) -> Option<i64> {
+/// Microseconds of a fixed-length interval literal (no months).
+pub(crate) fn interval_micros(v: &ScalarValue) -> Option<i64> {
     match v {
         ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
             Some(i.days as i64 * 86_400_000_000 + i.nanoseconds / 1000)

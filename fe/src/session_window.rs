@@ -43,18 +43,9 @@ fn plan_err(m: String) -> DataFusionError {
 }
 
 fn gap_micros(e: &Expr) -> Option<i64> {
-    let v = match e {
-        Expr::Literal(v, _) => v,
-        Expr::Cast(c) => return gap_micros(&c.expr),
-        _ => return None,
-    };
-    match v {
-        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
-            Some(i.days as i64 * 86_400_000_000 + i.nanoseconds / 1000)
-        }
-        ScalarValue::IntervalDayTime(Some(i)) => {
-            Some(i.days as i64 * 86_400_000_000 + i.milliseconds as i64 * 1000)
-        }
+    match e {
+        Expr::Literal(v, _) => crate::rollup_rewrite::interval_micros(v),
+        Expr::Cast(c) => gap_micros(&c.expr),
         _ => None,
     }
 }

@@ -664,6 +664,34 @@ fn time_micros_type(t: &DataType) -> bool {
     matches!(t, DataType::Timestamp(_, _))
 }
 
+type KeysAndFilter = (
+    Vec<Expr>,
+    Vec<Arc<dyn PhysicalExpr>>,
+    Option<Expr>,
+    Option<Arc<dyn PhysicalExpr>>,
+);
+
+/// The `GROUP BY` keys and the `WHERE` conjunction, rewritten by `map` to the root rows,
+/// in logical and physical form.
+fn keys_and_filter(
+    state: &SessionState,
+    shape: &Shape,
+    input: &DFSchema,
+    map: impl Fn(&Expr) -> Result<Expr>,
+) -> Result<KeysAndFilter> {
+    let group_logical = shape.group_exprs.iter().map(&map).collect::<Result<Vec<_>>>()?;
+    let group_exprs = group_logical
+        .iter()
+        .map(|e| physical(state, e, input))
+        .collect::<Result<Vec<_>>>()?;
+    let predicate = conjunction(shape.predicates.iter().map(&map).collect::<Result<Vec<_>>>()?);
+    let filter = predicate
+        .as_ref()
+        .map(|p| physical(state, p, input))
+        .transpose()?;
+    Ok((group_logical, group_exprs, predicate, filter))
+}
+
 fn build_over_table(
     def: &RollupDef,
     state: &SessionState,
@@ -673,26 +701,8 @@ fn build_over_table(
 ) -> Result<RollupPlan> {
     let input_arrow = shape.input_schema.as_arrow().clone();
     let input = unqualified_schema(&input_arrow)?;
-    let group_logical = shape
-        .group_exprs
-        .iter()
-        .map(|e| unqualify(e.clone()))
-        .collect::<Result<Vec<_>>>()?;
-    let group_exprs = group_logical
-        .iter()
-        .map(|e| physical(state, e, &input))
-        .collect::<Result<Vec<_>>>()?;
-    let predicate = conjunction(
-        shape
-            .predicates
-            .iter()
-            .map(|p| unqualify(p.clone()))
-            .collect::<Result<Vec<_>>>()?,
-    );
-    let filter = predicate
-        .as_ref()
-        .map(|p| physical(state, p, &input))
-        .transpose()?;
+    let (group_logical, group_exprs, predicate, filter) =
+        keys_and_filter(state, &shape, &input, |e| unqualify(e.clone()))?;
     let aggs = shape
         .aggr_exprs
         .iter()
@@ -918,26 +928,9 @@ fn build_cascade(
         )));
     }
     let input = Arc::clone(&parent.input_schema);
-    let group_logical = shape
-        .group_exprs
-        .iter()
-        .map(|e| compose_key(&unqualify(e.clone())?, &parent))
-        .collect::<Result<Vec<_>>>()?;
-    let group_exprs = group_logical
-        .iter()
-        .map(|e| physical(state, e, &input))
-        .collect::<Result<Vec<_>>>()?;
-    let predicate = conjunction(
-        shape
-            .predicates
-            .iter()
-            .map(|p| compose_key(&unqualify(p.clone())?, &parent))
-            .collect::<Result<Vec<_>>>()?,
-    );
-    let filter = predicate
-        .as_ref()
-        .map(|p| physical(state, p, &input))
-        .transpose()?;
+    let (group_logical, group_exprs, _, filter) = keys_and_filter(state, &shape, &input, |e| {
+        compose_key(&unqualify(e.clone())?, &parent)
+    })?;
     let mut aggs = Vec::new();
     let mut cascade = Cascade::default();
     for e in &shape.aggr_exprs {
