@@ -240,11 +240,15 @@ impl Rollup {
     }
 
     /// Event time of each row and the time its bucket (or session reach) ends, in µs.
-    fn times(&self, batch: &RecordBatch) -> Result<Option<(Vec<Option<i64>>, Vec<Option<i64>>)>> {
+    fn times(
+        &self,
+        batch: &RecordBatch,
+        keys: &[ArrayRef],
+    ) -> Result<Option<(Vec<Option<i64>>, Vec<Option<i64>>)>> {
         match &self.plan.grouping {
             Grouping::Keys { bucket: Some(b) } => {
                 let t = micros(&eval(&b.time, batch)?)?;
-                let start = micros(&eval(&self.plan.group_exprs[b.key], batch)?)?;
+                let start = micros(&keys[b.key])?;
                 let ends = start
                     .iter()
                     .map(|s| s.map(|s| s + b.width_micros))
@@ -271,7 +275,17 @@ impl Rollup {
             Some(f) => Some(eval_mask(f, &input)?),
             None => None,
         };
-        if let Some((times, ends)) = self.times(&input)? {
+        // Grouping keys are evaluated once: lateness needs the bucket, grouping all of them.
+        let keys = match &self.plan.grouping {
+            Grouping::Keys { .. } => self
+                .plan
+                .group_exprs
+                .iter()
+                .map(|e| eval(e, &input))
+                .collect::<Result<Vec<_>>>()?,
+            Grouping::Session(_) => Vec::new(),
+        };
+        if let Some((times, ends)) = self.times(&input, &keys)? {
             let lateness = match feed {
                 Feed::Live => self.plan.lateness_micros,
                 Feed::Backfill => None,
@@ -307,15 +321,26 @@ impl Rollup {
             mask = Some(BooleanArray::from(keep));
         }
         let mask = mask.filter(|m| m.true_count() < m.len());
-        let rows = match &mask {
-            Some(m) => filter_record_batch(&input, m).map_err(|e| internal("filter", e))?,
-            None => input,
+        let (rows, keys) = match &mask {
+            Some(m) => (
+                filter_record_batch(&input, m).map_err(|e| internal("filter", e))?,
+                keys.iter()
+                    .map(|k| arrow::compute::filter(k, m))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| internal("filter", e))?,
+            ),
+            None => (input, keys),
         };
-        self.update(&rows)?;
+        self.update_with(&rows, Some(keys))?;
         Ok(mask)
     }
 
     fn update(&mut self, rows: &RecordBatch) -> Result<()> {
+        self.update_with(rows, None)
+    }
+
+    /// Aggregates `rows`; `keys` are their grouping keys when already evaluated.
+    fn update_with(&mut self, rows: &RecordBatch, keys: Option<Vec<ArrayRef>>) -> Result<()> {
         if rows.num_rows() == 0 {
             return Ok(());
         }
@@ -323,11 +348,14 @@ impl Rollup {
         let plan = Arc::clone(&self.plan);
         match (&mut self.groups, &plan.grouping) {
             (Groups::Keys { .. }, _) => {
-                let keys = plan
-                    .group_exprs
-                    .iter()
-                    .map(|e| eval(e, rows))
-                    .collect::<Result<Vec<_>>>()?;
+                let keys = match keys {
+                    Some(k) => k,
+                    None => plan
+                        .group_exprs
+                        .iter()
+                        .map(|e| eval(e, rows))
+                        .collect::<Result<Vec<_>>>()?,
+                };
                 self.intern(&keys, &mut gids)?;
             }
             (Groups::Session(sessions), Grouping::Session(spec)) => {
