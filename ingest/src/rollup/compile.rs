@@ -85,6 +85,24 @@ pub struct AggPlan {
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     /// The logical form over the root table's rows (cascades compose from it).
     pub logical: Expr,
+    /// `count(DISTINCT integer)`, kept as roaring bitmaps (see `distinct.rs`).
+    pub roaring: bool,
+}
+
+impl AggPlan {
+    /// Types of the partial state columns, as `GroupsAccumulator::state` returns them.
+    pub fn state_types(&self) -> Result<Vec<DataType>> {
+        if self.roaring {
+            return Ok(vec![DataType::Binary]);
+        }
+        Ok(self
+            .expr
+            .state_fields()
+            .map_err(df_err)?
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect())
+    }
 }
 
 /// A compiled view: immutable, shared by its runtime state and by cascades from it.
@@ -557,11 +575,18 @@ fn agg_plan(state: &SessionState, e: &Expr, input: &DFSchema) -> Result<AggPlan>
     .map_err(df_err)?;
     let mut inputs = expr.expressions();
     inputs.extend(expr.order_bys().iter().map(|s| Arc::clone(&s.expr)));
+    let roaring = expr.fun().name() == "count"
+        && expr.is_distinct()
+        && inputs.len() == 1
+        && inputs[0]
+            .data_type(input.as_arrow())
+            .is_ok_and(|t| super::distinct::supported(&t));
     Ok(AggPlan {
         expr,
         inputs,
         filter,
         logical: e.clone(),
+        roaring,
     })
 }
 

@@ -11,6 +11,7 @@
 //! never reach the views that cascade from it.
 
 mod compile;
+mod distinct;
 mod sessions;
 #[cfg(test)]
 mod tests;
@@ -114,7 +115,9 @@ fn new_accs(plan: &RollupPlan) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
     plan.aggs
         .iter()
         .map(|a| {
-            if a.expr.groups_accumulator_supported() {
+            if a.roaring {
+                Ok(Box::new(distinct::RoaringDistinct::default()) as Box<dyn GroupsAccumulator>)
+            } else if a.expr.groups_accumulator_supported() {
                 a.expr.create_groups_accumulator()
             } else {
                 let expr = Arc::clone(&a.expr);
@@ -431,14 +434,10 @@ impl Rollup {
                 .aggs
                 .iter()
                 .map(|a| {
-                    a.expr
-                        .state_fields()
-                        .map(|fs| {
-                            fs.iter()
-                                .map(|f| arrow::array::new_empty_array(f.data_type()))
-                                .collect()
-                        })
-                        .map_err(|e| internal("state", e))
+                    Ok(a.state_types()?
+                        .iter()
+                        .map(arrow::array::new_empty_array)
+                        .collect())
                 })
                 .collect();
         }
@@ -605,11 +604,7 @@ impl Rollup {
         }
         let mut col = nkeys;
         for (acc, agg) in self.accs.iter_mut().zip(&self.plan.aggs) {
-            let width = agg
-                .expr
-                .state_fields()
-                .map_err(|e| internal("restore", e))?
-                .len();
+            let width = agg.state_types()?.len();
             let st = snap.columns()[col..col + width].to_vec();
             col += width;
             acc.merge_batch(&st, &gids, n)
