@@ -116,14 +116,18 @@ impl Sessions {
         let gap = self.gap;
         for (i, &t) in times.iter().enumerate() {
             let k = self.key_id(&rows, i);
-            let map = &self.by_key[k as usize];
-            let hits: Vec<(i64, u32)> = map
-                .range(..=t.saturating_add(gap))
-                .rev()
-                .take_while(|(_, g)| self.groups[**g as usize].end >= t.saturating_sub(gap))
-                .map(|(s, g)| (*s, *g))
-                .collect();
-            let g = match hits.as_slice() {
+            // At most two sessions are within reach: sessions of a key are more than `gap`
+            // apart, so one can end before `t` and one start after it.
+            let mut found = [(0i64, 0u32); 2];
+            let mut n = 0;
+            for (s, g) in self.by_key[k as usize].range(..=t.saturating_add(gap)).rev() {
+                if self.groups[*g as usize].end < t.saturating_sub(gap) || n == 2 {
+                    break;
+                }
+                found[n] = (*s, *g);
+                n += 1;
+            }
+            let g = match &found[..n] {
                 [] => self.new_group(k, t),
                 [(start, g)] => {
                     let (start, g) = (*start, *g);
