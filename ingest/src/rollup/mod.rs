@@ -69,6 +69,8 @@ enum Groups {
         values: Box<dyn GroupValues>,
         /// Key columns of the groups, in group order, as appended batches.
         chunks: Vec<Vec<ArrayRef>>,
+        /// Memory of `chunks`, kept as they are added.
+        chunk_bytes: usize,
         len: usize,
     },
     Session(Sessions),
@@ -147,6 +149,7 @@ impl Rollup {
                 values: new_group_values(key_schema(&plan), &GroupOrdering::None)
                     .map_err(|e| internal("group keys", e))?,
                 chunks: Vec::new(),
+                chunk_bytes: 0,
                 len: 0,
             },
             Grouping::Session(s) => Groups::Session(Sessions::new(&s.key_type, s.gap_micros)?),
@@ -188,14 +191,11 @@ impl Rollup {
 
     pub fn state_bytes(&self) -> usize {
         let groups = match &self.groups {
-            Groups::Keys { values, chunks, .. } => {
-                values.size()
-                    + chunks
-                        .iter()
-                        .flatten()
-                        .map(|a| a.get_array_memory_size())
-                        .sum::<usize>()
-            }
+            Groups::Keys {
+                values,
+                chunk_bytes,
+                ..
+            } => values.size() + chunk_bytes,
             Groups::Session(s) => s.size(),
         };
         groups + self.accs.iter().map(|a| a.size()).sum::<usize>()
@@ -395,7 +395,13 @@ impl Rollup {
 
     /// Group ids of `keys` rows, creating groups (and remembering their keys) as needed.
     fn intern(&mut self, keys: &[ArrayRef], gids: &mut Vec<usize>) -> Result<()> {
-        let Groups::Keys { values, chunks, len } = &mut self.groups else {
+        let Groups::Keys {
+            values,
+            chunks,
+            len,
+            chunk_bytes,
+        } = &mut self.groups
+        else {
             return Err(internal("grouping", "mismatched state"));
         };
         values
@@ -417,6 +423,7 @@ impl Rollup {
                 .map(|k| arrow::compute::take(k, &idx, None))
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| internal("group keys", e))?;
+            *chunk_bytes += chunk.iter().map(|a| a.get_array_memory_size()).sum::<usize>();
             chunks.push(chunk);
             *len = now;
         }
@@ -468,7 +475,25 @@ impl Rollup {
         Ok(states)
     }
 
-    fn key_columns(&self) -> Result<Vec<ArrayRef>> {
+    /// Key columns of every group, in group order; for keyed views the appended chunks are
+    /// merged into one on the way, so reads do not concatenate thousands of small arrays.
+    fn key_columns(&mut self) -> Result<Vec<ArrayRef>> {
+        let cols = self.key_columns_of()?;
+        if let Groups::Keys {
+            chunks,
+            chunk_bytes,
+            ..
+        } = &mut self.groups
+        {
+            if chunks.len() > 1 {
+                *chunk_bytes = cols.iter().map(|a| a.get_array_memory_size()).sum();
+                *chunks = vec![cols.clone()];
+            }
+        }
+        Ok(cols)
+    }
+
+    fn key_columns_of(&self) -> Result<Vec<ArrayRef>> {
         let schema = key_schema(&self.plan);
         match (&self.groups, &self.plan.grouping) {
             (Groups::Keys { chunks, .. }, _) => (0..schema.fields().len())
@@ -571,11 +596,20 @@ impl Rollup {
         let keys: Vec<ArrayRef> = snap.columns()[..nkeys].to_vec();
         let mut gids = Vec::new();
         match (&mut self.groups, &self.plan.grouping) {
-            (Groups::Keys { values, chunks, len }, _) => {
+            (
+                Groups::Keys {
+                    values,
+                    chunks,
+                    len,
+                    chunk_bytes,
+                },
+                _,
+            ) => {
                 values
                     .intern(&keys, &mut gids)
                     .map_err(|e| internal("restore", e))?;
                 if n > 0 {
+                    *chunk_bytes += keys.iter().map(|a| a.get_array_memory_size()).sum::<usize>();
                     chunks.push(keys);
                 }
                 *len = values.len();
