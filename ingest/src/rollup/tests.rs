@@ -125,7 +125,8 @@ const BARS: &str = "SELECT symbol, date_bin(INTERVAL '1 minute', ts) AS bucket, 
     first_value(price ORDER BY ts) AS open, max(price) AS high, min(price) AS low, \
     last_value(price ORDER BY ts) AS close, sum(volume) AS volume, \
     sum(price * volume) / sum(volume) AS vwap, count(*) AS trades, avg(price) AS avg_price, \
-    count(DISTINCT volume) AS volumes, count(*) FILTER (WHERE volume > 500) AS big \
+    count(DISTINCT volume) AS volumes, count(*) FILTER (WHERE volume > 500) AS big, \
+    approx_distinct(volume) AS prices, stddev(price) AS sd \
     FROM ticks WHERE symbol <> 'S4' GROUP BY symbol, date_bin(INTERVAL '1 minute', ts)";
 
 const HOURLY: &str = "SELECT symbol, date_bin(INTERVAL '10 minutes', bucket) AS bucket, \
