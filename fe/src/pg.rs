@@ -8,9 +8,11 @@
 //! token and `statement_timeout`.
 
 mod copy;
+mod datetime;
 mod encode;
 mod extended;
 mod functions;
+mod rewrite;
 mod session;
 mod startup;
 
@@ -46,6 +48,7 @@ use self::encode::{Guard, Output};
 use self::session::{pg_error, Session, SessionStmt};
 use self::startup::{Registry, Startup, StartupConfig};
 use crate::auth::Authenticator;
+use crate::catalog::pg::PgCatalogState;
 use crate::error::error_info;
 use crate::metrics;
 use crate::query::{Outcome, Parsed, QueryEngine};
@@ -89,6 +92,8 @@ impl PgStatement {
 pub struct PgHandler {
     engine: Arc<QueryEngine>,
     copy_bytes_max: usize,
+    /// pg_catalog's state, for the definition functions (`pg_get_indexdef` ...).
+    pg_catalog: Option<Arc<PgCatalogState>>,
 }
 
 /// Observes the query latency histogram when dropped (after the last row is sent).
@@ -137,6 +142,12 @@ impl PgHandler {
         let (pid, _) = client.pid_and_secret_key();
         functions::register(&mut state, pid, &schema, &session.user)
             .map_err(|e| eddy_error(&crate::error::classify(e)))?;
+        if let Some(c) = &self.pg_catalog {
+            for f in crate::catalog::pg::session_udfs(c, &session.search_path()) {
+                datafusion::execution::registry::FunctionRegistry::register_udf(&mut state, f)
+                    .map_err(|e| eddy_error(&crate::error::classify(e)))?;
+            }
+        }
         Ok(state)
     }
 
@@ -155,9 +166,10 @@ impl PgHandler {
         if !QueryEngine::is_planned(&parsed) {
             return Ok(PgStatement::Eddy(parsed));
         }
-        let Parsed::Sql(s) = parsed else {
+        let Parsed::Sql(mut s) = parsed else {
             return Ok(PgStatement::Eddy(parsed));
         };
+        rewrite::postgres_functions(&mut s);
         let state = self.state_for(client, session)?;
         let plan = self
             .engine
@@ -187,6 +199,7 @@ impl PgHandler {
         let guard = Guard::new(session.begin_statement(), session.statement_timeout());
         let out = Output {
             extra_float_digits: session.extra_float_digits(),
+            time_zone: session.time_zone(),
         };
         let failed = client.transaction_status() == TransactionStatus::Error;
         if failed && !matches!(&stmt, PgStatement::Session(s) if s.ends_transaction()) {
@@ -457,9 +470,22 @@ pub async fn serve(
     method: PasswordMethod,
     copy_bytes_max: usize,
 ) {
+    // pg_catalog completed from the BE's table definitions (primary keys, NOT NULL,
+    // typmods); the crate's alone still answers if that cannot be set up.
+    let pg_catalog = match crate::catalog::pg::install(
+        &engine.session_state("public"),
+        Arc::clone(engine.be()),
+    ) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %snafu::Report::from_error(e), "pg_catalog: keeping the plain catalog");
+            None
+        }
+    };
     let handler = Arc::new(PgHandler {
         engine,
         copy_bytes_max,
+        pg_catalog,
     });
     let factory = Arc::new(Factory {
         extended: Arc::new(extended::Extended::new(Arc::clone(&handler))),

@@ -10,6 +10,8 @@ use parking_lot::Mutex;
 use pgwire::error::ErrorInfo;
 use tokio_util::sync::CancellationToken;
 
+use super::datetime::SessionTz;
+
 /// The settings a session starts with, in PostgreSQL's spelling (what `SHOW` prints as
 /// the column name). Drivers read several of them at connect time.
 const DEFAULTS: &[(&str, &str)] = &[
@@ -265,6 +267,16 @@ impl Session {
             .unwrap_or_else(|| "public".to_string())
     }
 
+    /// The schemas of `search_path`, without `"$user"` (eddy has no per-user schemas).
+    pub(crate) fn search_path(&self) -> Vec<String> {
+        self.get("search_path")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty() && s != "$user")
+            .collect()
+    }
+
     /// `statement_timeout` as a duration; `None` when 0 (no limit).
     pub(crate) fn statement_timeout(&self) -> Option<Duration> {
         parse_duration_ms(&self.get("statement_timeout").unwrap_or_default())
@@ -276,6 +288,14 @@ impl Session {
         self.get("extra_float_digits")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(1)
+    }
+
+    /// The TimeZone `timestamptz` values are printed in (UTC when the setting, sent
+    /// at startup, is not one eddy knows).
+    pub(crate) fn time_zone(&self) -> SessionTz {
+        self.get("TimeZone")
+            .and_then(|v| SessionTz::parse(&v))
+            .unwrap_or_else(SessionTz::utc)
     }
 
     /// Applies `SET name = value` (or `DEFAULT`).
@@ -321,6 +341,20 @@ impl Session {
                 "UTF8".to_string()
             }
             "DateStyle" => date_style(&value),
+            "TimeZone" => {
+                if SessionTz::parse(&value).is_none() {
+                    return Err(pg_error(
+                        "22023",
+                        format!("invalid value for parameter \"TimeZone\": \"{value}\""),
+                    ));
+                }
+                // `SET TIME ZONE 'utc'` is reported as PostgreSQL spells it.
+                if value.eq_ignore_ascii_case("utc") {
+                    "UTC".to_string()
+                } else {
+                    value
+                }
+            }
             _ => value,
         };
         self.vars.lock().insert(name.clone(), value.clone());
