@@ -8,6 +8,7 @@
 //! token and `statement_timeout`.
 
 mod copy;
+mod cursor;
 mod datetime;
 mod encode;
 mod extended;
@@ -42,8 +43,10 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use self::copy::CopyState;
+use self::cursor::CursorStmt;
 use self::encode::{Guard, Output};
 use self::session::{pg_error, Session, SessionStmt};
 use self::startup::{Registry, Startup, StartupConfig};
@@ -74,6 +77,8 @@ pub(crate) enum PgStatement {
     Planned(LogicalPlan),
     /// eddy's own statements (DDL, DELETE, COPY, CHECKPOINT, sources).
     Eddy(Parsed),
+    /// DECLARE / FETCH / CLOSE.
+    Cursor(CursorStmt),
 }
 
 impl PgStatement {
@@ -94,6 +99,8 @@ pub struct PgHandler {
     copy_bytes_max: usize,
     /// pg_catalog's state, for the definition functions (`pg_get_indexdef` ...).
     pg_catalog: Option<Arc<PgCatalogState>>,
+    /// Live sessions by backend pid (CancelRequest, `pg_terminate_backend`).
+    registry: Arc<Registry>,
 }
 
 /// Observes the query latency histogram when dropped (after the last row is sent).
@@ -140,7 +147,7 @@ impl PgHandler {
         let schema = session.default_schema(|s| self.engine.has_schema(s));
         let mut state = self.engine.session_state(&schema);
         let (pid, _) = client.pid_and_secret_key();
-        functions::register(&mut state, pid, &schema, &session.user)
+        functions::register(&mut state, pid, &schema, &session.user, &self.registry)
             .map_err(|e| eddy_error(&crate::error::classify(e)))?;
         if let Some(c) = &self.pg_catalog {
             for f in crate::catalog::pg::session_udfs(c, &session.search_path()) {
@@ -161,6 +168,25 @@ impl PgHandler {
         if let Parsed::Sql(s) = &parsed {
             if let Some(st) = SessionStmt::from_statement(s) {
                 return Ok(PgStatement::Session(st));
+            }
+            match CursorStmt::parse(s).map_err(user_error)? {
+                Some(cursor::Recognised::Ready(c)) => return Ok(PgStatement::Cursor(c)),
+                Some(cursor::Recognised::Declare { name, hold, query }) => {
+                    let mut query = Box::new(query);
+                    rewrite::postgres_functions(&mut query);
+                    let state = self.state_for(client, session)?;
+                    let plan = self
+                        .engine
+                        .plan(*query, &state)
+                        .await
+                        .map_err(|e| eddy_error(&e))?;
+                    return Ok(PgStatement::Cursor(CursorStmt::Declare {
+                        name,
+                        hold,
+                        plan,
+                    }));
+                }
+                None => {}
             }
         }
         if !QueryEngine::is_planned(&parsed) {
@@ -226,6 +252,11 @@ impl PgHandler {
                     })
                     .await?
             }
+            PgStatement::Cursor(c) => {
+                return self
+                    .cursor_statement(client, session, c, format, &out, guard)
+                    .await
+            }
             PgStatement::Eddy(p) => {
                 let state = self.state_for(client, session)?;
                 guard
@@ -263,6 +294,73 @@ impl PgHandler {
         })
     }
 
+    async fn cursor_statement<C>(
+        &self,
+        client: &mut C,
+        session: &Arc<Session>,
+        c: CursorStmt,
+        format: &Format,
+        out: &Output,
+        guard: Guard,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Ok(match c {
+            CursorStmt::Declare { name, hold, plan } => {
+                if !hold && client.transaction_status() == TransactionStatus::Idle {
+                    return Err(user_error(pg_error(
+                        "25P01",
+                        "DECLARE CURSOR can only be used in transaction blocks",
+                    )));
+                }
+                let state = self.state_for(client, session)?;
+                let outcome = guard
+                    .run(async {
+                        self.engine
+                            .execute_plan(plan, &state)
+                            .await
+                            .map_err(|e| eddy_error(&e))
+                    })
+                    .await?;
+                let Outcome::Rows(stream) = outcome else {
+                    return Err(user_error(pg_error(
+                        "42P11",
+                        "DECLARE CURSOR needs a query that returns rows",
+                    )));
+                };
+                session
+                    .cursors
+                    .declare(name, hold, stream)
+                    .map_err(user_error)?;
+                Response::Execution(Tag::new("DECLARE CURSOR"))
+            }
+            CursorStmt::Fetch { name, count } => {
+                let (schema, batches) = guard
+                    .run(async {
+                        session
+                            .cursors
+                            .fetch(&name, count)
+                            .await
+                            .map_err(user_error)
+                    })
+                    .await?;
+                let stream = MemoryStream::try_new(batches, schema, None)
+                    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                let mut r = encode::rows_response(Box::pin(stream), format, out, guard, ())?;
+                r.set_command_tag("FETCH");
+                Response::Query(r)
+            }
+            CursorStmt::Close(name) => {
+                session.cursors.close(name.as_deref()).map_err(user_error)?;
+                Response::Execution(Tag::new("CLOSE CURSOR"))
+            }
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn session_statement<C>(
         &self,
@@ -280,6 +378,9 @@ impl PgHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if s.ends_transaction() {
+            session.cursors.end_transaction();
+        }
         Ok(match s {
             SessionStmt::Set { name, value } => {
                 let changed = session.set(&name, value).map_err(user_error)?;
@@ -437,6 +538,8 @@ struct Factory {
     handler: Arc<PgHandler>,
     extended: Arc<extended::Extended>,
     startup: Arc<StartupConfig>,
+    /// This connection's: cancelled by `pg_terminate_backend`.
+    terminated: CancellationToken,
 }
 
 impl PgWireServerHandlers for Factory {
@@ -453,7 +556,10 @@ impl PgWireServerHandlers for Factory {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(Startup::new(Arc::clone(&self.startup)))
+        Arc::new(Startup::new(
+            Arc::clone(&self.startup),
+            self.terminated.clone(),
+        ))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
@@ -486,16 +592,14 @@ pub async fn serve(
         engine,
         copy_bytes_max,
         pg_catalog,
+        registry: Arc::new(Registry::default()),
     });
-    let factory = Arc::new(Factory {
-        extended: Arc::new(extended::Extended::new(Arc::clone(&handler))),
-        handler,
-        startup: Arc::new(StartupConfig {
-            auth,
-            method,
-            registry: Arc::new(Registry::default()),
-            pids: Arc::new(RandomPidSecretKeyGenerator::default()),
-        }),
+    let extended = Arc::new(extended::Extended::new(Arc::clone(&handler)));
+    let startup = Arc::new(StartupConfig {
+        auth,
+        method,
+        registry: Arc::clone(&handler.registry),
+        pids: Arc::new(RandomPidSecretKeyGenerator::default()),
     });
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -507,11 +611,25 @@ pub async fn serve(
             }
         };
         let _ = socket.set_nodelay(true);
-        let f = Arc::clone(&factory);
+        let terminated = CancellationToken::new();
+        let f = Arc::new(Factory {
+            handler: Arc::clone(&handler),
+            extended: Arc::clone(&extended),
+            startup: Arc::clone(&startup),
+            terminated: terminated.clone(),
+        });
         tokio::spawn(async move {
             metrics::CONNECTIONS.inc();
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, f).await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                r = pgwire::tokio::process_socket(socket, None, f) => {
+                    if let Err(e) = r {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                }
+                // Dropping the connection's future closes its socket.
+                _ = terminated.cancelled() => {
+                    tracing::info!(peer = %peer, "connection terminated by pg_terminate_backend");
+                }
             }
             metrics::CONNECTIONS.dec();
         });

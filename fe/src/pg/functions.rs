@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use super::startup::Registry;
+use arrow::array::AsArray;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::execution::registry::FunctionRegistry;
@@ -73,8 +75,24 @@ pub(crate) fn version_udf() -> ScalarUDF {
     })
 }
 
-/// Registers the session's constant functions on a statement's planning state.
-pub(crate) fn register(state: &mut SessionState, pid: i32, schema: &str, user: &str) -> Result<()> {
+/// Registers the session's constant functions, and the backend signalling functions,
+/// on a statement's planning state.
+pub(crate) fn register(
+    state: &mut SessionState,
+    pid: i32,
+    schema: &str,
+    user: &str,
+    registry: &Arc<Registry>,
+) -> Result<()> {
+    for signal in [Signal::Cancel, Signal::Terminate] {
+        state.register_udf(Arc::new(ScalarUDF::new_from_impl(SignalBackend {
+            signal,
+            registry: Arc::clone(registry),
+            // Volatile: a call must run when the statement runs, never be folded into
+            // a constant while planning.
+            signature: Signature::variadic_any(Volatility::Volatile),
+        })))?;
+    }
     let text = |s: &str| ScalarValue::Utf8(Some(s.to_string()));
     for f in [
         ConstFn::udf("pg_backend_pid", &[], ScalarValue::Int32(Some(pid))),
@@ -86,6 +104,79 @@ pub(crate) fn register(state: &mut SessionState, pid: i32, schema: &str, user: &
         state.register_udf(f)?;
     }
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Signal {
+    Cancel,
+    Terminate,
+}
+
+/// `pg_cancel_backend(pid)` stops the statement a session is running;
+/// `pg_terminate_backend(pid [, timeout])` also closes its connection. Both answer
+/// whether `pid` named a live session.
+#[derive(Debug)]
+struct SignalBackend {
+    signal: Signal,
+    registry: Arc<Registry>,
+    signature: Signature,
+}
+
+impl PartialEq for SignalBackend {
+    fn eq(&self, other: &Self) -> bool {
+        self.signal == other.signal && Arc::ptr_eq(&self.registry, &other.registry)
+    }
+}
+
+impl Eq for SignalBackend {}
+
+impl std::hash::Hash for SignalBackend {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.signal.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SignalBackend {
+    fn name(&self) -> &str {
+        match self.signal {
+            Signal::Cancel => "pg_cancel_backend",
+            Signal::Terminate => "pg_terminate_backend",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let Some(first) = args.args.first() else {
+            return datafusion::common::plan_err!("{}(pid) needs a pid", self.name());
+        };
+        let pids = first.to_array(args.number_rows)?;
+        let pids = arrow::compute::cast(&pids, &DataType::Int32)?;
+        let pids = pids.as_primitive::<arrow::datatypes::Int32Type>();
+        let out: arrow::array::BooleanArray = pids
+            .iter()
+            .map(|pid| {
+                let session = self.registry.session(pid?);
+                Some(match session {
+                    Some(s) => {
+                        match self.signal {
+                            Signal::Cancel => s.cancel(),
+                            Signal::Terminate => s.terminate(),
+                        }
+                        true
+                    }
+                    None => false,
+                })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 /// A visibility predicate that is true for everything: eddy has no private schemas, and

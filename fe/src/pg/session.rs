@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use pgwire::error::ErrorInfo;
 use tokio_util::sync::CancellationToken;
 
+use super::cursor::Cursors;
 use super::datetime::SessionTz;
 
 /// The settings a session starts with, in PostgreSQL's spelling (what `SHOW` prints as
@@ -207,8 +208,12 @@ pub(crate) struct Session {
     /// Settings the client sent at startup: what `RESET` returns to.
     startup: BTreeMap<String, String>,
     current: Mutex<CancellationToken>,
+    /// Cancelled by `pg_terminate_backend`: the connection's task then closes it.
+    terminated: CancellationToken,
     /// Names of prepared statements, so DEALLOCATE ALL and DISCARD ALL can drop them.
     pub(crate) prepared: Mutex<BTreeSet<String>>,
+    /// Open SQL cursors (DECLARE ... CURSOR).
+    pub(crate) cursors: Cursors,
 }
 
 /// What `SET` changed that the client must be told about.
@@ -248,8 +253,22 @@ impl Session {
             vars: Mutex::new(vars),
             startup: initial,
             current: Mutex::new(CancellationToken::new()),
+            terminated: CancellationToken::new(),
             prepared: Mutex::new(BTreeSet::new()),
+            cursors: Cursors::default(),
         }
+    }
+
+    /// A session whose connection closes when `terminated` is cancelled.
+    pub(crate) fn with_termination(mut self, terminated: CancellationToken) -> Self {
+        self.terminated = terminated;
+        self
+    }
+
+    /// `pg_terminate_backend`: stops the running statement and closes the connection.
+    pub(crate) fn terminate(&self) {
+        self.cancel();
+        self.terminated.cancel();
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<String> {
