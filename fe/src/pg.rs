@@ -16,6 +16,7 @@ mod functions;
 mod rewrite;
 mod session;
 mod startup;
+mod tls;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ use crate::metrics;
 use crate::query::{Outcome, Parsed, QueryEngine};
 
 pub use self::startup::PasswordMethod;
+pub use self::tls::acceptor as tls_acceptor;
 
 /// `version()` as PostgreSQL answers it, so that clients parsing it (SQLAlchemy) work.
 pub fn version_udf() -> datafusion::logical_expr::ScalarUDF {
@@ -575,6 +577,7 @@ pub async fn serve(
     auth: Arc<Authenticator>,
     method: PasswordMethod,
     copy_bytes_max: usize,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
 ) {
     // pg_catalog completed from the BE's table definitions (primary keys, NOT NULL,
     // typmods); the crate's alone still answers if that cannot be set up.
@@ -612,6 +615,7 @@ pub async fn serve(
         };
         let _ = socket.set_nodelay(true);
         let terminated = CancellationToken::new();
+        let tls = tls.clone();
         let f = Arc::new(Factory {
             handler: Arc::clone(&handler),
             extended: Arc::clone(&extended),
@@ -621,7 +625,7 @@ pub async fn serve(
         tokio::spawn(async move {
             metrics::CONNECTIONS.inc();
             tokio::select! {
-                r = pgwire::tokio::process_socket(socket, None, f) => {
+                r = pgwire::tokio::process_socket(socket, tls, f) => {
                     if let Err(e) = r {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                     }
