@@ -591,11 +591,15 @@ pub async fn serve(
             None
         }
     };
+    let registry = Arc::new(Registry::default());
+    if let Some(c) = &pg_catalog {
+        c.set_backends(Arc::clone(&registry) as crate::catalog::pg::BackendLister);
+    }
     let handler = Arc::new(PgHandler {
         engine,
         copy_bytes_max,
         pg_catalog,
-        registry: Arc::new(Registry::default()),
+        registry,
     });
     let extended = Arc::new(extended::Extended::new(Arc::clone(&handler)));
     let startup = Arc::new(StartupConfig {

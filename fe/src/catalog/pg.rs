@@ -14,6 +14,7 @@
 //! An index's OID is its table's OID plus [`keys::INDEX_OID_OFFSET`] and a constraint's
 //! plus [`keys::CONSTRAINT_OID_OFFSET`], so both stay stable while the table's does.
 
+mod activity;
 mod functions;
 mod keys;
 mod patch;
@@ -39,18 +40,20 @@ use eddy_proto::{BeService, TableDef};
 use futures::TryStreamExt;
 use parking_lot::RwLock;
 
+pub use self::activity::{Backend, BackendLister, ListBackends};
 pub use self::functions::session_udfs;
 
 type Inner = PgCatalogSchemaProvider<Arc<dyn CatalogProviderList>, EmptyContextProvider>;
 
 /// The tables this module builds or completes; every other pg_catalog table is the
 /// crate's own.
-const OWN: [&str; 5] = [
+const OWN: [&str; 6] = [
     "pg_attribute",
     "pg_class",
     "pg_index",
     "pg_constraint",
     "pg_indexes",
+    "pg_stat_activity",
 ];
 
 /// What pg_catalog tables and the definition functions share.
@@ -66,6 +69,8 @@ pub struct PgCatalogState {
     schemas_by_oid: RwLock<HashMap<i32, String>>,
     /// Built-in functions (the crate's pg_proc), for `pg_get_function_result` ...
     pub(crate) procs: functions::Procs,
+    /// The open sessions, for `pg_stat_activity` (none until a front end says how).
+    backends: RwLock<Option<BackendLister>>,
 }
 
 /// A user table as pg_catalog shows it.
@@ -154,6 +159,11 @@ impl PgCatalogState {
         out
     }
 
+    /// Tells `pg_stat_activity` how to list the open sessions.
+    pub fn set_backends(&self, lister: BackendLister) {
+        *self.backends.write() = Some(lister);
+    }
+
     /// The definition of the table with this OID, as the last catalog scan saw it.
     pub(crate) fn table_by_oid(&self, oid: i32) -> Option<TableDef> {
         let name = self.tables_by_oid.read().get(&oid).cloned()?;
@@ -174,6 +184,17 @@ impl PgCatalogState {
             "pg_index" => keys::pg_index(&self.relations(ctx).await?),
             "pg_constraint" => keys::pg_constraint(&self.relations(ctx).await?),
             "pg_indexes" => keys::pg_indexes(&self.relations(ctx).await?),
+            "pg_stat_activity" => {
+                let db = self.crate_table("pg_database", ctx).await?;
+                let eddy = column_i32(&db, "oid")?
+                    .iter()
+                    .zip(column_str(&db, "datname")?.iter())
+                    .find(|(_, n)| *n == Some("eddy"))
+                    .and_then(|(o, _)| o);
+                let lister = self.backends.read().clone();
+                let backends = lister.map(|l| l.backends()).unwrap_or_default();
+                activity::batch(&backends, eddy)
+            }
             other => Err(DataFusionError::Internal(format!(
                 "pg_catalog.{other} is not built here"
             ))),
@@ -185,6 +206,7 @@ impl PgCatalogState {
             "pg_index" => keys::pg_index_schema(),
             "pg_constraint" => keys::pg_constraint_schema(),
             "pg_indexes" => keys::pg_indexes_schema(),
+            "pg_stat_activity" => activity::schema(),
             "pg_class" => patch::pg_class_schema(&*self.crate_schema(name)?),
             _ => self.crate_schema(name)?,
         })
@@ -248,6 +270,7 @@ impl SchemaProvider for EddyPgCatalog {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.state.inner.table_names();
         names.push("pg_indexes".into());
+        names.push("pg_stat_activity".into());
         names
     }
 
@@ -269,7 +292,9 @@ impl SchemaProvider for EddyPgCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name.eq_ignore_ascii_case("pg_indexes") || self.state.inner.table_exist(name)
+        name.eq_ignore_ascii_case("pg_indexes")
+            || name.eq_ignore_ascii_case("pg_stat_activity")
+            || self.state.inner.table_exist(name)
     }
 }
 
@@ -290,6 +315,7 @@ pub fn install(state: &SessionState, be: Arc<dyn BeService>) -> Result<Arc<PgCat
         tables_by_oid: RwLock::new(HashMap::new()),
         schemas_by_oid: RwLock::new(HashMap::new()),
         procs,
+        backends: RwLock::new(None),
     });
     let catalog = list
         .catalog("eddy")

@@ -11,11 +11,18 @@
 //!   becomes the scalar subquery `(SELECT array_agg(e ORDER BY ...) FROM ... WHERE ...)`,
 //!   which DataFusion decorrelates. One difference remains: over no rows it gives NULL
 //!   where PostgreSQL gives an empty array.
+//! - `to_timestamp(text, template)` and `to_date(text, template)` with PostgreSQL's
+//!   templates (`'YYYY-MM-DD HH24:MI:SS.US'`, Superset's time range bounds) get the
+//!   equivalent chrono format DataFusion parses with; `to_timestamp` returns
+//!   `timestamptz`, as in PostgreSQL (the text is read as UTC).
+//! - `timestamp 'epoch' + e * interval '1 second'` (Superset's epoch columns) becomes
+//!   `to_timestamp(e)`, since DataFusion cannot multiply an interval by a number; any
+//!   fixed-length interval (seconds to weeks) works the same way.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, visit_relations_mut, Expr, FunctionArg, FunctionArgExpr,
+    visit_expressions_mut, visit_relations_mut, BinaryOperator, Expr, FunctionArg, FunctionArgExpr,
     FunctionArguments, Ident, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement,
     TableFactor, Value,
 };
@@ -140,7 +147,202 @@ fn array_of_subquery(q: &Query) -> Option<Expr> {
 
 /// pg_catalog relations eddy adds to the crate's, which its parser does not know to
 /// qualify (pg_catalog is implicitly on every search_path).
-const EDDY_CATALOG_RELATIONS: [&str; 1] = ["pg_indexes"];
+const EDDY_CATALOG_RELATIONS: [&str; 2] = ["pg_indexes", "pg_stat_activity"];
+
+/// A PostgreSQL formatting template (`to_timestamp`, `to_date`) as a chrono format.
+/// `None` when it uses something chrono cannot express.
+pub(crate) fn chrono_format(template: &str) -> Option<String> {
+    // Longest patterns first, so `HH24` is not read as `HH` then `24`.
+    const PATTERNS: [(&str, &str); 20] = [
+        ("YYYY", "%Y"),
+        ("HH24", "%H"),
+        ("HH12", "%I"),
+        ("Month", "%B"),
+        ("MONTH", "%B"),
+        ("month", "%B"),
+        ("Mon", "%b"),
+        ("MON", "%b"),
+        ("mon", "%b"),
+        ("DDD", "%j"),
+        ("Day", "%A"),
+        ("Dy", "%a"),
+        ("YY", "%y"),
+        ("MM", "%m"),
+        ("DD", "%d"),
+        ("HH", "%I"),
+        ("MI", "%M"),
+        ("SS", "%S"),
+        ("MS", "%3f"),
+        ("US", "%6f"),
+    ];
+    let mut out = String::with_capacity(template.len() * 2);
+    let mut rest = template;
+    'outer: while let Some(c) = rest.chars().next() {
+        if c == '"' {
+            // Quoted literal text.
+            let end = rest[1..].find('"')?;
+            out.push_str(&rest[1..1 + end].replace('%', "%%"));
+            rest = &rest[end + 2..];
+            continue;
+        }
+        for (pg, chrono) in PATTERNS {
+            if let Some(r) = rest.strip_prefix(pg) {
+                out.push_str(chrono);
+                rest = r;
+                continue 'outer;
+            }
+        }
+        for (pg, chrono) in [("AM", "%p"), ("PM", "%p"), ("am", "%P"), ("pm", "%P")] {
+            if let Some(r) = rest.strip_prefix(pg) {
+                out.push_str(chrono);
+                rest = r;
+                continue 'outer;
+            }
+        }
+        if c.is_ascii_alphabetic() {
+            // A template pattern eddy does not translate (TZ, IW, Q ...).
+            return None;
+        }
+        if c == '%' {
+            out.push_str("%%");
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    Some(out)
+}
+
+fn string_literal(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The length in seconds of an `INTERVAL '...'` literal with a fixed length.
+fn interval_seconds(e: &Expr) -> Option<f64> {
+    let Expr::Interval(i) = e else {
+        return None;
+    };
+    if i.leading_field.is_some() || i.last_field.is_some() {
+        return None;
+    }
+    let text = string_literal(&i.value)?.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: f64 = n.trim().parse().ok()?;
+    let unit_secs = match unit.trim().trim_end_matches('s') {
+        "second" | "sec" => 1.0,
+        "minute" | "min" => 60.0,
+        "hour" | "h" => 3600.0,
+        "day" | "d" => 86_400.0,
+        "week" => 604_800.0,
+        "millisecond" | "m" => 0.001,
+        _ => return None,
+    };
+    Some(n * unit_secs)
+}
+
+/// Whether `e` is `timestamp 'epoch'` (or 1970-01-01 written out).
+fn is_epoch(e: &Expr) -> bool {
+    let e = match e {
+        Expr::Nested(inner) => inner.as_ref(),
+        other => other,
+    };
+    let text = match e {
+        Expr::TypedString(t) => match &t.value.value {
+            Value::SingleQuotedString(s) => s.clone(),
+            _ => return false,
+        },
+        Expr::Cast { expr, .. } => match string_literal(expr) {
+            Some(s) => s.to_string(),
+            None => return false,
+        },
+        _ => return false,
+    };
+    let t = text.trim().to_ascii_lowercase();
+    t == "epoch" || t == "1970-01-01 00:00:00" || t == "1970-01-01"
+}
+
+/// `e * interval` or `interval * e` with a fixed-length interval: `(e, seconds)`.
+fn times_interval(e: &Expr) -> Option<(&Expr, f64)> {
+    let e = match e {
+        Expr::Nested(inner) => inner.as_ref(),
+        other => other,
+    };
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Multiply,
+        right,
+    } = e
+    else {
+        return None;
+    };
+    interval_seconds(right)
+        .map(|s| (left.as_ref(), s))
+        .or_else(|| interval_seconds(left).map(|s| (right.as_ref(), s)))
+}
+
+/// The Arrow type of PostgreSQL's `timestamptz` (DataFusion's SQL `TIMESTAMP WITH TIME
+/// ZONE` has no zone unless one is configured).
+const TIMESTAMPTZ: &str = "Timestamp(Microsecond, Some(\"UTC\"))";
+
+/// PostgreSQL's date/time functions DataFusion spells differently (see the module
+/// documentation).
+fn datetime_expr(e: &Expr) -> Option<Expr> {
+    if let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Plus,
+        right,
+    } = e
+    {
+        let (epoch, product) = if is_epoch(left) {
+            (true, right.as_ref())
+        } else {
+            (is_epoch(right), left.as_ref())
+        };
+        if epoch {
+            let (n, secs) = times_interval(product)?;
+            return parse_expr(&if secs == 1.0 {
+                format!("to_timestamp({n})")
+            } else {
+                format!("to_timestamp(({n}) * {secs})")
+            });
+        }
+        return None;
+    }
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    let name = name.trim_start_matches("pg_catalog.");
+    match (name, plain_args(&f.args).as_deref()) {
+        ("to_timestamp", Some([value])) => parse_expr(&format!(
+            "arrow_cast(to_timestamp({value}), '{TIMESTAMPTZ}')"
+        )),
+        ("to_timestamp", Some([value, template])) => {
+            let format = chrono_format(string_literal(template)?)?;
+            parse_expr(&format!(
+                "arrow_cast(to_timestamp({value}, '{}'), '{TIMESTAMPTZ}')",
+                format.replace('\'', "''")
+            ))
+        }
+        ("to_date", Some([value, template])) => {
+            let format = chrono_format(string_literal(template)?)?;
+            parse_expr(&format!(
+                "to_date({value}, '{}')",
+                format.replace('\'', "''")
+            ))
+        }
+        _ => None,
+    }
+}
 
 /// Rewrites the calls named in the module documentation, in place.
 pub(crate) fn postgres_functions(stmt: &mut Statement) {
@@ -154,6 +356,10 @@ pub(crate) fn postgres_functions(stmt: &mut Statement) {
         ControlFlow::<()>::Continue(())
     });
     let _ = visit_expressions_mut(stmt, |e| {
+        if let Some(new) = datetime_expr(e) {
+            *e = new;
+            return ControlFlow::<()>::Continue(());
+        }
         let Expr::Function(f) = e else {
             return ControlFlow::<()>::Continue(());
         };
@@ -205,6 +411,36 @@ mod tests {
             .remove(0);
         postgres_functions(&mut s);
         s.to_string()
+    }
+
+    #[test]
+    fn postgres_templates_become_chrono_formats() {
+        assert_eq!(
+            chrono_format("YYYY-MM-DD HH24:MI:SS.US").as_deref(),
+            Some("%Y-%m-%d %H:%M:%S.%6f")
+        );
+        assert_eq!(chrono_format("YYYY-MM-DD").as_deref(), Some("%Y-%m-%d"));
+        assert_eq!(
+            chrono_format("DD Mon YYYY \"at\" HH12 AM").as_deref(),
+            Some("%d %b %Y at %I %p")
+        );
+        assert_eq!(chrono_format("IYYY-IW"), None);
+    }
+
+    #[test]
+    fn superset_epoch_and_time_bounds() {
+        assert_eq!(
+            rewritten("SELECT (timestamp 'epoch' + x * interval '1 second') FROM t"),
+            "SELECT (to_timestamp(x)) FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT timestamp 'epoch' + x * interval '1 minute' FROM t"),
+            "SELECT to_timestamp((x) * 60) FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT TO_TIMESTAMP('2026-01-01 00:00:00.000000', 'YYYY-MM-DD HH24:MI:SS.US')"),
+            "SELECT arrow_cast(to_timestamp('2026-01-01 00:00:00.000000', '%Y-%m-%d %H:%M:%S.%6f'), 'Timestamp(Microsecond, Some(\"UTC\"))')"
+        );
     }
 
     #[test]

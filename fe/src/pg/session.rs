@@ -214,6 +214,10 @@ pub(crate) struct Session {
     pub(crate) prepared: Mutex<BTreeSet<String>>,
     /// Open SQL cursors (DECLARE ... CURSOR).
     pub(crate) cursors: Cursors,
+    /// When the connection started, in microseconds since the Unix epoch.
+    pub(crate) started_micros: i64,
+    /// The client's address.
+    pub(crate) client: Option<std::net::SocketAddr>,
 }
 
 /// What `SET` changed that the client must be told about.
@@ -256,12 +260,23 @@ impl Session {
             terminated: CancellationToken::new(),
             prepared: Mutex::new(BTreeSet::new()),
             cursors: Cursors::default(),
+            started_micros: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0),
+            client: None,
         }
     }
 
     /// A session whose connection closes when `terminated` is cancelled.
     pub(crate) fn with_termination(mut self, terminated: CancellationToken) -> Self {
         self.terminated = terminated;
+        self
+    }
+
+    /// The session of a client at `addr`.
+    pub(crate) fn with_client(mut self, addr: std::net::SocketAddr) -> Self {
+        self.client = Some(addr);
         self
     }
 

@@ -63,7 +63,30 @@ impl Registry {
             .get(&pid)
             .and_then(|(_, w)| w.upgrade())
     }
+}
 
+impl crate::catalog::pg::ListBackends for Registry {
+    /// Every open session, for `pg_stat_activity`.
+    fn backends(&self) -> Vec<crate::catalog::pg::Backend> {
+        self.sessions
+            .lock()
+            .iter()
+            .filter_map(|(pid, (_, w))| {
+                let s = w.upgrade()?;
+                Some(crate::catalog::pg::Backend {
+                    pid: *pid,
+                    user: s.user.clone(),
+                    application_name: s.get("application_name").unwrap_or_default(),
+                    client_addr: s.client.map(|a| a.ip().to_string()),
+                    client_port: s.client.map(|a| a.port() as i32),
+                    backend_start_micros: s.started_micros,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Registry {
     fn register(&self, pid: i32, secret: bytes::Bytes, session: &Arc<Session>) {
         let mut m = self.sessions.lock();
         // Forget closed sessions now and then so the map stays bounded by live ones.
@@ -248,7 +271,9 @@ impl Startup {
             .cloned()
             .unwrap_or_else(|| "eddy".into());
         let session = Arc::new(
-            Session::new(user, client.metadata()).with_termination(self.terminated.clone()),
+            Session::new(user, client.metadata())
+                .with_termination(self.terminated.clone())
+                .with_client(client.socket_addr()),
         );
         let (pid, secret) = client.pid_and_secret_key();
         self.config
