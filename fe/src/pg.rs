@@ -593,7 +593,10 @@ pub async fn serve(
     };
     let registry = Arc::new(Registry::default());
     if let Some(c) = &pg_catalog {
-        c.set_backends(Arc::clone(&registry) as crate::catalog::pg::BackendLister);
+        c.set_backends(
+            Arc::clone(&registry) as crate::catalog::pg::BackendLister,
+            auth.user_names(),
+        );
     }
     let handler = Arc::new(PgHandler {
         engine,

@@ -73,6 +73,9 @@ def test_describe_table_with_primary_key(eddy):
 def test_roles_and_functions(eddy):
     out = psql(eddy, "-c", r"\du")
     assert "List of roles" in out
+    # Without [fe.users], the names sessions connect as; every eddy user is a superuser.
+    eddy_role = next(r for r in rows(out) if r[0] == "eddy")
+    assert "Superuser" in eddy_role[1], out
     out = psql(eddy, "-c", r"\df")
     assert "List of functions" in out
     # Built-in functions with their signatures.

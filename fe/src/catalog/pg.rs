@@ -32,7 +32,6 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::{
     PgCatalogSchemaProvider, PgCatalogStaticTables, PgCatalogTable,
 };
@@ -43,7 +42,7 @@ use parking_lot::RwLock;
 pub use self::activity::{Backend, BackendLister, ListBackends};
 pub use self::functions::session_udfs;
 
-type Inner = PgCatalogSchemaProvider<Arc<dyn CatalogProviderList>, EmptyContextProvider>;
+type Inner = PgCatalogSchemaProvider<Arc<dyn CatalogProviderList>, activity::Roles>;
 
 /// The tables this module builds or completes; every other pg_catalog table is the
 /// crate's own.
@@ -69,8 +68,9 @@ pub struct PgCatalogState {
     schemas_by_oid: RwLock<HashMap<i32, String>>,
     /// Built-in functions (the crate's pg_proc), for `pg_get_function_result` ...
     pub(crate) procs: functions::Procs,
-    /// The open sessions, for `pg_stat_activity` (none until a front end says how).
-    backends: RwLock<Option<BackendLister>>,
+    /// The open sessions and configured users, for `pg_stat_activity` and `pg_roles`
+    /// (none until a front end says how).
+    roles: activity::Roles,
 }
 
 /// A user table as pg_catalog shows it.
@@ -159,9 +159,11 @@ impl PgCatalogState {
         out
     }
 
-    /// Tells `pg_stat_activity` how to list the open sessions.
-    pub fn set_backends(&self, lister: BackendLister) {
-        *self.backends.write() = Some(lister);
+    /// Tells `pg_stat_activity` and `pg_roles` how to list the open sessions, and
+    /// `pg_roles` the configured users.
+    pub fn set_backends(&self, lister: BackendLister, users: Vec<String>) {
+        *self.roles.backends.write() = Some(lister);
+        *self.roles.users.write() = users;
     }
 
     /// The definition of the table with this OID, as the last catalog scan saw it.
@@ -191,7 +193,7 @@ impl PgCatalogState {
                     .zip(column_str(&db, "datname")?.iter())
                     .find(|(_, n)| *n == Some("eddy"))
                     .and_then(|(o, _)| o);
-                let lister = self.backends.read().clone();
+                let lister = self.roles.backends.read().clone();
                 let backends = lister.map(|l| l.backends()).unwrap_or_default();
                 activity::batch(&backends, eddy)
             }
@@ -304,18 +306,16 @@ pub fn install(state: &SessionState, be: Arc<dyn BeService>) -> Result<Arc<PgCat
     let list = Arc::clone(state.catalog_list());
     let statics = PgCatalogStaticTables::try_new()?;
     let procs = functions::Procs::new(&statics)?;
-    let inner = PgCatalogSchemaProvider::try_new(
-        Arc::clone(&list),
-        Arc::new(statics),
-        EmptyContextProvider,
-    )?;
+    let roles = activity::Roles::default();
+    let inner =
+        PgCatalogSchemaProvider::try_new(Arc::clone(&list), Arc::new(statics), roles.clone())?;
     let shared = Arc::new(PgCatalogState {
         inner,
         be,
         tables_by_oid: RwLock::new(HashMap::new()),
         schemas_by_oid: RwLock::new(HashMap::new()),
         procs,
-        backends: RwLock::new(None),
+        roles,
     });
     let catalog = list
         .catalog("eddy")
