@@ -173,8 +173,11 @@ impl PgHandler {
             }
             match CursorStmt::parse(s).map_err(user_error)? {
                 Some(cursor::Recognised::Ready(c)) => return Ok(PgStatement::Cursor(c)),
-                Some(cursor::Recognised::Declare { name, hold, query }) => {
-                    let mut query = Box::new(query);
+                Some(cursor::Recognised::Declare {
+                    name,
+                    hold,
+                    mut query,
+                }) => {
                     rewrite::postgres_functions(&mut query);
                     let state = self.state_for(client, session)?;
                     let plan = self

@@ -42,7 +42,7 @@ pub(crate) enum Recognised {
     Declare {
         name: String,
         hold: bool,
-        query: Statement,
+        query: Box<Statement>,
     },
     Ready(CursorStmt),
 }
@@ -82,7 +82,7 @@ impl CursorStmt {
                 Recognised::Declare {
                     name: name.value.clone(),
                     hold: d.hold == Some(true),
-                    query: Statement::Query(query.clone()),
+                    query: Box::new(Statement::Query(query.clone())),
                 }
             }
             Statement::Fetch {
@@ -208,7 +208,7 @@ impl Cursors {
                 out.push(batch);
             }
         }
-        let schema = c.schema.clone();
+        let schema = Arc::clone(&c.schema);
         // One batch per FETCH keeps the response simple to stream.
         let out = if out.len() > 1 {
             vec![concat_batches(&schema, &out).map_err(|e| pg_error("XX000", e.to_string()))?]

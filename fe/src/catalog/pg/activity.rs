@@ -100,7 +100,7 @@ pub(super) fn batch(backends: &[Backend], database_oid: Option<i32>) -> Result<R
 
 /// The roles pg_catalog lists (see the module documentation).
 #[derive(Debug, Clone, Default)]
-pub struct Roles {
+pub(super) struct Roles {
     pub(super) users: Arc<RwLock<Vec<String>>>,
     pub(super) backends: Arc<RwLock<Option<BackendLister>>>,
 }
