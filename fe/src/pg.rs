@@ -149,8 +149,23 @@ impl PgHandler {
         let schema = session.default_schema(|s| self.engine.has_schema(s));
         let mut state = self.engine.session_state(&schema);
         let (pid, _) = client.pid_and_secret_key();
-        functions::register(&mut state, pid, &schema, &session.user, &self.registry)
-            .map_err(|e| eddy_error(&crate::error::classify(e)))?;
+        let settings = session
+            .show("all")
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        functions::register(
+            &mut state,
+            pid,
+            &schema,
+            &session.user,
+            &self.registry,
+            settings,
+        )
+        .map_err(|e| eddy_error(&crate::error::classify(e)))?;
         if let Some(c) = &self.pg_catalog {
             for f in crate::catalog::pg::session_udfs(c, &session.search_path()) {
                 datafusion::execution::registry::FunctionRegistry::register_udf(&mut state, f)

@@ -135,6 +135,16 @@ def test_grafana_epoch_macros_and_to_timestamp(conn):
     assert one_col(conn, sql) == [dt.datetime(2026, 1, 1, 0, 1, 30, tzinfo=UTC)]
 
 
+def test_grafana_version_and_timescaledb_probes(conn):
+    # The data source settings page asks for the version and whether TimescaleDB is there.
+    assert one_col(conn, "SELECT current_setting('server_version_num')::int/100 as version") \
+        == [1600]
+    assert one_col(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'") == []
+    assert one_col(conn, "SELECT current_setting('nope', true)") == [None]
+    with pytest.raises(psycopg.errors.Error):
+        conn.execute("SELECT current_setting('nope')")
+
+
 def test_grafana_table_panel_with_several_statements(eddy):
     # Grafana sends a query string as is; several statements run in order.
     with psycopg2.connect(host="127.0.0.1", port=eddy.port, user="eddy", dbname="eddy") as c:

@@ -70,6 +70,21 @@ def test_describe_table_with_primary_key(eddy):
     assert ["public", "orders_pkey", "index", "postgres", "orders"] in rows(out), out
 
 
+def test_verbose_listings_show_sizes(eddy):
+    rc, _, err = eddy.psql("-c", "INSERT INTO orders VALUES (1, 9.99, '{}'), (2, 5.00, NULL)")
+    assert rc == 0, err
+    out = psql(eddy, "-c", r"\dt+")
+    orders = next(r for r in rows(out) if r[1] == "orders")
+    # The BE's own figure for the table (memtable and segments), pg_size_pretty'd.
+    assert orders[6].endswith(("bytes", "kB", "MB")) and orders[6] != "0 bytes", out
+    out = psql(eddy, "-c", r"\di+")
+    assert ["public", "orders_pkey", "index", "postgres", "orders"] == rows(out)[0][:5], out
+    out = psql(eddy, "-c", r"\l+")
+    assert next(r for r in rows(out) if r[0] == "eddy")[8].endswith(("bytes", "kB", "MB")), out
+    out = psql(eddy, "-c", r"\d+")
+    assert "orders" in out
+
+
 def test_roles_and_functions(eddy):
     out = psql(eddy, "-c", r"\du")
     assert "List of roles" in out

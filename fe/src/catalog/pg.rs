@@ -166,6 +166,21 @@ impl PgCatalogState {
         *self.roles.users.write() = users;
     }
 
+    /// Each table's bytes (segments and memtable), by name.
+    pub(crate) fn table_bytes(&self) -> HashMap<String, i64> {
+        self.be
+            .tables()
+            .into_iter()
+            .map(|t| (t.def.name, (t.segment_bytes + t.memtable_bytes) as i64))
+            .collect()
+    }
+
+    /// Whether `oid` is a primary key's index.
+    pub(crate) fn is_key_index(&self, oid: i32) -> bool {
+        self.table_by_oid(oid.wrapping_sub(keys::INDEX_OID_OFFSET))
+            .is_some_and(|d| d.has_primary_key())
+    }
+
     /// The definition of the table with this OID, as the last catalog scan saw it.
     pub(crate) fn table_by_oid(&self, oid: i32) -> Option<TableDef> {
         let name = self.tables_by_oid.read().get(&oid).cloned()?;

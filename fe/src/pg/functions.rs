@@ -1,6 +1,7 @@
 //! Functions drivers call right after connecting whose answer depends on the session
-//! (`pg_backend_pid()`, `current_schema()`, `current_user`), registered on each
-//! statement's planning state as constants.
+//! (`pg_backend_pid()`, `current_schema()`, `current_user`, `current_setting(name)`),
+//! registered on each statement's planning state, the backend signalling functions, and
+//! `pg_size_pretty`.
 
 use std::sync::Arc;
 
@@ -83,7 +84,15 @@ pub(crate) fn register(
     schema: &str,
     user: &str,
     registry: &Arc<Registry>,
+    settings: Vec<(String, String)>,
 ) -> Result<()> {
+    state.register_udf(Arc::new(ScalarUDF::new_from_impl(CurrentSetting {
+        settings,
+        signature: Signature::variadic_any(Volatility::Stable),
+    })))?;
+    state.register_udf(Arc::new(ScalarUDF::new_from_impl(SizePretty {
+        signature: Signature::any(1, Volatility::Immutable),
+    })))?;
     for signal in [Signal::Cancel, Signal::Terminate] {
         state.register_udf(Arc::new(ScalarUDF::new_from_impl(SignalBackend {
             signal,
@@ -104,6 +113,125 @@ pub(crate) fn register(
         state.register_udf(f)?;
     }
     Ok(())
+}
+
+/// `current_setting(name [, missing_ok])`: a session setting as `SHOW` gives it (Grafana
+/// reads `server_version_num` this way). An unknown name is an error (42704) unless
+/// `missing_ok` is true, when the answer is NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentSetting {
+    /// The session's settings when the statement was planned, by lower-case name.
+    settings: Vec<(String, String)>,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CurrentSetting {
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(names) = arrays.first() else {
+            return datafusion::common::plan_err!("current_setting(name) needs a name");
+        };
+        let names = arrow::compute::cast(names, &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let missing_ok = match arrays.get(1) {
+            Some(m) => {
+                let m = arrow::compute::cast(m, &DataType::Boolean)?;
+                let m = m.as_boolean();
+                m.iter().next().flatten().unwrap_or(false)
+            }
+            None => false,
+        };
+        let mut out = arrow::array::StringBuilder::new();
+        for name in names.iter() {
+            let Some(name) = name else {
+                out.append_null();
+                continue;
+            };
+            let wanted = name.to_ascii_lowercase();
+            match self.settings.iter().find(|(k, _)| *k == wanted) {
+                Some((_, v)) => out.append_value(v),
+                None if missing_ok => out.append_null(),
+                None => {
+                    return Err(datafusion::error::DataFusionError::External(Box::new(
+                        eddy_proto::Error::new(
+                            eddy_proto::ErrorCode::InvalidValue,
+                            format!("unrecognized configuration parameter \"{name}\""),
+                        ),
+                    )))
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `pg_size_pretty(bytes)` with PostgreSQL's units and rounding: bytes below 10 kB,
+/// then kB, MB, GB, TB and PB, each used below 20480 of itself and rounded half up.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SizePretty {
+    signature: Signature,
+}
+
+pub(crate) fn size_pretty(mut size: i64) -> String {
+    // (name, limit, rounded, bits)
+    const UNITS: [(&str, i64, bool, u32); 6] = [
+        ("bytes", 10 * 1024, false, 0),
+        ("kB", 20 * 1024 - 1, true, 10),
+        ("MB", 20 * 1024 - 1, true, 20),
+        ("GB", 20 * 1024 - 1, true, 30),
+        ("TB", 20 * 1024 - 1, true, 40),
+        ("PB", 20 * 1024 - 1, true, 50),
+    ];
+    for (i, (name, limit, round, bits)) in UNITS.iter().enumerate() {
+        let last = i + 1 == UNITS.len();
+        if last || size.abs() < *limit {
+            if *round {
+                size = (size + if size < 0 { -1 } else { 1 }) / 2;
+            }
+            return format!("{size} {name}");
+        }
+        let next = UNITS[i + 1];
+        // One bit less when the next unit rounds by halves, one more when this did.
+        size /= 1i64 << (next.3 - bits - u32::from(next.2) + u32::from(*round));
+    }
+    unreachable!("the last unit always answers")
+}
+
+impl ScalarUDFImpl for SizePretty {
+    fn name(&self) -> &str {
+        "pg_size_pretty"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let sizes = arrow::compute::cast(&arrays[0], &DataType::Int64)?;
+        let out: arrow::array::StringArray = sizes
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .iter()
+            .map(|v| v.map(size_pretty))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -221,4 +349,19 @@ pub(crate) fn visibility_udfs() -> Vec<ScalarUDF> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_print_like_postgres() {
+        assert_eq!(size_pretty(0), "0 bytes");
+        assert_eq!(size_pretty(8192), "8192 bytes");
+        assert_eq!(size_pretty(10240), "10 kB");
+        assert_eq!(size_pretty(1_000_000), "977 kB");
+        assert_eq!(size_pretty(123_456_789), "118 MB");
+        assert_eq!(size_pretty(-20_000_000), "-19 MB");
+    }
 }

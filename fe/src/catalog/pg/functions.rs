@@ -2,13 +2,14 @@
 //! `pg_table_is_visible` (a relation is visible when its schema is on the session's
 //! `search_path`, or is `pg_catalog`), and `pg_get_function_result` /
 //! `pg_get_function_arguments` / `pg_get_function_identity_arguments` for the built-in
-//! functions in the crate's pg_proc; `col_description` and `obj_description`.
+//! functions in the crate's pg_proc; table and database sizes; `col_description` and
+//! `obj_description`.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use datafusion::error::{DataFusionError, Result};
@@ -154,11 +155,23 @@ enum Kind {
     Arguments,
     IdentityArguments,
     TableVisible,
+    /// `pg_table_size(oid)`, `pg_relation_size(oid)`, `pg_total_relation_size(oid)`: the
+    /// bytes of a table's segments plus its memtable (the BE's own figures, as
+    /// `system.tables` shows them); 0 for a primary key's index, which is not stored
+    /// apart from the table; NULL for an OID that names no eddy table.
+    TableSize,
+    RelationSize,
+    TotalRelationSize,
+    /// `pg_database_size(name or oid)`: every table's bytes for `eddy` (or any OID: the
+    /// catalog's OIDs for databases are not kept here), 0 for other names.
+    DatabaseSize,
     /// `col_description(oid, attnum)` and `obj_description(oid [, catalog])`: eddy has no
     /// `COMMENT ON`, so no table or column has a description and the answer is NULL,
     /// as PostgreSQL's is for an object without one.
     ColumnDescription,
     ObjectDescription,
+    /// `shobj_description(oid, catalog)` (databases, roles): NULL for the same reason.
+    SharedObjectDescription,
 }
 
 /// One of the functions of this module, bound to pg_catalog's state and (for
@@ -195,8 +208,13 @@ impl ScalarUDFImpl for CatalogFn {
             Kind::Arguments => "pg_get_function_arguments",
             Kind::IdentityArguments => "pg_get_function_identity_arguments",
             Kind::TableVisible => "pg_table_is_visible",
+            Kind::TableSize => "pg_table_size",
+            Kind::RelationSize => "pg_relation_size",
+            Kind::TotalRelationSize => "pg_total_relation_size",
+            Kind::DatabaseSize => "pg_database_size",
             Kind::ColumnDescription => "col_description",
             Kind::ObjectDescription => "obj_description",
+            Kind::SharedObjectDescription => "shobj_description",
         }
     }
 
@@ -207,12 +225,35 @@ impl ScalarUDFImpl for CatalogFn {
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
         Ok(match self.kind {
             Kind::TableVisible => DataType::Boolean,
+            Kind::TableSize | Kind::RelationSize | Kind::TotalRelationSize | Kind::DatabaseSize => {
+                DataType::Int64
+            }
             _ => DataType::Utf8,
         })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        if self.kind == Kind::DatabaseSize {
+            // By name or OID; eddy serves one database.
+            let total: i64 = self
+                .state
+                .be
+                .tables()
+                .iter()
+                .map(|t| (t.segment_bytes + t.memtable_bytes) as i64)
+                .sum();
+            // By name, only `eddy` has a size; the `postgres` database pg_database also
+            // lists holds nothing.
+            let sizes: Int64Array = match arrays[0].as_string_opt::<i32>() {
+                Some(names) => names
+                    .iter()
+                    .map(|n| n.map(|n| if n == "eddy" { total } else { 0 }))
+                    .collect(),
+                None => Int64Array::from(vec![total; arrays[0].len()]),
+            };
+            return Ok(ColumnarValue::Array(Arc::new(sizes)));
+        }
         let oids = cast(&arrays[0], &DataType::Int64)?;
         let oids = oids.as_primitive::<Int64Type>();
         let oid = |i: usize| (!oids.is_null(i)).then(|| oids.value(i) as i32);
@@ -236,7 +277,24 @@ impl ScalarUDFImpl for CatalogFn {
                     .map(|i| self.state.procs.arguments(oid(i)?))
                     .collect::<StringArray>(),
             ),
-            Kind::ColumnDescription | Kind::ObjectDescription => Arc::new(StringArray::new_null(n)),
+            Kind::TableSize | Kind::RelationSize | Kind::TotalRelationSize => {
+                let sizes = self.state.table_bytes();
+                Arc::new(
+                    (0..n)
+                        .map(|i| {
+                            let oid = oid(i)?;
+                            if self.state.is_key_index(oid) {
+                                return Some(0);
+                            }
+                            sizes.get(&self.state.table_by_oid(oid)?.name).copied()
+                        })
+                        .collect::<Int64Array>(),
+                )
+            }
+            Kind::DatabaseSize => unreachable!("answered above"),
+            Kind::ColumnDescription | Kind::ObjectDescription | Kind::SharedObjectDescription => {
+                Arc::new(StringArray::new_null(n))
+            }
         }))
     }
 }
@@ -251,12 +309,21 @@ pub fn session_udfs(state: &Arc<PgCatalogState>, search_path: &[String]) -> Vec<
         Kind::Arguments,
         Kind::IdentityArguments,
         Kind::TableVisible,
+        Kind::TableSize,
+        Kind::RelationSize,
+        Kind::TotalRelationSize,
+        Kind::DatabaseSize,
         Kind::ColumnDescription,
         Kind::ObjectDescription,
+        Kind::SharedObjectDescription,
     ] {
         let signature = match kind {
-            Kind::ColumnDescription => Signature::any(2, Volatility::Stable),
-            Kind::ObjectDescription => Signature::variadic_any(Volatility::Stable),
+            Kind::ColumnDescription | Kind::SharedObjectDescription => {
+                Signature::any(2, Volatility::Stable)
+            }
+            Kind::ObjectDescription | Kind::RelationSize => {
+                Signature::variadic_any(Volatility::Stable)
+            }
             _ => Signature::any(1, Volatility::Stable),
         };
         out.push(Arc::new(ScalarUDF::new_from_impl(CatalogFn {
