@@ -148,6 +148,7 @@ impl PgHandler {
     ) -> PgWireResult<SessionState> {
         let schema = session.default_schema(|s| self.engine.has_schema(s));
         let mut state = self.engine.session_state(&schema);
+        state.config_mut().options_mut().execution.time_zone = Some(session.time_zone_name());
         let (pid, _) = client.pid_and_secret_key();
         let settings = session
             .show("all")

@@ -162,6 +162,10 @@ def test_timestamps_print_like_postgres_in_the_session_time_zone(eddy):
         assert conn.execute("SHOW TimeZone").fetchone()[0] == "America/New_York"
         assert text_rows() == [("2024-01-01 00:00:00", "2023-12-31 19:00:00-05"),
                                ("2024-01-01 00:00:00.5", "2024-07-01 08:00:00.123456-04")]
+        # Text cast to timestamptz is local time in the session's zone, as in PostgreSQL.
+        with conn.cursor() as cur:
+            cur.execute("SELECT '2024-07-01 08:00:00'::timestamptz")
+            assert cur.pgresult.get_value(0, 0).decode() == "2024-07-01 08:00:00-04"
         # psycopg decodes the text with the offset: the same instants.
         tz = conn.execute(raw).fetchall()[1][1]
         assert tz == dt.datetime(2024, 7, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)

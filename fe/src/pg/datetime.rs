@@ -23,9 +23,15 @@ impl SessionTz {
     /// Parses a TimeZone setting: an IANA name (`America/New_York`, `UTC`), an ISO offset
     /// (`+05:30`), or a bare number of hours east of UTC as `SET TIME ZONE -7` gives it.
     pub(crate) fn parse(setting: &str) -> Option<Self> {
+        let name = Self::arrow_name(setting)?;
+        Tz::from_str(&name).ok().map(Self)
+    }
+
+    /// The setting as Arrow (and DataFusion's `execution.time_zone`) spell zones.
+    pub(crate) fn arrow_name(setting: &str) -> Option<String> {
         let s = setting.trim().trim_matches('\'');
         if s.eq_ignore_ascii_case("utc") || s.eq_ignore_ascii_case("gmt") || s == "Z" {
-            return Some(Self::utc());
+            return Some("UTC".to_string());
         }
         if let Ok(hours) = s.parse::<f64>() {
             if !(-15.0..=15.0).contains(&hours) {
@@ -34,18 +40,14 @@ impl SessionTz {
             let secs = (hours * 3600.0).round() as i32;
             let sign = if secs < 0 { '-' } else { '+' };
             let a = secs.abs();
-            return Tz::from_str(&format!("{sign}{:02}:{:02}", a / 3600, a % 3600 / 60))
-                .ok()
-                .map(Self);
+            return Some(format!("{sign}{:02}:{:02}", a / 3600, a % 3600 / 60));
+        }
+        if Tz::from_str(s).is_ok() {
+            return Some(s.to_string());
         }
         // chrono-tz names are case-sensitive; PostgreSQL's are not.
-        Tz::from_str(s)
-            .or_else(|_| {
-                let canonical = chrono_tz_name(s).ok_or(())?;
-                Tz::from_str(&canonical).map_err(|_| ())
-            })
-            .ok()
-            .map(Self)
+        let canonical = chrono_tz_name(s)?;
+        Tz::from_str(&canonical).ok().map(|_| canonical)
     }
 }
 

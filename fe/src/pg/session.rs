@@ -332,6 +332,15 @@ impl Session {
             .unwrap_or_else(SessionTz::utc)
     }
 
+    /// The TimeZone as DataFusion's `execution.time_zone` takes it, so that text read as
+    /// `timestamptz` (`'2024-01-01 00:00'::timestamptz`) is local time in it, as in
+    /// PostgreSQL.
+    pub(crate) fn time_zone_name(&self) -> String {
+        self.get("TimeZone")
+            .and_then(|v| SessionTz::arrow_name(&v))
+            .unwrap_or_else(|| "UTC".to_string())
+    }
+
     /// Applies `SET name = value` (or `DEFAULT`).
     pub(crate) fn set(&self, name: &str, value: Option<String>) -> Result<Changed, ErrorInfo> {
         let name = canonical(name);
