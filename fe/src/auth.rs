@@ -99,6 +99,11 @@ impl Authenticator {
         !self.users.is_empty()
     }
 
+    /// The configured users' names (`pg_roles`).
+    pub fn user_names(&self) -> Vec<String> {
+        self.users.keys().cloned().collect()
+    }
+
     /// A configured user's password (pgwire's SCRAM and MD5 exchanges derive their
     /// verifiers from it).
     pub fn password_of(&self, user: &str) -> Option<String> {

@@ -1,5 +1,8 @@
 //! Schemas DataFusion resolves names in: `public` (the BE's tables, looked up live so DDL
-//! from any session is visible at once) and `system` (tables, segments, sources, rejected).
+//! from any session is visible at once) and `system` (tables, segments, sources, rejected),
+//! and `pg_catalog` completed from the BE's table definitions ([`pg`]).
+
+pub mod pg;
 
 use std::sync::Arc;
 

@@ -8,11 +8,15 @@
 //! token and `statement_timeout`.
 
 mod copy;
+mod cursor;
+mod datetime;
 mod encode;
 mod extended;
 mod functions;
+mod rewrite;
 mod session;
 mod startup;
+mod tls;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -40,17 +44,21 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::PgWireBackendMessage;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use self::copy::CopyState;
+use self::cursor::CursorStmt;
 use self::encode::{Guard, Output};
 use self::session::{pg_error, Session, SessionStmt};
 use self::startup::{Registry, Startup, StartupConfig};
 use crate::auth::Authenticator;
+use crate::catalog::pg::PgCatalogState;
 use crate::error::error_info;
 use crate::metrics;
 use crate::query::{Outcome, Parsed, QueryEngine};
 
 pub use self::startup::PasswordMethod;
+pub use self::tls::acceptor as tls_acceptor;
 
 /// `version()` as PostgreSQL answers it, so that clients parsing it (SQLAlchemy) work.
 pub fn version_udf() -> datafusion::logical_expr::ScalarUDF {
@@ -71,6 +79,8 @@ pub(crate) enum PgStatement {
     Planned(LogicalPlan),
     /// eddy's own statements (DDL, DELETE, COPY, CHECKPOINT, sources).
     Eddy(Parsed),
+    /// DECLARE / FETCH / CLOSE.
+    Cursor(CursorStmt),
 }
 
 impl PgStatement {
@@ -89,6 +99,10 @@ impl PgStatement {
 pub struct PgHandler {
     engine: Arc<QueryEngine>,
     copy_bytes_max: usize,
+    /// pg_catalog's state, for the definition functions (`pg_get_indexdef` ...).
+    pg_catalog: Option<Arc<PgCatalogState>>,
+    /// Live sessions by backend pid (CancelRequest, `pg_terminate_backend`).
+    registry: Arc<Registry>,
 }
 
 /// Observes the query latency histogram when dropped (after the last row is sent).
@@ -134,9 +148,31 @@ impl PgHandler {
     ) -> PgWireResult<SessionState> {
         let schema = session.default_schema(|s| self.engine.has_schema(s));
         let mut state = self.engine.session_state(&schema);
+        state.config_mut().options_mut().execution.time_zone = Some(session.time_zone_name());
         let (pid, _) = client.pid_and_secret_key();
-        functions::register(&mut state, pid, &schema, &session.user)
-            .map_err(|e| eddy_error(&crate::error::classify(e)))?;
+        let settings = session
+            .show("all")
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        functions::register(
+            &mut state,
+            pid,
+            &schema,
+            &session.user,
+            &self.registry,
+            settings,
+        )
+        .map_err(|e| eddy_error(&crate::error::classify(e)))?;
+        if let Some(c) = &self.pg_catalog {
+            for f in crate::catalog::pg::session_udfs(c, &session.search_path()) {
+                datafusion::execution::registry::FunctionRegistry::register_udf(&mut state, f)
+                    .map_err(|e| eddy_error(&crate::error::classify(e)))?;
+            }
+        }
         Ok(state)
     }
 
@@ -151,13 +187,36 @@ impl PgHandler {
             if let Some(st) = SessionStmt::from_statement(s) {
                 return Ok(PgStatement::Session(st));
             }
+            match CursorStmt::parse(s).map_err(user_error)? {
+                Some(cursor::Recognised::Ready(c)) => return Ok(PgStatement::Cursor(c)),
+                Some(cursor::Recognised::Declare {
+                    name,
+                    hold,
+                    mut query,
+                }) => {
+                    rewrite::postgres_functions(&mut query);
+                    let state = self.state_for(client, session)?;
+                    let plan = self
+                        .engine
+                        .plan(*query, &state)
+                        .await
+                        .map_err(|e| eddy_error(&e))?;
+                    return Ok(PgStatement::Cursor(CursorStmt::Declare {
+                        name,
+                        hold,
+                        plan,
+                    }));
+                }
+                None => {}
+            }
         }
         if !QueryEngine::is_planned(&parsed) {
             return Ok(PgStatement::Eddy(parsed));
         }
-        let Parsed::Sql(s) = parsed else {
+        let Parsed::Sql(mut s) = parsed else {
             return Ok(PgStatement::Eddy(parsed));
         };
+        rewrite::postgres_functions(&mut s);
         let state = self.state_for(client, session)?;
         let plan = self
             .engine
@@ -187,6 +246,7 @@ impl PgHandler {
         let guard = Guard::new(session.begin_statement(), session.statement_timeout());
         let out = Output {
             extra_float_digits: session.extra_float_digits(),
+            time_zone: session.time_zone(),
         };
         let failed = client.transaction_status() == TransactionStatus::Error;
         if failed && !matches!(&stmt, PgStatement::Session(s) if s.ends_transaction()) {
@@ -212,6 +272,11 @@ impl PgHandler {
                             .map_err(|e| eddy_error(&e))
                     })
                     .await?
+            }
+            PgStatement::Cursor(c) => {
+                return self
+                    .cursor_statement(client, session, c, format, &out, guard)
+                    .await
             }
             PgStatement::Eddy(p) => {
                 let state = self.state_for(client, session)?;
@@ -250,6 +315,73 @@ impl PgHandler {
         })
     }
 
+    async fn cursor_statement<C>(
+        &self,
+        client: &mut C,
+        session: &Arc<Session>,
+        c: CursorStmt,
+        format: &Format,
+        out: &Output,
+        guard: Guard,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Ok(match c {
+            CursorStmt::Declare { name, hold, plan } => {
+                if !hold && client.transaction_status() == TransactionStatus::Idle {
+                    return Err(user_error(pg_error(
+                        "25P01",
+                        "DECLARE CURSOR can only be used in transaction blocks",
+                    )));
+                }
+                let state = self.state_for(client, session)?;
+                let outcome = guard
+                    .run(async {
+                        self.engine
+                            .execute_plan(plan, &state)
+                            .await
+                            .map_err(|e| eddy_error(&e))
+                    })
+                    .await?;
+                let Outcome::Rows(stream) = outcome else {
+                    return Err(user_error(pg_error(
+                        "42P11",
+                        "DECLARE CURSOR needs a query that returns rows",
+                    )));
+                };
+                session
+                    .cursors
+                    .declare(name, hold, stream)
+                    .map_err(user_error)?;
+                Response::Execution(Tag::new("DECLARE CURSOR"))
+            }
+            CursorStmt::Fetch { name, count } => {
+                let (schema, batches) = guard
+                    .run(async {
+                        session
+                            .cursors
+                            .fetch(&name, count)
+                            .await
+                            .map_err(user_error)
+                    })
+                    .await?;
+                let stream = MemoryStream::try_new(batches, schema, None)
+                    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+                let mut r = encode::rows_response(Box::pin(stream), format, out, guard, ())?;
+                r.set_command_tag("FETCH");
+                Response::Query(r)
+            }
+            CursorStmt::Close(name) => {
+                session.cursors.close(name.as_deref()).map_err(user_error)?;
+                Response::Execution(Tag::new("CLOSE CURSOR"))
+            }
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn session_statement<C>(
         &self,
@@ -267,6 +399,9 @@ impl PgHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if s.ends_transaction() {
+            session.cursors.end_transaction();
+        }
         Ok(match s {
             SessionStmt::Set { name, value } => {
                 let changed = session.set(&name, value).map_err(user_error)?;
@@ -424,6 +559,8 @@ struct Factory {
     handler: Arc<PgHandler>,
     extended: Arc<extended::Extended>,
     startup: Arc<StartupConfig>,
+    /// This connection's: cancelled by `pg_terminate_backend`.
+    terminated: CancellationToken,
 }
 
 impl PgWireServerHandlers for Factory {
@@ -440,7 +577,10 @@ impl PgWireServerHandlers for Factory {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(Startup::new(Arc::clone(&self.startup)))
+        Arc::new(Startup::new(
+            Arc::clone(&self.startup),
+            self.terminated.clone(),
+        ))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
@@ -456,20 +596,39 @@ pub async fn serve(
     auth: Arc<Authenticator>,
     method: PasswordMethod,
     copy_bytes_max: usize,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
 ) {
+    // pg_catalog completed from the BE's table definitions (primary keys, NOT NULL,
+    // typmods); the crate's alone still answers if that cannot be set up.
+    let pg_catalog = match crate::catalog::pg::install(
+        &engine.session_state("public"),
+        Arc::clone(engine.be()),
+    ) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %snafu::Report::from_error(e), "pg_catalog: keeping the plain catalog");
+            None
+        }
+    };
+    let registry = Arc::new(Registry::default());
+    if let Some(c) = &pg_catalog {
+        c.set_backends(
+            Arc::clone(&registry) as crate::catalog::pg::BackendLister,
+            auth.user_names(),
+        );
+    }
     let handler = Arc::new(PgHandler {
         engine,
         copy_bytes_max,
+        pg_catalog,
+        registry,
     });
-    let factory = Arc::new(Factory {
-        extended: Arc::new(extended::Extended::new(Arc::clone(&handler))),
-        handler,
-        startup: Arc::new(StartupConfig {
-            auth,
-            method,
-            registry: Arc::new(Registry::default()),
-            pids: Arc::new(RandomPidSecretKeyGenerator::default()),
-        }),
+    let extended = Arc::new(extended::Extended::new(Arc::clone(&handler)));
+    let startup = Arc::new(StartupConfig {
+        auth,
+        method,
+        registry: Arc::clone(&handler.registry),
+        pids: Arc::new(RandomPidSecretKeyGenerator::default()),
     });
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -481,11 +640,26 @@ pub async fn serve(
             }
         };
         let _ = socket.set_nodelay(true);
-        let f = Arc::clone(&factory);
+        let terminated = CancellationToken::new();
+        let tls = tls.clone();
+        let f = Arc::new(Factory {
+            handler: Arc::clone(&handler),
+            extended: Arc::clone(&extended),
+            startup: Arc::clone(&startup),
+            terminated: terminated.clone(),
+        });
         tokio::spawn(async move {
             metrics::CONNECTIONS.inc();
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, f).await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                r = pgwire::tokio::process_socket(socket, tls, f) => {
+                    if let Err(e) = r {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                }
+                // Dropping the connection's future closes its socket.
+                _ = terminated.cancelled() => {
+                    tracing::info!(peer = %peer, "connection terminated by pg_terminate_backend");
+                }
             }
             metrics::CONNECTIONS.dec();
         });

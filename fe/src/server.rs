@@ -50,6 +50,10 @@ pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoint
         config.tls_cert_path.as_deref(),
         config.tls_key_path.as_deref(),
     )?;
+    let pg_tls = crate::pg::tls_acceptor(
+        config.tls_cert_path.as_deref(),
+        config.tls_key_path.as_deref(),
+    )?;
     let auth = Arc::new(Authenticator::new(config.users.clone()));
     refuse_open_listener(&pg, "fe.pg_listen", &auth)?;
     let flight_sql = EddyFlightSql::new(
@@ -79,6 +83,7 @@ pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoint
         auth,
         pg_method,
         config.copy_bytes_max,
+        pg_tls,
     ));
     let router = crate::http::router(be, config.http_body_bytes_max);
     tokio::spawn(async move {

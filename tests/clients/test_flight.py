@@ -71,7 +71,10 @@ def pg_text(v):
         # PostgreSQL prints whole floats without a fraction (71, not 71.0).
         return repr(v)[:-2] if repr(v).endswith(".0") else repr(v)
     if isinstance(v, dt.datetime):
-        return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+        # PostgreSQL prints fractional seconds only when there are some, without
+        # trailing zeros.
+        text = v.strftime("%Y-%m-%d %H:%M:%S")
+        return text + (f".{v.microsecond:06d}".rstrip("0") if v.microsecond else "")
     if isinstance(v, (dt.date, decimal.Decimal, int, str)):
         return str(v)
     raise TypeError(type(v))

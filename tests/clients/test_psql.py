@@ -11,6 +11,9 @@ def eddy():
     rc, _, err = e.psql("-c", "CREATE TABLE trades (sym text NOT NULL, ts timestamp NOT NULL, "
                         "px double precision, qty bigint)")
     assert rc == 0, err
+    rc, _, err = e.psql("-c", "CREATE TABLE orders (order_id bigint PRIMARY KEY, "
+                        "total numeric(12,2), doc jsonb)")
+    assert rc == 0, err
     yield e
     e.stop()
 
@@ -21,11 +24,24 @@ def psql(eddy, *args):
     return out
 
 
+def rows(out):
+    """The data rows of psql's aligned output, as lists of stripped fields."""
+    return [[f.strip() for f in l.split("|")] for l in out.splitlines()
+            if "|" in l and not l.lstrip().startswith(("Schema", "Name", "Column", "Role"))]
+
+
 def test_list_tables(eddy):
     out = psql(eddy, "-c", r"\dt")
     assert "List of relations" in out
     line = next(l for l in out.splitlines() if " trades " in l)
     assert [f.strip() for f in line.split("|")][:3] == ["public", "trades", "table"]
+    # Only what is on search_path: not system.*, pg_catalog or information_schema.
+    assert {r[0] for r in rows(out)} == {"public"}, out
+    assert {r[1] for r in rows(out)} == {"orders", "trades"}, out
+    out = psql(eddy, "-c", r"\dt system.*")
+    assert {r[1] for r in rows(out)} == {"tables", "segments", "sources", "rejected"}, out
+    out = psql(eddy, "-c", r"\dtS")
+    assert "pg_am " in out and "trades" in out
 
 
 def test_describe_table(eddy):
@@ -37,6 +53,49 @@ def test_describe_table(eddy):
     assert cols["ts"] == "timestamp without time zone"
     assert cols["px"] == "double precision"
     assert cols["qty"] == "bigint"
+
+
+def test_describe_table_with_primary_key(eddy):
+    out = psql(eddy, "-c", r"\d orders")
+    assert 'Table "public.orders"' in out
+    cols = {r[0]: r[1:] for r in rows(out) if len(r) >= 5}
+    assert cols["order_id"][:3] == ["bigint", "", "not null"], out
+    assert cols["total"][0] == "numeric(12,2)"
+    assert cols["doc"][0] == "jsonb"
+    assert "Indexes:" in out and '"orders_pkey" PRIMARY KEY, btree (order_id)' in out
+    out = psql(eddy, "-c", r"\d+ orders")
+    assert "Storage" in out and "Description" in out
+    assert '"orders_pkey" PRIMARY KEY, btree (order_id)' in out
+    out = psql(eddy, "-c", r"\di")
+    assert ["public", "orders_pkey", "index", "postgres", "orders"] in rows(out), out
+
+
+def test_verbose_listings_show_sizes(eddy):
+    rc, _, err = eddy.psql("-c", "INSERT INTO orders VALUES (1, 9.99, '{}'), (2, 5.00, NULL)")
+    assert rc == 0, err
+    out = psql(eddy, "-c", r"\dt+")
+    orders = next(r for r in rows(out) if r[1] == "orders")
+    # The BE's own figure for the table (memtable and segments), pg_size_pretty'd.
+    assert orders[6].endswith(("bytes", "kB", "MB")) and orders[6] != "0 bytes", out
+    out = psql(eddy, "-c", r"\di+")
+    assert ["public", "orders_pkey", "index", "postgres", "orders"] == rows(out)[0][:5], out
+    out = psql(eddy, "-c", r"\l+")
+    assert next(r for r in rows(out) if r[0] == "eddy")[8].endswith(("bytes", "kB", "MB")), out
+    out = psql(eddy, "-c", r"\d+")
+    assert "orders" in out
+
+
+def test_roles_and_functions(eddy):
+    out = psql(eddy, "-c", r"\du")
+    assert "List of roles" in out
+    # Without [fe.users], the names sessions connect as; every eddy user is a superuser.
+    eddy_role = next(r for r in rows(out) if r[0] == "eddy")
+    assert "Superuser" in eddy_role[1], out
+    out = psql(eddy, "-c", r"\df")
+    assert "List of functions" in out
+    # Built-in functions with their signatures.
+    out = psql(eddy, "-c", r"\dfS length")
+    assert ["pg_catalog", "length", "integer", "text", "func"] in rows(out), out
 
 
 def test_list_schemas_and_databases(eddy):

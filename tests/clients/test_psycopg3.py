@@ -137,3 +137,48 @@ def test_session_settings(eddy):
         conn.execute("DISCARD ALL")
         assert conn.execute("SHOW search_path").fetchone() == ('"$user", public',)
         assert "PostgreSQL 16.6" in conn.execute("SELECT version()").fetchone()[0]
+
+
+def test_timestamps_print_like_postgres_in_the_session_time_zone(eddy):
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE stamps (n bigint, ts timestamp, tz timestamptz)")
+        conn.execute("INSERT INTO stamps VALUES (1, '2024-01-01 00:00:00', '2024-01-01 00:00:00Z'), "
+                     "(2, '2024-01-01 00:00:00.5', '2024-07-01 12:00:00.123456Z')")
+        # Text results as psql shows them: what the server printed, untouched.
+        raw = "SELECT ts, tz FROM stamps ORDER BY n"
+
+        def text_rows():
+            with conn.cursor() as cur:
+                cur.execute(raw)
+                # psycopg parses; read the wire text through the loader-less path.
+                return [tuple(cur.pgresult.get_value(i, j).decode() for j in range(2))
+                        for i in range(cur.pgresult.ntuples)]
+
+        assert conn.execute("SHOW TimeZone").fetchone()[0] == "UTC"
+        assert text_rows() == [("2024-01-01 00:00:00", "2024-01-01 00:00:00+00"),
+                               ("2024-01-01 00:00:00.5", "2024-07-01 12:00:00.123456+00")]
+        conn.execute("SET TimeZone = 'America/New_York'")
+        assert conn.info.parameter_status("TimeZone") == "America/New_York"
+        assert conn.execute("SHOW TimeZone").fetchone()[0] == "America/New_York"
+        assert text_rows() == [("2024-01-01 00:00:00", "2023-12-31 19:00:00-05"),
+                               ("2024-01-01 00:00:00.5", "2024-07-01 08:00:00.123456-04")]
+        # Text cast to timestamptz is local time in the session's zone, as in PostgreSQL.
+        with conn.cursor() as cur:
+            cur.execute("SELECT '2024-07-01 08:00:00'::timestamptz")
+            assert cur.pgresult.get_value(0, 0).decode() == "2024-07-01 08:00:00-04"
+        # psycopg decodes the text with the offset: the same instants.
+        tz = conn.execute(raw).fetchall()[1][1]
+        assert tz == dt.datetime(2024, 7, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
+        conn.execute("SET TIME ZONE 'Asia/Kolkata'")
+        assert text_rows()[0][1] == "2024-01-01 05:30:00+05:30"
+        # Binary results carry the instant; the time zone does not change them.
+        with conn.cursor(binary=True) as cur:
+            cur.execute(raw)
+            rows = cur.fetchall()
+        assert rows[0][0] == dt.datetime(2024, 1, 1)
+        assert rows[1][0] == dt.datetime(2024, 1, 1, 0, 0, 0, 500000)
+        assert rows[1][1] == dt.datetime(2024, 7, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
+        with pytest.raises(errors.InvalidParameterValue):
+            conn.execute("SET TimeZone = 'Mars/Olympus_Mons'")
+        conn.execute("RESET TimeZone")
+        assert text_rows()[0][1] == "2024-01-01 00:00:00+00"

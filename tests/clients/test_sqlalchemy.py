@@ -68,3 +68,50 @@ def test_sql_lab_statements(engine):
         assert rows == [("CL", 70.0), ("GC", 2000.5)]
         # Bound parameters go through psycopg2's client-side interpolation.
         assert c.execute(text("SELECT count(*) FROM trades WHERE qty >= :q"), {"q": 2}).scalar() == 1
+
+
+def test_inspector_keys_nullability_and_typmods(engine):
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE orders (order_id bigint PRIMARY KEY, region text NOT NULL, "
+                       "total numeric(12,2), doc jsonb, note text)"))
+        c.execute(text("CREATE TABLE pairs (a text NOT NULL, b bigint NOT NULL, v double precision, "
+                       "PRIMARY KEY (b, a))"))
+    insp = sa.inspect(engine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cols = {c["name"]: c for c in insp.get_columns("orders")}
+    assert [cols[n]["nullable"] for n in ("order_id", "region", "total", "doc", "note")] == \
+        [False, False, True, True, True]
+    assert isinstance(cols["total"]["type"], types.NUMERIC)
+    assert (cols["total"]["type"].precision, cols["total"]["type"].scale) == (12, 2)
+    assert isinstance(cols["doc"]["type"], sa.dialects.postgresql.JSONB)
+
+    assert insp.get_pk_constraint("orders") == {
+        "constrained_columns": ["order_id"], "name": "orders_pkey", "comment": None,
+        "dialect_options": {"postgresql_include": []}}
+    # Key columns in key order, not table order.
+    assert insp.get_pk_constraint("pairs")["constrained_columns"] == ["b", "a"]
+    assert insp.get_pk_constraint("trades")["constrained_columns"] == ["sym", "ts"]
+    # A primary key's index is not reported as an index (as on PostgreSQL), and eddy has
+    # no other indexes, unique or foreign key constraints.
+    assert insp.get_indexes("orders") == []
+    assert insp.get_unique_constraints("orders") == []
+    assert insp.get_foreign_keys("orders") == []
+    assert insp.get_check_constraints("orders") == []
+    # A table without a key.
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE nokey (x bigint)"))
+    assert insp.get_pk_constraint("nokey")["constrained_columns"] == []
+    # Reflecting a whole table runs all of the above.
+    t = sa.Table("orders", sa.MetaData(), autoload_with=engine)
+    assert [c.name for c in t.primary_key.columns] == ["order_id"]
+    assert t.c.region.nullable is False
+
+
+def test_catalog_views_of_keys(engine):
+    with engine.connect() as c:
+        assert c.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'orders'")).all() == [
+            ("orders_pkey", "CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (order_id)")]
+        assert c.execute(text(
+            "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'pairs'::regclass")).all() == [("pairs_pkey", "p", "PRIMARY KEY (b, a)")]

@@ -71,15 +71,25 @@ fn psql_text(batches: &[RecordBatch]) -> String {
             .iter()
             .map(|c| c.data_type().is_floating())
             .collect();
+        let stamps: Vec<bool> = b
+            .columns()
+            .iter()
+            .map(|c| c.data_type().is_temporal())
+            .collect();
         for r in 0..b.num_rows() {
             // PostgreSQL prints whole floats without a fraction (`141`, not `141.0`).
             let fields: Vec<String> = fmts
                 .iter()
-                .zip(&floats)
-                .map(|(f, float)| {
+                .zip(floats.iter().zip(&stamps))
+                .map(|(f, (float, stamp))| {
                     let v = f.value(r).to_string();
                     match v.strip_suffix(".0") {
                         Some(whole) if *float => whole.to_string(),
+                        // PostgreSQL prints fractional seconds without trailing zeros,
+                        // and none when they are zero.
+                        _ if *stamp && v.contains('.') => {
+                            v.trim_end_matches('0').trim_end_matches('.').to_string()
+                        }
                         _ => v,
                     }
                 })

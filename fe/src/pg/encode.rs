@@ -17,6 +17,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 use tokio_util::sync::CancellationToken;
 
+use super::datetime::{self, SessionTz};
 use super::session::pg_error;
 use crate::error::{classify, error_info};
 use crate::metrics;
@@ -25,6 +26,18 @@ use crate::metrics;
 #[derive(Debug, Clone)]
 pub(crate) struct Output {
     pub(crate) extra_float_digits: i8,
+    /// The session's TimeZone, in which `timestamptz` text is printed.
+    pub(crate) time_zone: SessionTz,
+}
+
+impl Output {
+    /// What Describe reports before a session's settings matter (types only).
+    pub(crate) fn describe() -> Self {
+        Self {
+            extra_float_digits: 1,
+            time_zone: SessionTz::utc(),
+        }
+    }
 }
 
 /// Field descriptions for a schema, each column in the format the client asked for.
@@ -132,22 +145,24 @@ pub(crate) fn rows_response<T: Send + Sync + 'static>(
 ) -> PgWireResult<QueryResponse> {
     let schema = stream.schema();
     let fields = Arc::new(fields(&schema, format, out)?);
-    let text_floats: Vec<usize> = schema
+    let text_cols: Vec<usize> = schema
         .fields()
         .iter()
         .enumerate()
         .filter(|(i, f)| {
-            matches!(f.data_type(), DataType::Float32 | DataType::Float64)
-                && format.is_text(*i)
-                && out.extra_float_digits >= 1
+            format.is_text(*i)
+                && ((matches!(f.data_type(), DataType::Float32 | DataType::Float64)
+                    && out.extra_float_digits >= 1)
+                    || datetime::is_temporal_text(f.data_type()))
         })
         .map(|(i, _)| i)
         .collect();
+    let tz = out.time_zone;
     let f2 = Arc::clone(&fields);
     let rows = guarded(stream, guard)
         .map(move |batch| {
             let _keep = &keep;
-            match batch.and_then(|b| floats_as_text(b, &text_floats)) {
+            match batch.and_then(|b| as_pg_text(b, &text_cols, tz)) {
                 Ok(b) => stream::iter(arrow_pg::datatypes::encode_recordbatch(Arc::clone(&f2), b))
                     .boxed(),
                 Err(e) => stream::once(async move { Err(e) }).boxed(),
@@ -157,9 +172,10 @@ pub(crate) fn rows_response<T: Send + Sync + 'static>(
     Ok(QueryResponse::new(fields, rows))
 }
 
-/// Replaces text-format float columns with their PostgreSQL spelling (`71`, not `71.0`;
-/// `1e+20`; `Infinity`). The field description still says float4/float8.
-fn floats_as_text(batch: RecordBatch, cols: &[usize]) -> PgWireResult<RecordBatch> {
+/// Replaces text-format float and date/time columns with their PostgreSQL spelling
+/// (`71`, not `71.0`; `1e+20`; `Infinity`; `2024-01-01 00:00:00-05`). The field
+/// description still says float8, timestamptz ...
+fn as_pg_text(batch: RecordBatch, cols: &[usize], tz: SessionTz) -> PgWireResult<RecordBatch> {
     if cols.is_empty() {
         return Ok(batch);
     }
@@ -179,7 +195,10 @@ fn floats_as_text(batch: RecordBatch, cols: &[usize]) -> PgWireResult<RecordBatc
                 .iter()
                 .map(|v| v.map(format_f32))
                 .collect(),
-            _ => continue,
+            _ => match datetime::temporal_as_text(a, tz) {
+                Some(t) => t,
+                None => continue,
+            },
         };
         columns[i] = Arc::new(text);
         fields[i] = Field::new(fields[i].name(), DataType::Utf8, fields[i].is_nullable());

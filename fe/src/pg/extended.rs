@@ -70,9 +70,7 @@ fn placeholder_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> 
 
 /// The result columns of a statement, as Describe reports them.
 fn result_fields(stmt: &PgStatement, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
-    let out = Output {
-        extra_float_digits: 1,
-    };
+    let out = Output::describe();
     match stmt {
         PgStatement::Planned(plan) if PgStatement::returns_rows(plan) => {
             encode::fields(plan.schema().as_arrow(), format, &out)

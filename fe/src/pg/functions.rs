@@ -1,9 +1,12 @@
 //! Functions drivers call right after connecting whose answer depends on the session
-//! (`pg_backend_pid()`, `current_schema()`, `current_user`), registered on each
-//! statement's planning state as constants.
+//! (`pg_backend_pid()`, `current_schema()`, `current_user`, `current_setting(name)`),
+//! registered on each statement's planning state, the backend signalling functions, and
+//! `pg_size_pretty`.
 
 use std::sync::Arc;
 
+use super::startup::Registry;
+use arrow::array::AsArray;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::execution::registry::FunctionRegistry;
@@ -73,8 +76,32 @@ pub(crate) fn version_udf() -> ScalarUDF {
     })
 }
 
-/// Registers the session's constant functions on a statement's planning state.
-pub(crate) fn register(state: &mut SessionState, pid: i32, schema: &str, user: &str) -> Result<()> {
+/// Registers the session's constant functions, and the backend signalling functions,
+/// on a statement's planning state.
+pub(crate) fn register(
+    state: &mut SessionState,
+    pid: i32,
+    schema: &str,
+    user: &str,
+    registry: &Arc<Registry>,
+    settings: Vec<(String, String)>,
+) -> Result<()> {
+    state.register_udf(Arc::new(ScalarUDF::new_from_impl(CurrentSetting {
+        settings,
+        signature: Signature::variadic_any(Volatility::Stable),
+    })))?;
+    state.register_udf(Arc::new(ScalarUDF::new_from_impl(SizePretty {
+        signature: Signature::any(1, Volatility::Immutable),
+    })))?;
+    for signal in [Signal::Cancel, Signal::Terminate] {
+        state.register_udf(Arc::new(ScalarUDF::new_from_impl(SignalBackend {
+            signal,
+            registry: Arc::clone(registry),
+            // Volatile: a call must run when the statement runs, never be folded into
+            // a constant while planning.
+            signature: Signature::variadic_any(Volatility::Volatile),
+        })))?;
+    }
     let text = |s: &str| ScalarValue::Utf8(Some(s.to_string()));
     for f in [
         ConstFn::udf("pg_backend_pid", &[], ScalarValue::Int32(Some(pid))),
@@ -86,6 +113,198 @@ pub(crate) fn register(state: &mut SessionState, pid: i32, schema: &str, user: &
         state.register_udf(f)?;
     }
     Ok(())
+}
+
+/// `current_setting(name [, missing_ok])`: a session setting as `SHOW` gives it (Grafana
+/// reads `server_version_num` this way). An unknown name is an error (42704) unless
+/// `missing_ok` is true, when the answer is NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentSetting {
+    /// The session's settings when the statement was planned, by lower-case name.
+    settings: Vec<(String, String)>,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CurrentSetting {
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(names) = arrays.first() else {
+            return datafusion::common::plan_err!("current_setting(name) needs a name");
+        };
+        let names = arrow::compute::cast(names, &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let missing_ok = match arrays.get(1) {
+            Some(m) => {
+                let m = arrow::compute::cast(m, &DataType::Boolean)?;
+                let m = m.as_boolean();
+                m.iter().next().flatten().unwrap_or(false)
+            }
+            None => false,
+        };
+        let mut out = arrow::array::StringBuilder::new();
+        for name in names.iter() {
+            let Some(name) = name else {
+                out.append_null();
+                continue;
+            };
+            let wanted = name.to_ascii_lowercase();
+            match self.settings.iter().find(|(k, _)| *k == wanted) {
+                Some((_, v)) => out.append_value(v),
+                None if missing_ok => out.append_null(),
+                None => {
+                    return Err(datafusion::error::DataFusionError::External(Box::new(
+                        eddy_proto::Error::new(
+                            eddy_proto::ErrorCode::InvalidValue,
+                            format!("unrecognized configuration parameter \"{name}\""),
+                        ),
+                    )))
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `pg_size_pretty(bytes)` with PostgreSQL's units and rounding: bytes below 10 kB,
+/// then kB, MB, GB, TB and PB, each used below 20480 of itself and rounded half up.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SizePretty {
+    signature: Signature,
+}
+
+pub(crate) fn size_pretty(mut size: i64) -> String {
+    // (name, limit, rounded, bits)
+    const UNITS: [(&str, i64, bool, u32); 6] = [
+        ("bytes", 10 * 1024, false, 0),
+        ("kB", 20 * 1024 - 1, true, 10),
+        ("MB", 20 * 1024 - 1, true, 20),
+        ("GB", 20 * 1024 - 1, true, 30),
+        ("TB", 20 * 1024 - 1, true, 40),
+        ("PB", 20 * 1024 - 1, true, 50),
+    ];
+    for (i, (name, limit, round, bits)) in UNITS.iter().enumerate() {
+        let last = i + 1 == UNITS.len();
+        if last || size.abs() < *limit {
+            if *round {
+                size = (size + if size < 0 { -1 } else { 1 }) / 2;
+            }
+            return format!("{size} {name}");
+        }
+        let next = UNITS[i + 1];
+        // One bit less when the next unit rounds by halves, one more when this did.
+        size /= 1i64 << (next.3 - bits - u32::from(next.2) + u32::from(*round));
+    }
+    unreachable!("the last unit always answers")
+}
+
+impl ScalarUDFImpl for SizePretty {
+    fn name(&self) -> &str {
+        "pg_size_pretty"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let sizes = arrow::compute::cast(&arrays[0], &DataType::Int64)?;
+        let out: arrow::array::StringArray = sizes
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .iter()
+            .map(|v| v.map(size_pretty))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Signal {
+    Cancel,
+    Terminate,
+}
+
+/// `pg_cancel_backend(pid)` stops the statement a session is running;
+/// `pg_terminate_backend(pid [, timeout])` also closes its connection. Both answer
+/// whether `pid` named a live session.
+#[derive(Debug)]
+struct SignalBackend {
+    signal: Signal,
+    registry: Arc<Registry>,
+    signature: Signature,
+}
+
+impl PartialEq for SignalBackend {
+    fn eq(&self, other: &Self) -> bool {
+        self.signal == other.signal && Arc::ptr_eq(&self.registry, &other.registry)
+    }
+}
+
+impl Eq for SignalBackend {}
+
+impl std::hash::Hash for SignalBackend {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.signal.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SignalBackend {
+    fn name(&self) -> &str {
+        match self.signal {
+            Signal::Cancel => "pg_cancel_backend",
+            Signal::Terminate => "pg_terminate_backend",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let Some(first) = args.args.first() else {
+            return datafusion::common::plan_err!("{}(pid) needs a pid", self.name());
+        };
+        let pids = first.to_array(args.number_rows)?;
+        let pids = arrow::compute::cast(&pids, &DataType::Int32)?;
+        let pids = pids.as_primitive::<arrow::datatypes::Int32Type>();
+        let out: arrow::array::BooleanArray = pids
+            .iter()
+            .map(|pid| {
+                let session = self.registry.session(pid?);
+                Some(match session {
+                    Some(s) => {
+                        match self.signal {
+                            Signal::Cancel => s.cancel(),
+                            Signal::Terminate => s.terminate(),
+                        }
+                        true
+                    }
+                    None => false,
+                })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 /// A visibility predicate that is true for everything: eddy has no private schemas, and
@@ -130,4 +349,19 @@ pub(crate) fn visibility_udfs() -> Vec<ScalarUDF> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_print_like_postgres() {
+        assert_eq!(size_pretty(0), "0 bytes");
+        assert_eq!(size_pretty(8192), "8192 bytes");
+        assert_eq!(size_pretty(10240), "10 kB");
+        assert_eq!(size_pretty(1_000_000), "977 kB");
+        assert_eq!(size_pretty(123_456_789), "118 MB");
+        assert_eq!(size_pretty(-20_000_000), "-19 MB");
+    }
 }

@@ -10,6 +10,9 @@ use parking_lot::Mutex;
 use pgwire::error::ErrorInfo;
 use tokio_util::sync::CancellationToken;
 
+use super::cursor::Cursors;
+use super::datetime::SessionTz;
+
 /// The settings a session starts with, in PostgreSQL's spelling (what `SHOW` prints as
 /// the column name). Drivers read several of them at connect time.
 const DEFAULTS: &[(&str, &str)] = &[
@@ -205,8 +208,16 @@ pub(crate) struct Session {
     /// Settings the client sent at startup: what `RESET` returns to.
     startup: BTreeMap<String, String>,
     current: Mutex<CancellationToken>,
+    /// Cancelled by `pg_terminate_backend`: the connection's task then closes it.
+    terminated: CancellationToken,
     /// Names of prepared statements, so DEALLOCATE ALL and DISCARD ALL can drop them.
     pub(crate) prepared: Mutex<BTreeSet<String>>,
+    /// Open SQL cursors (DECLARE ... CURSOR).
+    pub(crate) cursors: Cursors,
+    /// When the connection started, in microseconds since the Unix epoch.
+    pub(crate) started_micros: i64,
+    /// The client's address.
+    pub(crate) client: Option<std::net::SocketAddr>,
 }
 
 /// What `SET` changed that the client must be told about.
@@ -246,8 +257,33 @@ impl Session {
             vars: Mutex::new(vars),
             startup: initial,
             current: Mutex::new(CancellationToken::new()),
+            terminated: CancellationToken::new(),
             prepared: Mutex::new(BTreeSet::new()),
+            cursors: Cursors::default(),
+            started_micros: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0),
+            client: None,
         }
+    }
+
+    /// A session whose connection closes when `terminated` is cancelled.
+    pub(crate) fn with_termination(mut self, terminated: CancellationToken) -> Self {
+        self.terminated = terminated;
+        self
+    }
+
+    /// The session of a client at `addr`.
+    pub(crate) fn with_client(mut self, addr: std::net::SocketAddr) -> Self {
+        self.client = Some(addr);
+        self
+    }
+
+    /// `pg_terminate_backend`: stops the running statement and closes the connection.
+    pub(crate) fn terminate(&self) {
+        self.cancel();
+        self.terminated.cancel();
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<String> {
@@ -265,6 +301,16 @@ impl Session {
             .unwrap_or_else(|| "public".to_string())
     }
 
+    /// The schemas of `search_path`, without `"$user"` (eddy has no per-user schemas).
+    pub(crate) fn search_path(&self) -> Vec<String> {
+        self.get("search_path")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty() && s != "$user")
+            .collect()
+    }
+
     /// `statement_timeout` as a duration; `None` when 0 (no limit).
     pub(crate) fn statement_timeout(&self) -> Option<Duration> {
         parse_duration_ms(&self.get("statement_timeout").unwrap_or_default())
@@ -276,6 +322,23 @@ impl Session {
         self.get("extra_float_digits")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(1)
+    }
+
+    /// The TimeZone `timestamptz` values are printed in (UTC when the setting, sent
+    /// at startup, is not one eddy knows).
+    pub(crate) fn time_zone(&self) -> SessionTz {
+        self.get("TimeZone")
+            .and_then(|v| SessionTz::parse(&v))
+            .unwrap_or_else(SessionTz::utc)
+    }
+
+    /// The TimeZone as DataFusion's `execution.time_zone` takes it, so that text read as
+    /// `timestamptz` (`'2024-01-01 00:00'::timestamptz`) is local time in it, as in
+    /// PostgreSQL.
+    pub(crate) fn time_zone_name(&self) -> String {
+        self.get("TimeZone")
+            .and_then(|v| SessionTz::arrow_name(&v))
+            .unwrap_or_else(|| "UTC".to_string())
     }
 
     /// Applies `SET name = value` (or `DEFAULT`).
@@ -321,6 +384,20 @@ impl Session {
                 "UTF8".to_string()
             }
             "DateStyle" => date_style(&value),
+            "TimeZone" => {
+                if SessionTz::parse(&value).is_none() {
+                    return Err(pg_error(
+                        "22023",
+                        format!("invalid value for parameter \"TimeZone\": \"{value}\""),
+                    ));
+                }
+                // `SET TIME ZONE 'utc'` is reported as PostgreSQL spells it.
+                if value.eq_ignore_ascii_case("utc") {
+                    "UTC".to_string()
+                } else {
+                    value
+                }
+            }
             _ => value,
         };
         self.vars.lock().insert(name.clone(), value.clone());

@@ -56,6 +56,37 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// The live session of a backend pid (`pg_cancel_backend`, `pg_terminate_backend`).
+    pub(crate) fn session(&self, pid: i32) -> Option<Arc<Session>> {
+        self.sessions
+            .lock()
+            .get(&pid)
+            .and_then(|(_, w)| w.upgrade())
+    }
+}
+
+impl crate::catalog::pg::ListBackends for Registry {
+    /// Every open session, for `pg_stat_activity`.
+    fn backends(&self) -> Vec<crate::catalog::pg::Backend> {
+        self.sessions
+            .lock()
+            .iter()
+            .filter_map(|(pid, (_, w))| {
+                let s = w.upgrade()?;
+                Some(crate::catalog::pg::Backend {
+                    pid: *pid,
+                    user: s.user.clone(),
+                    application_name: s.get("application_name").unwrap_or_default(),
+                    client_addr: s.client.map(|a| a.ip().to_string()),
+                    client_port: s.client.map(|a| a.port() as i32),
+                    backend_start_micros: s.started_micros,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Registry {
     fn register(&self, pid: i32, secret: bytes::Bytes, session: &Arc<Session>) {
         let mut m = self.sessions.lock();
         // Forget closed sessions now and then so the map stays bounded by live ones.
@@ -176,6 +207,8 @@ pub(crate) struct StartupConfig {
 /// state, so a fresh one is made for each connection).
 pub(crate) struct Startup {
     config: Arc<StartupConfig>,
+    /// The connection's termination token, handed to its session.
+    terminated: tokio_util::sync::CancellationToken,
     scram: Option<SASLAuthStartupHandler<Parameters>>,
     md5: Option<Md5PasswordAuthStartupHandler<Users, Parameters>>,
 }
@@ -189,7 +222,10 @@ impl PidSecretKeyGenerator for SharedPids {
 }
 
 impl Startup {
-    pub(crate) fn new(config: Arc<StartupConfig>) -> Self {
+    pub(crate) fn new(
+        config: Arc<StartupConfig>,
+        terminated: tokio_util::sync::CancellationToken,
+    ) -> Self {
         let (mut scram, mut md5) = (None, None);
         if config.auth.has_users() {
             let users = Arc::new(Users {
@@ -216,7 +252,12 @@ impl Startup {
                 }
             }
         }
-        Self { config, scram, md5 }
+        Self {
+            config,
+            terminated,
+            scram,
+            md5,
+        }
     }
 
     /// Creates the session once the client is in, and registers it for cancels.
@@ -229,7 +270,11 @@ impl Startup {
             .get(METADATA_USER)
             .cloned()
             .unwrap_or_else(|| "eddy".into());
-        let session = Arc::new(Session::new(user, client.metadata()));
+        let session = Arc::new(
+            Session::new(user, client.metadata())
+                .with_termination(self.terminated.clone())
+                .with_client(client.socket_addr()),
+        );
         let (pid, secret) = client.pid_and_secret_key();
         self.config
             .registry

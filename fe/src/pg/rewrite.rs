@@ -1,0 +1,457 @@
+//! Rewrites of PostgreSQL set-returning functions DataFusion lacks into forms it plans,
+//! applied to each statement before planning:
+//!
+//! - `generate_subscripts(a, 1)` (SQLAlchemy's primary key, unique constraint and index
+//!   reflection number array elements with it next to `unnest(a)`) becomes
+//!   `unnest(generate_series(1, array_length(a, 1)))`; DataFusion zips several unnests
+//!   in one select list as PostgreSQL does, so the subscripts line up with the elements.
+//! - `ARRAY(SELECT e FROM unnest(a) x)` (psql's `\d+`) becomes
+//!   `array_transform(a, x -> e)`;
+//! - any other `ARRAY(SELECT e FROM ... [WHERE ...] [ORDER BY ...])` (psql's `\du`)
+//!   becomes the scalar subquery `(SELECT array_agg(e ORDER BY ...) FROM ... WHERE ...)`,
+//!   which DataFusion decorrelates. One difference remains: over no rows it gives NULL
+//!   where PostgreSQL gives an empty array.
+//! - `to_timestamp(text, template)` and `to_date(text, template)` with PostgreSQL's
+//!   templates (`'YYYY-MM-DD HH24:MI:SS.US'`, Superset's time range bounds) get the
+//!   equivalent chrono format DataFusion parses with; `to_timestamp` returns
+//!   `timestamptz`, as in PostgreSQL (the text is read as UTC).
+//! - `timestamp 'epoch' + e * interval '1 second'` (Superset's epoch columns) becomes
+//!   `to_timestamp(e)`, since DataFusion cannot multiply an interval by a number; any
+//!   fixed-length interval (seconds to weeks) works the same way.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions_mut, visit_relations_mut, BinaryOperator, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    TableFactor, Value,
+};
+use datafusion::sql::sqlparser::dialect::{Dialect, DuckDbDialect, PostgreSqlDialect};
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// The plain positional arguments of a call, or `None` for anything fancier.
+fn plain_args(args: &FunctionArguments) -> Option<Vec<&Expr>> {
+    let FunctionArguments::List(list) = args else {
+        return None;
+    };
+    if !list.clauses.is_empty() || list.duplicate_treatment.is_some() {
+        return None;
+    }
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    parse_expr_in(&PostgreSqlDialect {}, sql)
+}
+
+fn parse_expr_in(dialect: &dyn Dialect, sql: &str) -> Option<Expr> {
+    Parser::new(dialect)
+        .try_with_sql(sql)
+        .ok()?
+        .parse_expr()
+        .ok()
+}
+
+/// `ARRAY(subquery)` in a form DataFusion plans (see the module documentation).
+fn array_of_subquery(q: &Query) -> Option<Expr> {
+    if q.with.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+        return None;
+    }
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
+    if select.projection.len() != 1
+        || select.group_by
+            != datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(vec![], vec![])
+        || select.having.is_some()
+        || select.distinct.is_some()
+    {
+        return None;
+    }
+    let item = match &select.projection[0] {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+        _ => return None,
+    };
+    // SELECT e FROM unnest(a) x: a map over the array.
+    if let [from] = select.from.as_slice() {
+        if from.joins.is_empty() && select.selection.is_none() && q.order_by.is_none() {
+            // `unnest(a) x`, or `pg_catalog.unnest(a) x`, which parses as a table function.
+            let unnested = match &from.relation {
+                TableFactor::UNNEST {
+                    alias: Some(alias),
+                    array_exprs,
+                    with_offset: false,
+                    with_ordinality: false,
+                    ..
+                } => match array_exprs.as_slice() {
+                    [array] => Some((array.to_string(), alias)),
+                    _ => None,
+                },
+                TableFactor::Table {
+                    name,
+                    alias: Some(alias),
+                    args: Some(args),
+                    ..
+                } if name.to_string().to_ascii_lowercase().ends_with("unnest") => {
+                    match args.args.as_slice() {
+                        [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] => {
+                            Some((array.to_string(), alias))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some((array, alias)) = unnested {
+                return parse_expr_in(
+                    &DuckDbDialect {},
+                    &format!("array_transform({array}, {} -> {item})", alias.name),
+                );
+            }
+        }
+    }
+    let order = match &q.order_by {
+        None => String::new(),
+        Some(o) => match &o.kind {
+            OrderByKind::Expressions(exprs) => {
+                let keys: Vec<String> = exprs
+                    .iter()
+                    .map(|e| match &e.expr {
+                        // ORDER BY 1 names the only output column.
+                        Expr::Value(v) if matches!(v.value, Value::Number(..)) => {
+                            format!("{item}{}", e.options)
+                        }
+                        _ => e.to_string(),
+                    })
+                    .collect();
+                format!(" ORDER BY {}", keys.join(", "))
+            }
+            OrderByKind::All(_) => return None,
+        },
+    };
+    let agg = parse_expr(&format!("array_agg({item}{order})"))?;
+    let mut q = q.clone();
+    q.order_by = None;
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return None;
+    };
+    select.projection = vec![SelectItem::UnnamedExpr(agg)];
+    Some(Expr::Subquery(Box::new(q)))
+}
+
+/// pg_catalog relations eddy adds to the crate's, which its parser does not know to
+/// qualify (pg_catalog is implicitly on every search_path).
+const EDDY_CATALOG_RELATIONS: [&str; 2] = ["pg_indexes", "pg_stat_activity"];
+
+/// A PostgreSQL formatting template (`to_timestamp`, `to_date`) as a chrono format.
+/// `None` when it uses something chrono cannot express.
+pub(crate) fn chrono_format(template: &str) -> Option<String> {
+    // Longest patterns first, so `HH24` is not read as `HH` then `24`.
+    const PATTERNS: [(&str, &str); 20] = [
+        ("YYYY", "%Y"),
+        ("HH24", "%H"),
+        ("HH12", "%I"),
+        ("Month", "%B"),
+        ("MONTH", "%B"),
+        ("month", "%B"),
+        ("Mon", "%b"),
+        ("MON", "%b"),
+        ("mon", "%b"),
+        ("DDD", "%j"),
+        ("Day", "%A"),
+        ("Dy", "%a"),
+        ("YY", "%y"),
+        ("MM", "%m"),
+        ("DD", "%d"),
+        ("HH", "%I"),
+        ("MI", "%M"),
+        ("SS", "%S"),
+        ("MS", "%3f"),
+        ("US", "%6f"),
+    ];
+    let mut out = String::with_capacity(template.len() * 2);
+    let mut rest = template;
+    'outer: while let Some(c) = rest.chars().next() {
+        if c == '"' {
+            // Quoted literal text.
+            let end = rest[1..].find('"')?;
+            out.push_str(&rest[1..1 + end].replace('%', "%%"));
+            rest = &rest[end + 2..];
+            continue;
+        }
+        for (pg, chrono) in PATTERNS {
+            if let Some(r) = rest.strip_prefix(pg) {
+                out.push_str(chrono);
+                rest = r;
+                continue 'outer;
+            }
+        }
+        for (pg, chrono) in [("AM", "%p"), ("PM", "%p"), ("am", "%P"), ("pm", "%P")] {
+            if let Some(r) = rest.strip_prefix(pg) {
+                out.push_str(chrono);
+                rest = r;
+                continue 'outer;
+            }
+        }
+        if c.is_ascii_alphabetic() {
+            // A template pattern eddy does not translate (TZ, IW, Q ...).
+            return None;
+        }
+        if c == '%' {
+            out.push_str("%%");
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    Some(out)
+}
+
+fn string_literal(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The length in seconds of an `INTERVAL '...'` literal with a fixed length.
+fn interval_seconds(e: &Expr) -> Option<f64> {
+    let Expr::Interval(i) = e else {
+        return None;
+    };
+    if i.leading_field.is_some() || i.last_field.is_some() {
+        return None;
+    }
+    let text = string_literal(&i.value)?.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: f64 = n.trim().parse().ok()?;
+    let unit_secs = match unit.trim().trim_end_matches('s') {
+        "second" | "sec" => 1.0,
+        "minute" | "min" => 60.0,
+        "hour" | "h" => 3600.0,
+        "day" | "d" => 86_400.0,
+        "week" => 604_800.0,
+        "millisecond" | "m" => 0.001,
+        _ => return None,
+    };
+    Some(n * unit_secs)
+}
+
+/// Whether `e` is `timestamp 'epoch'` (or 1970-01-01 written out).
+fn is_epoch(e: &Expr) -> bool {
+    let e = match e {
+        Expr::Nested(inner) => inner.as_ref(),
+        other => other,
+    };
+    let text = match e {
+        Expr::TypedString(t) => match &t.value.value {
+            Value::SingleQuotedString(s) => s.clone(),
+            _ => return false,
+        },
+        Expr::Cast { expr, .. } => match string_literal(expr) {
+            Some(s) => s.to_string(),
+            None => return false,
+        },
+        _ => return false,
+    };
+    let t = text.trim().to_ascii_lowercase();
+    t == "epoch" || t == "1970-01-01 00:00:00" || t == "1970-01-01"
+}
+
+/// `e * interval` or `interval * e` with a fixed-length interval: `(e, seconds)`.
+fn times_interval(e: &Expr) -> Option<(&Expr, f64)> {
+    let e = match e {
+        Expr::Nested(inner) => inner.as_ref(),
+        other => other,
+    };
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Multiply,
+        right,
+    } = e
+    else {
+        return None;
+    };
+    interval_seconds(right)
+        .map(|s| (left.as_ref(), s))
+        .or_else(|| interval_seconds(left).map(|s| (right.as_ref(), s)))
+}
+
+/// The Arrow type of PostgreSQL's `timestamptz` (DataFusion's SQL `TIMESTAMP WITH TIME
+/// ZONE` has no zone unless one is configured).
+const TIMESTAMPTZ: &str = "Timestamp(Microsecond, Some(\"UTC\"))";
+
+/// PostgreSQL's date/time functions DataFusion spells differently (see the module
+/// documentation).
+fn datetime_expr(e: &Expr) -> Option<Expr> {
+    if let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Plus,
+        right,
+    } = e
+    {
+        let (epoch, product) = if is_epoch(left) {
+            (true, right.as_ref())
+        } else {
+            (is_epoch(right), left.as_ref())
+        };
+        if epoch {
+            let (n, secs) = times_interval(product)?;
+            return parse_expr(&if secs == 1.0 {
+                format!("to_timestamp({n})")
+            } else {
+                format!("to_timestamp(({n}) * {secs})")
+            });
+        }
+        return None;
+    }
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    let name = name.trim_start_matches("pg_catalog.");
+    match (name, plain_args(&f.args).as_deref()) {
+        ("to_timestamp", Some([value])) => parse_expr(&format!(
+            "arrow_cast(to_timestamp({value}), '{TIMESTAMPTZ}')"
+        )),
+        ("to_timestamp", Some([value, template])) => {
+            let format = chrono_format(string_literal(template)?)?;
+            parse_expr(&format!(
+                "arrow_cast(to_timestamp({value}, '{}'), '{TIMESTAMPTZ}')",
+                format.replace('\'', "''")
+            ))
+        }
+        ("to_date", Some([value, template])) => {
+            let format = chrono_format(string_literal(template)?)?;
+            parse_expr(&format!(
+                "to_date({value}, '{}')",
+                format.replace('\'', "''")
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Rewrites the calls named in the module documentation, in place.
+pub(crate) fn postgres_functions(stmt: &mut Statement) {
+    let _ = visit_relations_mut(stmt, |name| {
+        if let [ObjectNamePart::Identifier(id)] = name.0.as_slice() {
+            if EDDY_CATALOG_RELATIONS.contains(&id.value.to_ascii_lowercase().as_str()) {
+                name.0
+                    .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Some(new) = datetime_expr(e) {
+            *e = new;
+            return ControlFlow::<()>::Continue(());
+        }
+        let Expr::Function(f) = e else {
+            return ControlFlow::<()>::Continue(());
+        };
+        let name = f.name.to_string().to_ascii_lowercase();
+        let name = name.trim_start_matches("pg_catalog.");
+        if let ("array", FunctionArguments::Subquery(q)) = (name, &f.args) {
+            if let Some(new) = array_of_subquery(q) {
+                *e = new;
+            }
+            return ControlFlow::Continue(());
+        }
+        let replacement = match plain_args(&f.args).as_deref() {
+            Some([array, dim]) if name == "generate_subscripts" && f.over.is_none() => {
+                parse_expr(&format!(
+                    "unnest(generate_series(1, CAST(array_length({array}, {dim}) AS BIGINT)))"
+                ))
+            }
+            _ => None,
+        };
+        if let Some(new) = replacement {
+            *e = new;
+        }
+        ControlFlow::Continue(())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_subscripts_becomes_unnest() {
+        let mut s = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            "SELECT unnest(i.indkey), generate_subscripts(i.indkey, 1) AS ord FROM pg_index i",
+        )
+        .unwrap()
+        .remove(0);
+        postgres_functions(&mut s);
+        assert_eq!(
+            s.to_string(),
+            "SELECT unnest(i.indkey), unnest(generate_series(1, CAST(array_length(i.indkey, 1) AS BIGINT))) AS ord FROM pg_index i"
+        );
+    }
+
+    fn rewritten(sql: &str) -> String {
+        let mut s = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        postgres_functions(&mut s);
+        s.to_string()
+    }
+
+    #[test]
+    fn postgres_templates_become_chrono_formats() {
+        assert_eq!(
+            chrono_format("YYYY-MM-DD HH24:MI:SS.US").as_deref(),
+            Some("%Y-%m-%d %H:%M:%S.%6f")
+        );
+        assert_eq!(chrono_format("YYYY-MM-DD").as_deref(), Some("%Y-%m-%d"));
+        assert_eq!(
+            chrono_format("DD Mon YYYY \"at\" HH12 AM").as_deref(),
+            Some("%d %b %Y at %I %p")
+        );
+        assert_eq!(chrono_format("IYYY-IW"), None);
+    }
+
+    #[test]
+    fn superset_epoch_and_time_bounds() {
+        assert_eq!(
+            rewritten("SELECT (timestamp 'epoch' + x * interval '1 second') FROM t"),
+            "SELECT (to_timestamp(x)) FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT timestamp 'epoch' + x * interval '1 minute' FROM t"),
+            "SELECT to_timestamp((x) * 60) FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT TO_TIMESTAMP('2026-01-01 00:00:00.000000', 'YYYY-MM-DD HH24:MI:SS.US')"),
+            "SELECT arrow_cast(to_timestamp('2026-01-01 00:00:00.000000', '%Y-%m-%d %H:%M:%S.%6f'), 'Timestamp(Microsecond, Some(\"UTC\"))')"
+        );
+    }
+
+    #[test]
+    fn array_subqueries_become_aggregates_or_maps() {
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.oid = r.oid ORDER BY 1) FROM pg_roles r"),
+            "SELECT (SELECT array_agg(b.rolname ORDER BY b.rolname) FROM pg_roles b WHERE b.oid = r.oid) FROM pg_roles r"
+        );
+        assert_eq!(
+            rewritten("SELECT array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x) FROM pg_class tc"),
+            "SELECT array_transform(tc.reloptions, x -> 'toast.' || x) FROM pg_class tc"
+        );
+    }
+}
