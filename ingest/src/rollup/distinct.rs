@@ -24,7 +24,13 @@ pub(super) fn supported(t: &DataType) -> bool {
 #[derive(Debug, Default)]
 pub(super) struct RoaringDistinct {
     sets: Vec<RoaringTreemap>,
+    /// Values held over all groups (kept as they change: `size` is called per batch).
+    values: u64,
 }
+
+/// Estimated bytes per value in a roaring array container, and per group's bitmap.
+const BYTES_PER_VALUE: u64 = 2;
+const BYTES_PER_GROUP: usize = 64;
 
 fn as_u64s(a: &ArrayRef) -> Result<Vec<Option<u64>>> {
     let c = arrow::compute::cast(a, &DataType::Int64)?;
@@ -61,7 +67,7 @@ impl GroupsAccumulator for RoaringDistinct {
                 continue;
             }
             if let Some(x) = value {
-                self.sets[*g].insert(x);
+                self.values += self.sets[*g].insert(x) as u64;
             }
         }
         Ok(())
@@ -69,6 +75,7 @@ impl GroupsAccumulator for RoaringDistinct {
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let sets = self.take(emit_to);
+        self.values = self.sets.iter().map(|s| s.len()).sum();
         Ok(Arc::new(Int64Array::from_iter_values(
             sets.iter().map(|s| s.len() as i64),
         )))
@@ -76,6 +83,7 @@ impl GroupsAccumulator for RoaringDistinct {
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let sets = self.take(emit_to);
+        self.values = self.sets.iter().map(|s| s.len()).sum();
         let mut b = BinaryBuilder::new();
         let mut buf = Vec::new();
         for s in &sets {
@@ -101,7 +109,9 @@ impl GroupsAccumulator for RoaringDistinct {
             }
             let other = RoaringTreemap::deserialize_from(states.value(row))
                 .map_err(|e| DataFusionError::Internal(format!("roaring state: {e}")))?;
+            let before = self.sets[*g].len();
             self.sets[*g] |= other;
+            self.values += self.sets[*g].len() - before;
         }
         Ok(())
     }
@@ -128,7 +138,6 @@ impl GroupsAccumulator for RoaringDistinct {
     }
 
     fn size(&self) -> usize {
-        self.sets.iter().map(|s| s.serialized_size()).sum::<usize>()
-            + self.sets.capacity() * std::mem::size_of::<RoaringTreemap>()
+        (self.values * BYTES_PER_VALUE) as usize + self.sets.capacity() * BYTES_PER_GROUP
     }
 }

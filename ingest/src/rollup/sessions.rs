@@ -34,6 +34,8 @@ pub(crate) struct Sessions {
     groups: Vec<Session>,
     parent: Vec<u32>,
     merged_away: usize,
+    /// Bytes of `keys`, kept as keys are added (`size` is called per batch).
+    key_bytes: usize,
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
@@ -58,6 +60,7 @@ impl Sessions {
             groups: Vec::new(),
             parent: Vec::new(),
             merged_away: 0,
+            key_bytes: 0,
         })
     }
 
@@ -86,6 +89,7 @@ impl Sessions {
         }
         let id = self.keys.len() as u32;
         let bytes: Box<[u8]> = row.as_ref().into();
+        self.key_bytes += 2 * bytes.len() + 64;
         self.key_ids.insert(bytes.clone(), id);
         self.keys.push(bytes);
         self.by_key.push(BTreeMap::new());
@@ -248,7 +252,8 @@ impl Sessions {
     }
 
     pub(crate) fn size(&self) -> usize {
-        self.keys.iter().map(|k| k.len() + 48).sum::<usize>()
+        self.key_bytes
+            + self.by_key.len() * 48
             + self.groups.len() * (std::mem::size_of::<Session>() + 4 + 40)
     }
 }
