@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, AsArray, TimestampMicrosecondArray};
 use arrow::datatypes::DataType;
 use arrow::row::{RowConverter, Rows, SortField};
 use eddy_proto::{Error, ErrorCode, Result};
@@ -29,6 +29,8 @@ pub(crate) struct Sessions {
     gap: i64,
     converter: RowConverter,
     key_ids: HashMap<Box<[u8]>, u32, ahash::RandomState>,
+    /// The same ids by value for 64-bit integer keys (user ids): no row encoding to hash.
+    int_ids: HashMap<i64, u32, ahash::RandomState>,
     keys: Vec<Box<[u8]>>,
     by_key: Vec<BTreeMap<i64, u32>>,
     groups: Vec<Session>,
@@ -55,6 +57,7 @@ impl Sessions {
             converter: RowConverter::new(vec![SortField::new(key_type.clone())])
                 .map_err(internal)?,
             key_ids: HashMap::default(),
+            int_ids: HashMap::default(),
             keys: Vec::new(),
             by_key: Vec::new(),
             groups: Vec::new(),
@@ -118,8 +121,23 @@ impl Sessions {
             .map_err(internal)?;
         groups.clear();
         let gap = self.gap;
+        let ints = key.as_primitive_opt::<arrow::datatypes::Int64Type>();
         for (i, &t) in times.iter().enumerate() {
-            let k = self.key_id(&rows, i);
+            let k = match ints {
+                Some(a) => {
+                    let v = a.value(i);
+                    match self.int_ids.get(&v) {
+                        Some(k) => *k,
+                        None => {
+                            let k = self.key_id(&rows, i);
+                            self.int_ids.insert(v, k);
+                            self.key_bytes += 32;
+                            k
+                        }
+                    }
+                }
+                None => self.key_id(&rows, i),
+            };
             // At most two sessions are within reach: sessions of a key are more than `gap`
             // apart, so one can end before `t` and one start after it.
             let mut found = [(0i64, 0u32); 2];
