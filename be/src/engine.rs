@@ -21,8 +21,8 @@ use eddy_ingest::source::{self as sources, RunningSource};
 use eddy_ingest::validate::conform_batch;
 use eddy_proto::{
     rejected_table_def, BeService, ColumnDef, Error, ErrorCode, Result, RollupDef, RollupInfo,
-    ScanRequest, ScanSnapshot,
-    SegmentInfo, SourceDef, SourceStatus, TableDef, TableInfo, WriteFormat,
+    ScanRequest, ScanSnapshot, SegmentInfo, SourceDef, SourceStatus, TableDef, TableInfo,
+    WriteFormat,
 };
 use futures::StreamExt;
 use object_store::path::Path;
@@ -232,7 +232,9 @@ impl Engine {
                 .and_then(|t| engine.attach_with_backfill(&t, plan));
             match attached {
                 Ok(()) => tracing::info!(view = %name, "rebuilding materialized view"),
-                Err(e) => tracing::error!(view = %name, error = %e, "materialized view rebuild failed"),
+                Err(e) => {
+                    tracing::error!(view = %name, error = %e, "materialized view rebuild failed")
+                }
             }
         }
         for (name, t) in engine.tables.read().iter() {

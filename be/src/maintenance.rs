@@ -290,7 +290,10 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
     for s in &snapshots {
         let bytes = crate::engine::encode_ipc(&s.batch.schema(), std::slice::from_ref(&s.batch))?;
         ctx.store
-            .put(&object_store::path::Path::from(s.reference.path.as_str()), bytes.into())
+            .put(
+                &object_store::path::Path::from(s.reference.path.as_str()),
+                bytes.into(),
+            )
             .await
             .map_err(|e| internal("write view snapshot", e))?;
     }
@@ -384,7 +387,10 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
     };
     write_json(&ctx.store, &manifest_path(table.id), &manifest).await?;
     for path in replaced {
-        let _ = ctx.store.delete(&object_store::path::Path::from(path)).await;
+        let _ = ctx
+            .store
+            .delete(&object_store::path::Path::from(path))
+            .await;
     }
     Ok(true)
 }

@@ -297,16 +297,29 @@ fn view_gauge(name: &str, help: &str) -> IntGaugeVec {
     register(IntGaugeVec::new(Opts::new(name, help), &["view"]).expect("metric"))
 }
 
-pub static VIEW_ROWS: LazyLock<IntGaugeVec> =
-    LazyLock::new(|| view_gauge("eddy_rollup_rows", "Groups (buckets, sessions) in a materialized view"));
+pub static VIEW_ROWS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    view_gauge(
+        "eddy_rollup_rows",
+        "Groups (buckets, sessions) in a materialized view",
+    )
+});
 pub static VIEW_STATE_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    view_gauge("eddy_rollup_state_bytes", "Bytes held by a materialized view's aggregate states")
+    view_gauge(
+        "eddy_rollup_state_bytes",
+        "Bytes held by a materialized view's aggregate states",
+    )
 });
 pub static VIEW_LATE_DROPPED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    view_gauge("eddy_rollup_late_rows_dropped", "Rows later than a view's lateness, not in the view")
+    view_gauge(
+        "eddy_rollup_late_rows_dropped",
+        "Rows later than a view's lateness, not in the view",
+    )
 });
 pub static VIEW_LAG_ROWS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    view_gauge("eddy_rollup_lag_rows", "Rows of a view's table its backfill has not aggregated yet")
+    view_gauge(
+        "eddy_rollup_lag_rows",
+        "Rows of a view's table its backfill has not aggregated yet",
+    )
 });
 
 pub static VIEW_STATE_BYTES_MAX: LazyLock<IntGauge> = LazyLock::new(|| {
@@ -321,14 +334,23 @@ pub static VIEW_STATE_BYTES_MAX: LazyLock<IntGauge> = LazyLock::new(|| {
 
 /// Sets the per-view gauges from `system.rollups`' figures.
 pub fn set_view_gauges(views: &[eddy_proto::RollupInfo]) {
-    for g in [&VIEW_ROWS, &VIEW_STATE_BYTES, &VIEW_LATE_DROPPED, &VIEW_LAG_ROWS] {
+    for g in [
+        &VIEW_ROWS,
+        &VIEW_STATE_BYTES,
+        &VIEW_LATE_DROPPED,
+        &VIEW_LAG_ROWS,
+    ] {
         g.reset();
     }
     for v in views {
         let l = [v.def.name.as_str()];
         VIEW_ROWS.with_label_values(&l).set(v.rows as i64);
-        VIEW_STATE_BYTES.with_label_values(&l).set(v.state_bytes as i64);
-        VIEW_LATE_DROPPED.with_label_values(&l).set(v.late_rows_dropped as i64);
+        VIEW_STATE_BYTES
+            .with_label_values(&l)
+            .set(v.state_bytes as i64);
+        VIEW_LATE_DROPPED
+            .with_label_values(&l)
+            .set(v.late_rows_dropped as i64);
         VIEW_LAG_ROWS.with_label_values(&l).set(v.lag_rows() as i64);
     }
 }

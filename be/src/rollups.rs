@@ -131,7 +131,10 @@ pub fn feed(views: &mut [ViewState], batch: &RecordBatch) {
             tracing::error!(view = %v.name(), bytes, max, "materialized view stopped at its state limit");
         }
         let name = views[i].name().to_string();
-        if views.iter().any(|c| c.plan().parent.as_deref() == Some(name.as_str())) {
+        if views
+            .iter()
+            .any(|c| c.plan().parent.as_deref() == Some(name.as_str()))
+        {
             let rows = match mask {
                 Some(m) if m.len() == input.num_rows() => {
                     filter_record_batch(&input, &m).unwrap_or_else(|_| input.slice(0, 0))
@@ -211,9 +214,10 @@ pub fn take_snapshots(st: &mut TableState, table_id: u64, seal_id: u64) -> Vec<P
 
 /// The rows of a view for a scan: output columns by name, internal ones (`$0`, ...) too.
 pub fn view_batch(v: &mut ViewState, projection: Option<&[String]>) -> Result<RecordBatch> {
-    let wants_internal = projection
-        .is_some_and(|p| p.iter().any(|c| c.starts_with(INTERNAL_COLUMN_PREFIX)));
-    let wants_output = projection.is_none_or(|p| p.iter().any(|c| !c.starts_with(INTERNAL_COLUMN_PREFIX)));
+    let wants_internal =
+        projection.is_some_and(|p| p.iter().any(|c| c.starts_with(INTERNAL_COLUMN_PREFIX)));
+    let wants_output =
+        projection.is_none_or(|p| p.iter().any(|c| !c.starts_with(INTERNAL_COLUMN_PREFIX)));
     let internal = if wants_internal || !wants_output {
         Some(v.rollup.internal_batch()?)
     } else {
@@ -245,7 +249,11 @@ pub fn view_batch(v: &mut ViewState, projection: Option<&[String]>) -> Result<Re
         fields.push(from.schema().field(i).clone().with_nullable(true));
         arrays.push(Arc::clone(from.column(i)));
     }
-    let rows = internal.as_ref().or(output.as_ref()).map(|b| b.num_rows()).unwrap_or(0);
+    let rows = internal
+        .as_ref()
+        .or(output.as_ref())
+        .map(|b| b.num_rows())
+        .unwrap_or(0);
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     RecordBatch::try_new_with_options(
         schema,

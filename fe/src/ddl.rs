@@ -1,8 +1,8 @@
 //! Translates DDL statements (CREATE TABLE, ALTER TABLE ADD COLUMN) into catalog types.
 
 use datafusion::sql::sqlparser::ast::{
-    ColumnDef as SqlColumnDef, ColumnOption, CreateTable, CreateTableOptions, CreateView, Expr as SqlExpr,
-    SqlOption, TableConstraint, Value,
+    ColumnDef as SqlColumnDef, ColumnOption, CreateTable, CreateTableOptions, CreateView,
+    Expr as SqlExpr, SqlOption, TableConstraint, Value,
 };
 use eddy_proto::{ColumnDef, ColumnType, Error, ErrorCode, PartitionBy, Result, TableDef};
 

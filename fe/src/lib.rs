@@ -21,8 +21,8 @@ pub mod provider;
 pub mod query;
 pub mod rollup_catalog;
 pub mod rollup_rewrite;
-pub mod session_window;
 pub mod server;
+pub mod session_window;
 pub mod source_ddl;
 
 pub use config::FeConfig;

@@ -130,8 +130,14 @@ impl QueryEngine {
             .map_err(classify)?;
         ctx.register_catalog("eddy", Arc::new(catalog));
         // DataFusion looks table functions up by the name as written, without case folding.
-        let session = Arc::new(crate::session_window::SessionFunction { be: Arc::clone(&be) });
-        for name in [crate::session_window::SESSION_FUNCTION, "SESSION", "Session"] {
+        let session = Arc::new(crate::session_window::SessionFunction {
+            be: Arc::clone(&be),
+        });
+        for name in [
+            crate::session_window::SESSION_FUNCTION,
+            "SESSION",
+            "Session",
+        ] {
             ctx.register_udtf(name, Arc::clone(&session) as _);
         }
         let rewrite = Arc::new(crate::rollup_rewrite::RollupRewrite::new());
@@ -204,20 +210,22 @@ impl QueryEngine {
     /// COPY and transaction statements, which [`Self::execute`] sends to the BE).
     pub fn is_planned(stmt: &Parsed) -> bool {
         match stmt {
-            Parsed::Sql(s) => !matches!(
-                **s,
-                Statement::CreateTable(_)
-                    | Statement::Drop {
-                        object_type: ObjectType::Table | ObjectType::MaterializedView,
-                        ..
-                    }
-                    | Statement::AlterTable(_)
-                    | Statement::Delete(_)
-                    | Statement::Copy { .. }
-                    | Statement::StartTransaction { .. }
-                    | Statement::Commit { .. }
-                    | Statement::Rollback { .. }
-            ) && !matches!(&**s, Statement::CreateView(v) if v.materialized),
+            Parsed::Sql(s) => {
+                !matches!(
+                    **s,
+                    Statement::CreateTable(_)
+                        | Statement::Drop {
+                            object_type: ObjectType::Table | ObjectType::MaterializedView,
+                            ..
+                        }
+                        | Statement::AlterTable(_)
+                        | Statement::Delete(_)
+                        | Statement::Copy { .. }
+                        | Statement::StartTransaction { .. }
+                        | Statement::Commit { .. }
+                        | Statement::Rollback { .. }
+                ) && !matches!(&**s, Statement::CreateView(v) if v.materialized)
+            }
             _ => false,
         }
     }
@@ -381,7 +389,9 @@ impl QueryEngine {
         if notes.is_empty() {
             return Ok(Outcome::Rows(stream));
         }
-        Ok(Outcome::Rows(crate::rollup_rewrite::with_notes(stream, notes)))
+        Ok(Outcome::Rows(crate::rollup_rewrite::with_notes(
+            stream, notes,
+        )))
     }
 
     /// Plans a query and collects its result (used by DELETE and tests).

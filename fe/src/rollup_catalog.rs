@@ -68,7 +68,9 @@ pub fn rollups_batch(be: &Arc<dyn BeService>) -> Result<RecordBatch> {
         text(&|i| Some(i.def.name.clone())),
         text(&|i| Some(i.source.clone())),
         text(&|i| Some(i.root_table.clone())),
-        Arc::new(UInt64Array::from_iter(r.iter().map(|i| i.def.lateness_secs))),
+        Arc::new(UInt64Array::from_iter(
+            r.iter().map(|i| i.def.lateness_secs),
+        )),
         num(&|i| i.rows),
         num(&|i| i.open_buckets),
         num(&|i| i.late_rows_accepted),

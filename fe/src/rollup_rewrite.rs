@@ -115,7 +115,9 @@ fn bucket_of(e: &Expr) -> Option<(i64, String)> {
         ("date_bin", [w, t]) => Some((interval_micros(literal(w)?)?, column(t)?)),
         ("date_trunc", [u, t]) => {
             let unit = match literal(u)? {
-                ScalarValue::Utf8(Some(u)) | ScalarValue::Utf8View(Some(u)) | ScalarValue::LargeUtf8(Some(u)) => u.to_ascii_lowercase(),
+                ScalarValue::Utf8(Some(u))
+                | ScalarValue::Utf8View(Some(u))
+                | ScalarValue::LargeUtf8(Some(u)) => u.to_ascii_lowercase(),
                 _ => return None,
             };
             let w = match unit.as_str() {
@@ -214,7 +216,11 @@ impl ViewPattern {
             .clone()
             .transform_down(|x| {
                 if let Some(i) = self.keys.iter().position(|k| *k == x) {
-                    return Ok(Transformed::new(self.internal(i), true, TreeNodeRecursion::Jump));
+                    return Ok(Transformed::new(
+                        self.internal(i),
+                        true,
+                        TreeNodeRecursion::Jump,
+                    ));
                 }
                 if let Expr::Column(_) = x {
                     ok = false;
@@ -241,7 +247,11 @@ impl ViewPattern {
         if &t != time {
             return None;
         }
-        let aligned = if w == 0 { DAY % width == 0 } else { w % width == 0 };
+        let aligned = if w == 0 {
+            DAY % width == 0
+        } else {
+            w % width == 0
+        };
         if !aligned {
             return None;
         }
@@ -265,7 +275,9 @@ impl ViewPattern {
         let is_time = |e: &Expr| matches!(strip(e), Expr::Column(c) if &c.name == time);
         let aligned = |e: &Expr| match literal(e) {
             Some(ScalarValue::TimestampMicrosecond(Some(v), _)) => v % width == 0,
-            Some(ScalarValue::TimestampNanosecond(Some(v), _)) => (v / 1000) % width == 0 && v % 1000 == 0,
+            Some(ScalarValue::TimestampNanosecond(Some(v), _)) => {
+                (v / 1000) % width == 0 && v % 1000 == 0
+            }
             Some(ScalarValue::TimestampMillisecond(Some(v), _)) => (v * 1000) % width == 0,
             Some(ScalarValue::TimestampSecond(Some(v), _)) => (v * 1_000_000) % width == 0,
             _ => false,
@@ -278,15 +290,27 @@ impl ViewPattern {
         ok.then(|| {
             let bucket = self.internal(*key);
             if is_time(&b.left) {
-                Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(Box::new(bucket), b.op, b.right.clone()))
+                Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+                    Box::new(bucket),
+                    b.op,
+                    b.right.clone(),
+                ))
             } else {
-                Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(b.left.clone(), b.op, Box::new(bucket)))
+                Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+                    b.left.clone(),
+                    b.op,
+                    Box::new(bucket),
+                ))
             }
         })
     }
 
     /// Plans `agg` over this view, or says why it cannot.
-    fn answer(&self, agg: &Aggregate, be: &Arc<dyn BeService>) -> Result<(LogicalPlan, bool), String> {
+    fn answer(
+        &self,
+        agg: &Aggregate,
+        be: &Arc<dyn BeService>,
+    ) -> Result<(LogicalPlan, bool), String> {
         if let Some(why) = &self.unusable {
             return Err(why.clone());
         }
@@ -330,21 +354,32 @@ impl ViewPattern {
         let mut used_keys = vec![false; self.keys.len()];
         let mut exact = true;
         for g in agg.group_expr.iter().map(normalize) {
-            if let Some(i) = self.keys.iter().position(|k| *k == g).or_else(|| self.same_bucket(&g)) {
+            if let Some(i) = self
+                .keys
+                .iter()
+                .position(|k| *k == g)
+                .or_else(|| self.same_bucket(&g))
+            {
                 used_keys[i] = true;
                 groups.push(self.internal(i));
             } else if let Some(e) = self.coarser_bucket(&g).or_else(|| self.over_keys(&g)) {
                 exact = false;
                 groups.push(e);
             } else {
-                return Err(format!("GROUP BY {g} is not derivable from the view's keys"));
+                return Err(format!(
+                    "GROUP BY {g} is not derivable from the view's keys"
+                ));
             }
         }
         exact &= used_keys.iter().all(|u| *u);
         let nkeys = self.keys.len();
         let mut aggs = Vec::new();
         for a in agg.aggr_expr.iter().map(normalize) {
-            let found = self.aggs.iter().position(|v| *v == a).map(|j| self.internal(nkeys + j));
+            let found = self
+                .aggs
+                .iter()
+                .position(|v| *v == a)
+                .map(|j| self.internal(nkeys + j));
             aggs.push(if exact {
                 found.ok_or_else(|| format!("{a} is not among the view's aggregates"))?
             } else {
@@ -398,7 +433,9 @@ impl ViewPattern {
                 })
             };
             let (Some(s), Some(c)) = (find("sum"), find("count")) else {
-                return Err(format!("{a} needs the view to keep sum and count of its argument"));
+                return Err(format!(
+                    "{a} needs the view to keep sum and count of its argument"
+                ));
             };
             let nk = self.keys.len();
             return Ok(cast(sum(self.internal(nk + s)), DataType::Float64)
@@ -453,7 +490,9 @@ impl RollupRewrite {
 
     /// Brings the view patterns up to date with the BE's views (planned once per view).
     pub async fn refresh(&self, state: &SessionState) {
-        let Some(be) = self.be.read().clone() else { return };
+        let Some(be) = self.be.read().clone() else {
+            return;
+        };
         let infos = be.rollups();
         let mut next = HashMap::new();
         for info in infos {
@@ -461,7 +500,10 @@ impl RollupRewrite {
             let plan = match cached {
                 Some(p) if p.info.def == info.def => {
                     // Keep the plan; take the fresh figures (drops, backfill).
-                    Arc::new(ViewPattern { info, ..clone_pattern(&p) })
+                    Arc::new(ViewPattern {
+                        info,
+                        ..clone_pattern(&p)
+                    })
                 }
                 _ => Arc::new(plan_view(state, info).await),
             };
@@ -485,21 +527,30 @@ impl RollupRewrite {
     /// The best view for `agg`: its own grain first, then the fewest rows.
     fn choose(&self, agg: &Aggregate) -> (Option<(LogicalPlan, String)>, Vec<String>) {
         let mut notes = Vec::new();
-        let Some(be) = self.be.read().clone() else { return (None, notes) };
-        let Some((_, scan)) = peel(&agg.input) else { return (None, notes) };
-        let Some(table) = scanned_table(scan) else { return (None, notes) };
+        let Some(be) = self.be.read().clone() else {
+            return (None, notes);
+        };
+        let Some((_, scan)) = peel(&agg.input) else {
+            return (None, notes);
+        };
+        let Some(table) = scanned_table(scan) else {
+            return (None, notes);
+        };
         let mut best: Option<(bool, u64, LogicalPlan, String)> = None;
         for v in self.candidates(&table) {
             match v.answer(agg, &be) {
                 Ok((plan, exact)) => {
-                    let better = best
-                        .as_ref()
-                        .is_none_or(|(e, rows, _, _)| (exact, std::cmp::Reverse(v.info.rows)) > (*e, std::cmp::Reverse(*rows)));
+                    let better = best.as_ref().is_none_or(|(e, rows, _, _)| {
+                        (exact, std::cmp::Reverse(v.info.rows)) > (*e, std::cmp::Reverse(*rows))
+                    });
                     if better {
                         best = Some((exact, v.info.rows, plan, v.info.def.name.clone()));
                     }
                 }
-                Err(why) => notes.push(format!("materialized view {} not used: {why}", v.info.def.name)),
+                Err(why) => notes.push(format!(
+                    "materialized view {} not used: {why}",
+                    v.info.def.name
+                )),
             }
         }
         if let Some((exact, _, _, name)) = &best {
@@ -507,7 +558,11 @@ impl RollupRewrite {
                 0,
                 format!(
                     "aggregate over {table} answered from materialized view {name} ({})",
-                    if *exact { "its own grain: no re-aggregation" } else { "re-aggregated to a coarser grain" }
+                    if *exact {
+                        "its own grain: no re-aggregation"
+                    } else {
+                        "re-aggregated to a coarser grain"
+                    }
                 ),
             );
         } else if notes.is_empty() {

@@ -23,8 +23,8 @@ use datafusion::functions_aggregate::{min_max::max_udaf, min_max::min_udaf, sum:
 use datafusion::functions_window::lead_lag::lag_udwf;
 use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::{
-    cast, col, lit, when, Expr, ExprFunctionExt, LogicalPlanBuilder, WindowFrame,
-    WindowFrameBound, WindowFrameUnits,
+    cast, col, lit, when, Expr, ExprFunctionExt, LogicalPlanBuilder, WindowFrame, WindowFrameBound,
+    WindowFrameUnits,
 };
 use eddy_proto::BeService;
 
@@ -50,7 +50,10 @@ fn gap_micros(e: &Expr) -> Option<i64> {
     }
 }
 
-fn window(f: impl Into<datafusion::logical_expr::expr::WindowFunctionDefinition>, args: Vec<Expr>) -> Expr {
+fn window(
+    f: impl Into<datafusion::logical_expr::expr::WindowFunctionDefinition>,
+    args: Vec<Expr>,
+) -> Expr {
     Expr::from(WindowFunction::new(f, args))
 }
 
@@ -62,10 +65,15 @@ impl TableFunctionImpl for SessionFunction {
             _ => None,
         };
         let [t, k, ts, gap] = args else {
-            return Err(plan_err(format!("{usage} takes 4 arguments, not {}", args.len())));
+            return Err(plan_err(format!(
+                "{usage} takes 4 arguments, not {}",
+                args.len()
+            )));
         };
         let (Some(table), Some(key), Some(time)) = (name(t), name(k), name(ts)) else {
-            return Err(plan_err(format!("{usage}: table, key and time must be plain names")));
+            return Err(plan_err(format!(
+                "{usage}: table, key and time must be plain names"
+            )));
         };
         let gap = gap_micros(gap).filter(|g| *g > 0).ok_or_else(|| {
             plan_err(format!(
@@ -120,7 +128,11 @@ impl TableFunctionImpl for SessionFunction {
                 .partition_by(vec![kc.clone(), col("__session")])
                 .build()
         };
-        let original: Vec<Expr> = schema.fields().iter().map(|f| col(f.name().as_str())).collect();
+        let original: Vec<Expr> = schema
+            .fields()
+            .iter()
+            .map(|f| col(f.name().as_str()))
+            .collect();
         let mut with_new = original.clone();
         with_new.push(new_session);
         let mut with_session = original.clone();
@@ -131,7 +143,10 @@ impl TableFunctionImpl for SessionFunction {
             .project(with_new)?
             .window(vec![session_no])?
             .project(with_session)?
-            .window(vec![bound(min_udaf())?.alias("session_start"), bound(max_udaf())?.alias("session_end")])?
+            .window(vec![
+                bound(min_udaf())?.alias("session_start"),
+                bound(max_udaf())?.alias("session_end"),
+            ])?
             .project(
                 original
                     .iter()

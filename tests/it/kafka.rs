@@ -451,7 +451,11 @@ async fn kafka_five_kill9_cycles_during_a_stream_keep_each_record_exactly_once()
     {
         let c = s.client().await;
         rows(&c, TICKS).await;
-        rows(&c, &format!("CREATE MATERIALIZED VIEW per_minute AS {PER_MINUTE}")).await;
+        rows(
+            &c,
+            &format!("CREATE MATERIALIZED VIEW per_minute AS {PER_MINUTE}"),
+        )
+        .await;
         rows(
             &c,
             &source_sql("st", &b, "stream", "ticks", ", max_batch_rows = '5000'"),
@@ -536,7 +540,10 @@ async fn assert_view_exactly_once(c: &tokio_postgres::Client) {
     )
     .await;
     assert_eq!(view.len(), raw.len());
-    assert!(view == raw, "the view differs from its query over the table");
+    assert!(
+        view == raw,
+        "the view differs from its query over the table"
+    );
     assert_eq!(scalar(c, "SELECT sum(n) FROM per_minute").await, "500000");
 }
 

@@ -67,7 +67,13 @@ fn data(rng: &mut StdRng) -> (Vec<String>, Vec<String>) {
             )
         })
         .collect();
-    let kinds = ["page_view", "page_view", "page_view", "add_to_cart", "purchase"];
+    let kinds = [
+        "page_view",
+        "page_view",
+        "page_view",
+        "add_to_cart",
+        "purchase",
+    ];
     let mut events: Vec<String> = (0..4000)
         .map(|_| {
             format!(
@@ -144,7 +150,13 @@ fn raw(sql: &str) -> String {
 
 async fn check_all(c: &tokio_postgres::Client, seed: u64) {
     assert_view_equals_query(c, "bars", &raw(BARS), seed).await;
-    assert_view_equals_query(c, "bars_10m", &BARS_10M.replace("FROM bars", "FROM (SELECT * FROM bars) bars"), seed).await;
+    assert_view_equals_query(
+        c,
+        "bars_10m",
+        &BARS_10M.replace("FROM bars", "FROM (SELECT * FROM bars) bars"),
+        seed,
+    )
+    .await;
     assert_view_equals_query(c, "user_sessions", SESSIONS, seed).await;
     assert_view_equals_query(c, "popular", &raw(POPULAR), seed).await;
 }
@@ -163,11 +175,21 @@ async fn views_equal_their_query_through_random_arrival_seals_and_kill9() {
     // Some rows exist before the views: they arrive by backfill.
     post(&s, "ticks", &ticks[..500]).await;
     post(&s, "events", &events[..300]).await;
-    for (name, sql) in [("bars", BARS), ("bars_10m", BARS_10M), ("user_sessions", SESSIONS), ("popular", POPULAR)] {
+    for (name, sql) in [
+        ("bars", BARS),
+        ("bars_10m", BARS_10M),
+        ("user_sessions", SESSIONS),
+        ("popular", POPULAR),
+    ] {
         rows(&c, &format!("CREATE MATERIALIZED VIEW {name} AS {sql}")).await;
         assert!(
             eventually(30, || async {
-                scalar(&c, &format!("SELECT lag_rows FROM system.rollups WHERE view_name = '{name}'")).await == "0"
+                scalar(
+                    &c,
+                    &format!("SELECT lag_rows FROM system.rollups WHERE view_name = '{name}'"),
+                )
+                .await
+                    == "0"
             })
             .await,
             "{name} backfilled"
@@ -208,9 +230,17 @@ async fn views_equal_their_query_through_random_arrival_seals_and_kill9() {
     let c = s.client().await;
     check_all(&c, seed).await;
     // Restored from the snapshots of the last seal plus the WAL, not rebuilt by a backfill.
-    let r = rows(&c, "SELECT view_name, backfill_rows_total FROM system.rollups").await;
+    let r = rows(
+        &c,
+        "SELECT view_name, backfill_rows_total FROM system.rollups",
+    )
+    .await;
     assert!(r.iter().all(|v| v[1].as_deref() == Some("0")), "{r:?}");
-    let r = rows(&c, "SELECT view_name, rows, late_rows_dropped, lag_rows FROM system.rollups ORDER BY 1").await;
+    let r = rows(
+        &c,
+        "SELECT view_name, rows, late_rows_dropped, lag_rows FROM system.rollups ORDER BY 1",
+    )
+    .await;
     assert_eq!(r.len(), 4, "{r:?}");
     for v in r {
         assert_eq!(v[2].as_deref(), Some("0"), "{v:?}");
@@ -231,16 +261,26 @@ async fn late_rows_beyond_the_lateness_are_dropped_and_counted_across_restart() 
     )
     .await;
     for t in ["00:10:00", "00:11:40", "00:11:10", "00:13:20", "00:10:50"] {
-        rows(&c, &format!("INSERT INTO ticks VALUES ('A', '2024-01-01 {t}', 1, 1)")).await;
+        rows(
+            &c,
+            &format!("INSERT INTO ticks VALUES ('A', '2024-01-01 {t}', 1, 1)"),
+        )
+        .await;
     }
     let stats = "SELECT late_rows_accepted, late_rows_dropped, rows FROM system.rollups WHERE view_name = 'm'";
-    assert_eq!(rows(&c, stats).await, vec![vec![Some("1".into()), Some("1".into()), Some("3".into())]]);
+    assert_eq!(
+        rows(&c, stats).await,
+        vec![vec![Some("1".into()), Some("1".into()), Some("3".into())]]
+    );
     assert_eq!(scalar(&c, "SELECT sum(n) FROM m").await, "4");
     rows(&c, "CHECKPOINT").await;
     drop(c);
     let s = s.restart();
     let c = s.client().await;
-    assert_eq!(rows(&c, stats).await, vec![vec![Some("1".into()), Some("1".into()), Some("3".into())]]);
+    assert_eq!(
+        rows(&c, stats).await,
+        vec![vec![Some("1".into()), Some("1".into()), Some("3".into())]]
+    );
     // A view that dropped rows no longer equals its table: the rewrite says so.
     let plan = rows(&c, "EXPLAIN SELECT symbol, date_bin(INTERVAL '1 minute', ts), count(*) FROM ticks GROUP BY 1, 2").await;
     let text = format!("{plan:?}");
@@ -257,7 +297,12 @@ async fn queries_on_the_table_are_answered_from_views_and_explain_says_which() {
     let (ticks, _) = data(&mut rng);
     post(&s, "ticks", &ticks).await;
     rows(&c, &format!("CREATE MATERIALIZED VIEW bars AS {BARS}")).await;
-    assert!(eventually(30, || async { scalar(&c, "SELECT lag_rows FROM system.rollups").await == "0" }).await);
+    assert!(
+        eventually(30, || async {
+            scalar(&c, "SELECT lag_rows FROM system.rollups").await == "0"
+        })
+        .await
+    );
     let q1 = "SELECT symbol, date_bin(INTERVAL '1 minute', ts) AS b, max(price) AS hi, count(*) AS n, \
               sum(price * volume) / sum(volume) AS vwap FROM ticks WHERE symbol <> 'S4' GROUP BY 1, 2";
     let hourly = "SELECT symbol, date_trunc('hour', ts) AS h, first_value(price ORDER BY ts) AS o, \
@@ -265,19 +310,36 @@ async fn queries_on_the_table_are_answered_from_views_and_explain_says_which() {
                   FROM ticks WHERE symbol <> 'S4' AND symbol <> 'S0' GROUP BY 1, 2";
     for (q, how) in [(q1, "its own grain"), (hourly, "re-aggregated")] {
         let plan = format!("{:?}", rows(&c, &format!("EXPLAIN {q}")).await);
-        assert!(plan.contains("answered from materialized view bars"), "{plan}");
+        assert!(
+            plan.contains("answered from materialized view bars"),
+            "{plan}"
+        );
         assert!(plan.contains(how), "{plan}");
-        assert_eq!(canonical(&c, q).await, canonical(&c, &raw(&format!("{q} "))).await, "{q}");
+        assert_eq!(
+            canonical(&c, q).await,
+            canonical(&c, &raw(&format!("{q} "))).await,
+            "{q}"
+        );
     }
     // Not answerable: a column the view does not keep, or no filter it keeps.
-    let plan = format!("{:?}", rows(&c, "EXPLAIN SELECT symbol, max(volume) FROM ticks GROUP BY 1").await);
+    let plan = format!(
+        "{:?}",
+        rows(
+            &c,
+            "EXPLAIN SELECT symbol, max(volume) FROM ticks GROUP BY 1"
+        )
+        .await
+    );
     assert!(plan.contains("not used"), "{plan}");
     assert!(plan.contains("keeps only rows where"), "{plan}");
     let plan = format!(
         "{:?}",
         rows(&c, "EXPLAIN SELECT symbol, date_trunc('hour', ts), avg(price) FROM ticks WHERE symbol <> 'S4' GROUP BY 1, 2").await
     );
-    assert!(plan.contains("needs the view to keep sum and count"), "{plan}");
+    assert!(
+        plan.contains("needs the view to keep sum and count"),
+        "{plan}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -286,13 +348,30 @@ async fn view_definitions_and_drops_are_checked() {
     let s = Server::start(dir.path(), &[]);
     let c = s.client().await;
     rows(&c, TICKS).await;
-    rows(&c, "CREATE TABLE orders (id bigint PRIMARY KEY, amount double precision)").await;
+    rows(
+        &c,
+        "CREATE TABLE orders (id bigint PRIMARY KEY, amount double precision)",
+    )
+    .await;
     rows(&c, &format!("CREATE MATERIALIZED VIEW bars AS {BARS}")).await;
-    rows(&c, &format!("CREATE MATERIALIZED VIEW bars_10m AS {BARS_10M}")).await;
-    let (code, msg) = sqlstate(&c, "CREATE MATERIALIZED VIEW o AS SELECT id, sum(amount) FROM orders GROUP BY id").await;
+    rows(
+        &c,
+        &format!("CREATE MATERIALIZED VIEW bars_10m AS {BARS_10M}"),
+    )
+    .await;
+    let (code, msg) = sqlstate(
+        &c,
+        "CREATE MATERIALIZED VIEW o AS SELECT id, sum(amount) FROM orders GROUP BY id",
+    )
+    .await;
     assert_eq!(code, "0A000", "{msg}");
     assert!(msg.contains("primary-key"), "{msg}");
-    assert_eq!(sqlstate(&c, &format!("CREATE MATERIALIZED VIEW bars AS {BARS}")).await.0, "42P07");
+    assert_eq!(
+        sqlstate(&c, &format!("CREATE MATERIALIZED VIEW bars AS {BARS}"))
+            .await
+            .0,
+        "42P07"
+    );
     assert_eq!(sqlstate(&c, "DROP TABLE ticks").await.0, "2BP01");
     assert_eq!(sqlstate(&c, "DROP MATERIALIZED VIEW bars").await.0, "2BP01");
     let (code, msg) = sqlstate(&c, "CREATE MATERIALIZED VIEW x AS SELECT symbol, count(*) FROM ticks GROUP BY symbol HAVING count(*) > 2").await;
@@ -308,21 +387,51 @@ async fn view_definitions_and_drops_are_checked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_view_outgrowing_its_state_limit_stops_and_says_so() {
     let dir = tempdir();
-    let s = Server::start(dir.path(), &[("EDDY__BE__ROLLUP_STATE_BYTES_MAX", "200000")]);
+    let s = Server::start(
+        dir.path(),
+        &[("EDDY__BE__ROLLUP_STATE_BYTES_MAX", "200000")],
+    );
     let c = s.client().await;
     rows(&c, TICKS).await;
-    rows(&c, "CREATE MATERIALIZED VIEW per_tick AS SELECT ts, count(*) AS n FROM ticks GROUP BY ts").await;
+    rows(
+        &c,
+        "CREATE MATERIALIZED VIEW per_tick AS SELECT ts, count(*) AS n FROM ticks GROUP BY ts",
+    )
+    .await;
     let lines: Vec<String> = (0..20_000)
-        .map(|i| format!("{{\"symbol\":\"A\",\"ts\":\"{}\",\"price\":1,\"volume\":1}}", ts(1_700_000_000_000_000 + i * 1_000_000)))
+        .map(|i| {
+            format!(
+                "{{\"symbol\":\"A\",\"ts\":\"{}\",\"price\":1,\"volume\":1}}",
+                ts(1_700_000_000_000_000 + i * 1_000_000)
+            )
+        })
         .collect();
     post(&s, "ticks", &lines).await;
-    let err = scalar(&c, "SELECT last_error FROM system.rollups WHERE view_name = 'per_tick'").await;
+    let err = scalar(
+        &c,
+        "SELECT last_error FROM system.rollups WHERE view_name = 'per_tick'",
+    )
+    .await;
     assert!(err.contains("rollup_state_bytes_max"), "{err}");
-    let metrics = reqwest::get(s.http_url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("eddy_rollup_state_bytes_max 200000"), "{metrics}");
-    assert!(metrics.contains("eddy_rollup_rows{view=\"per_tick\"}"), "{metrics}");
+    let metrics = reqwest::get(s.http_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("eddy_rollup_state_bytes_max 200000"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("eddy_rollup_rows{view=\"per_tick\"}"),
+        "{metrics}"
+    );
     // The table took every row; the stopped view is never used to answer queries.
     assert_eq!(scalar(&c, "SELECT count(*) FROM ticks").await, "20000");
-    let plan = format!("{:?}", rows(&c, "EXPLAIN SELECT ts, count(*) FROM ticks GROUP BY ts").await);
+    let plan = format!(
+        "{:?}",
+        rows(&c, "EXPLAIN SELECT ts, count(*) FROM ticks GROUP BY ts").await
+    );
     assert!(plan.contains("not used"), "{plan}");
 }

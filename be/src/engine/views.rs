@@ -53,10 +53,20 @@ pub(crate) async fn restore_view(
         let bytes = engine_store
             .get(&Path::from(reference.path.as_str()))
             .await
-            .map_err(|e| Error::new(ErrorCode::StorageIo, format!("read {}: {e}", reference.path)))?
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::StorageIo,
+                    format!("read {}: {e}", reference.path),
+                )
+            })?
             .bytes()
             .await
-            .map_err(|e| Error::new(ErrorCode::StorageIo, format!("read {}: {e}", reference.path)))?;
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::StorageIo,
+                    format!("read {}: {e}", reference.path),
+                )
+            })?;
         let batches = decode_ipc(&bytes)?;
         let mut rollup = Rollup::new(Arc::clone(plan))?;
         for b in &batches {
@@ -91,7 +101,11 @@ impl Engine {
 
     /// Attaches a new (or to-be-rebuilt) view to its table and aggregates the table's
     /// existing rows in the background; writes from now on reach it live.
-    pub(crate) fn attach_with_backfill(&self, table: &Arc<Table>, plan: Arc<RollupPlan>) -> Result<()> {
+    pub(crate) fn attach_with_backfill(
+        &self,
+        table: &Arc<Table>,
+        plan: Arc<RollupPlan>,
+    ) -> Result<()> {
         let name = plan.def.name.clone();
         let (snapshot, total) = {
             let mut st = table.state.lock();
@@ -198,7 +212,9 @@ impl Engine {
         let mut next = cat.clone();
         next.rollups.push(def.clone());
         self.store_catalog(&mut cat, next).await?;
-        self.views.write().insert(def.name.clone(), Arc::clone(&plan));
+        self.views
+            .write()
+            .insert(def.name.clone(), Arc::clone(&plan));
         match &plan.parent {
             Some(p) => {
                 let mut child = Rollup::new(Arc::clone(&plan))?;
@@ -216,7 +232,11 @@ impl Engine {
     pub(crate) async fn drop_view(&self, name: &str, if_exists: bool) -> Result<()> {
         let mut cat = self.catalog.lock().await;
         let Some(plan) = self.views.read().get(name).cloned() else {
-            return if if_exists { Ok(()) } else { Err(view_missing(name)) };
+            return if if_exists {
+                Ok(())
+            } else {
+                Err(view_missing(name))
+            };
         };
         if let Some(child) = self
             .views
@@ -311,4 +331,3 @@ impl Engine {
 pub(crate) fn snapshot_paths(m: &manifest::Manifest) -> impl Iterator<Item = String> + '_ {
     m.rollups.values().map(|r| r.path.clone())
 }
-

@@ -336,10 +336,7 @@ impl SchemaProvider for PlanningSchema {
     fn table_names(&self) -> Vec<String> {
         Vec::new()
     }
-    async fn table(
-        &self,
-        name: &str,
-    ) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
         Ok(match (self.lookup)(name) {
             Some(Relation::Table(def)) => Some(Arc::new(EmptyTable::new(def.arrow_schema()))),
             Some(Relation::View(plan)) => Some(Arc::new(EmptyTable::new(Arc::clone(&plan.schema)))),
@@ -351,7 +348,9 @@ impl SchemaProvider for PlanningSchema {
     }
 }
 
-fn planning_context(lookup: Arc<dyn Fn(&str) -> Option<Relation> + Send + Sync>) -> Result<SessionContext> {
+fn planning_context(
+    lookup: Arc<dyn Fn(&str) -> Option<Relation> + Send + Sync>,
+) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_create_default_catalog_and_schema(false)
         .with_default_catalog_and_schema("eddy", "public");
@@ -405,7 +404,9 @@ fn shape(plan: &LogicalPlan) -> Result<Shape> {
                 "ORDER BY has no meaning in a materialized view; order when you query it",
             ))
         }
-        LogicalPlan::Limit(_) => return Err(invalid("LIMIT is not allowed in a materialized view")),
+        LogicalPlan::Limit(_) => {
+            return Err(invalid("LIMIT is not allowed in a materialized view"))
+        }
         _ => return Err(not_group()),
     };
     if let LogicalPlan::Filter(_) = node {
@@ -416,7 +417,11 @@ fn shape(plan: &LogicalPlan) -> Result<Shape> {
     let LogicalPlan::Aggregate(agg) = node else {
         return Err(not_group());
     };
-    if agg.group_expr.iter().any(|g| matches!(g, Expr::GroupingSet(_))) {
+    if agg
+        .group_expr
+        .iter()
+        .any(|g| matches!(g, Expr::GroupingSet(_)))
+    {
         return Err(invalid(
             "GROUPING SETS, CUBE and ROLLUP are not supported in a materialized view",
         ));
@@ -488,14 +493,12 @@ fn bucket_of(e: &Expr) -> Option<(i64, Expr)> {
         return None;
     };
     match (f.name(), f.args.as_slice()) {
-        ("date_bin", [width, time, ..]) => {
-            Some((interval_micros(literal(width)?)?, time.clone()))
-        }
+        ("date_bin", [width, time, ..]) => Some((interval_micros(literal(width)?)?, time.clone())),
         ("date_trunc", [unit, time]) => {
             let unit = match literal(unit)? {
-                ScalarValue::Utf8(Some(u)) | ScalarValue::LargeUtf8(Some(u)) | ScalarValue::Utf8View(Some(u)) => {
-                    u.to_ascii_lowercase()
-                }
+                ScalarValue::Utf8(Some(u))
+                | ScalarValue::LargeUtf8(Some(u))
+                | ScalarValue::Utf8View(Some(u)) => u.to_ascii_lowercase(),
                 _ => return None,
             };
             let w = match unit.as_str() {
@@ -556,23 +559,23 @@ pub async fn compile(
 }
 
 fn physical(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-    state.create_physical_expr(e.clone(), schema).map_err(df_err)
+    state
+        .create_physical_expr(e.clone(), schema)
+        .map_err(df_err)
 }
 
 fn agg_plan(state: &SessionState, e: &Expr, input: &DFSchema) -> Result<AggPlan> {
     if let Expr::AggregateFunction(AggregateFunction { params, .. }) = strip_alias(e) {
         if params.null_treatment.is_some() {
-            return Err(invalid("IGNORE/RESPECT NULLS is not supported in a materialized view"));
+            return Err(invalid(
+                "IGNORE/RESPECT NULLS is not supported in a materialized view",
+            ));
         }
     }
     #[allow(deprecated)]
-    let (expr, filter, _) = create_aggregate_expr_and_maybe_filter(
-        e,
-        input,
-        input.as_arrow(),
-        state.execution_props(),
-    )
-    .map_err(df_err)?;
+    let (expr, filter, _) =
+        create_aggregate_expr_and_maybe_filter(e, input, input.as_arrow(), state.execution_props())
+            .map_err(df_err)?;
     let mut inputs = expr.expressions();
     inputs.extend(expr.order_bys().iter().map(|s| Arc::clone(&s.expr)));
     let roaring = expr.fun().name() == "count"
@@ -704,12 +707,22 @@ fn keys_and_filter(
     input: &DFSchema,
     map: impl Fn(&Expr) -> Result<Expr>,
 ) -> Result<KeysAndFilter> {
-    let group_logical = shape.group_exprs.iter().map(&map).collect::<Result<Vec<_>>>()?;
+    let group_logical = shape
+        .group_exprs
+        .iter()
+        .map(&map)
+        .collect::<Result<Vec<_>>>()?;
     let group_exprs = group_logical
         .iter()
         .map(|e| physical(state, e, input))
         .collect::<Result<Vec<_>>>()?;
-    let predicate = conjunction(shape.predicates.iter().map(&map).collect::<Result<Vec<_>>>()?);
+    let predicate = conjunction(
+        shape
+            .predicates
+            .iter()
+            .map(&map)
+            .collect::<Result<Vec<_>>>()?,
+    );
     let filter = predicate
         .as_ref()
         .map(|p| physical(state, p, input))
@@ -767,8 +780,16 @@ fn build_over_table(
                 )));
             }
             let schema = table.arrow_schema();
-            let key_type = schema.field_with_name(&key).map_err(|e| invalid(e.to_string()))?.data_type().clone();
-            let time_type = schema.field_with_name(&time).map_err(|e| invalid(e.to_string()))?.data_type().clone();
+            let key_type = schema
+                .field_with_name(&key)
+                .map_err(|e| invalid(e.to_string()))?
+                .data_type()
+                .clone();
+            let time_type = schema
+                .field_with_name(&time)
+                .map_err(|e| invalid(e.to_string()))?
+                .data_type()
+                .clone();
             Grouping::Session(SessionSpec {
                 key: physical(state, &Expr::Column(key.as_str().into()), &input)?,
                 key_type,
@@ -862,7 +883,10 @@ fn ordered_by_parent_time(order: &[SortExpr], parent: &RollupPlan) -> bool {
     let Some(ParentColumn::Key(k)) = parent_column(parent, &c.name) else {
         return false;
     };
-    matches!((&parent.grouping, bucket_of(k)), (Grouping::Keys { bucket: Some(_) }, Some(_)))
+    matches!(
+        (&parent.grouping, bucket_of(k)),
+        (Grouping::Keys { bucket: Some(_) }, Some(_))
+    )
 }
 
 fn compose_agg(child: &Expr, parent: &RollupPlan) -> Result<(Expr, usize)> {
@@ -874,10 +898,14 @@ fn compose_agg(child: &Expr, parent: &RollupPlan) -> Result<(Expr, usize)> {
     };
     let (name, f) = agg_parts(child).ok_or_else(|| cannot("not an aggregate"))?;
     if f.params.distinct || f.params.filter.is_some() {
-        return Err(cannot("DISTINCT and FILTER need the parent's rows, which a view does not keep"));
+        return Err(cannot(
+            "DISTINCT and FILTER need the parent's rows, which a view does not keep",
+        ));
     }
     let [arg] = f.params.args.as_slice() else {
-        return Err(cannot("only one-argument aggregates of parent columns cascade"));
+        return Err(cannot(
+            "only one-argument aggregates of parent columns cascade",
+        ));
     };
     let Expr::Column(c) = strip_alias(arg) else {
         return Err(cannot(
@@ -965,7 +993,9 @@ fn build_cascade(
     }
     let over_parent = unqualified_schema(&parent.schema)?;
     for g in &shape.group_exprs {
-        cascade.keys.push(physical(state, &unqualify(g.clone())?, &over_parent)?);
+        cascade
+            .keys
+            .push(physical(state, &unqualify(g.clone())?, &over_parent)?);
     }
     cascade.filter = conjunction(
         shape
@@ -976,7 +1006,10 @@ fn build_cascade(
     )
     .map(|p| physical(state, &p, &over_parent))
     .transpose()?;
-    for (a, f) in aggs.iter().zip(shape.agg_schema.fields().iter().skip(group_exprs.len())) {
+    for (a, f) in aggs
+        .iter()
+        .zip(shape.agg_schema.fields().iter().skip(group_exprs.len()))
+    {
         if a.expr.field().data_type() != f.data_type() {
             return Err(invalid(format!(
                 "cannot cascade \"{}\": its type {} differs from the composed {}",

@@ -59,8 +59,11 @@ fn eval_mask(e: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanAr
 
 /// Event times as microseconds (NULL stays NULL).
 fn micros(a: &ArrayRef) -> Result<arrow::array::PrimitiveArray<TimestampMicrosecondType>> {
-    let c = cast(a, &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None))
-        .map_err(|e| internal("time", e))?;
+    let c = cast(
+        a,
+        &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+    )
+    .map_err(|e| internal("time", e))?;
     Ok(c.as_primitive::<TimestampMicrosecondType>().clone())
 }
 
@@ -123,9 +126,11 @@ fn new_accs(plan: &RollupPlan) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
                 a.expr.create_groups_accumulator()
             } else {
                 let expr = Arc::clone(&a.expr);
-                Ok(Box::new(datafusion::physical_expr::GroupsAccumulatorAdapter::new(
-                    move || expr.create_accumulator(),
-                )) as Box<dyn GroupsAccumulator>)
+                Ok(
+                    Box::new(datafusion::physical_expr::GroupsAccumulatorAdapter::new(
+                        move || expr.create_accumulator(),
+                    )) as Box<dyn GroupsAccumulator>,
+                )
             }
         })
         .collect::<datafusion::error::Result<Vec<_>>>()
@@ -384,7 +389,11 @@ impl Rollup {
                 .iter()
                 .map(|e| eval(e, rows))
                 .collect::<Result<Vec<_>>>()?;
-            let filter = agg.filter.as_ref().map(|f| eval_mask(f, rows)).transpose()?;
+            let filter = agg
+                .filter
+                .as_ref()
+                .map(|f| eval_mask(f, rows))
+                .transpose()?;
             acc.update_batch(&values, &gids, filter.as_ref(), total)
                 .map_err(|e| internal("aggregate", e))?;
         }
@@ -423,7 +432,10 @@ impl Rollup {
                 .map(|k| arrow::compute::take(k, &idx, None))
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| internal("group keys", e))?;
-            *chunk_bytes += chunk.iter().map(|a| a.get_array_memory_size()).sum::<usize>();
+            *chunk_bytes += chunk
+                .iter()
+                .map(|a| a.get_array_memory_size())
+                .sum::<usize>();
             chunks.push(chunk);
             *len = now;
         }
@@ -460,9 +472,7 @@ impl Rollup {
         let mut fresh = new_accs(&self.plan)?;
         let mut states = Vec::with_capacity(self.accs.len());
         for (acc, new) in self.accs.iter_mut().zip(fresh.iter_mut()) {
-            let st = acc
-                .state(EmitTo::All)
-                .map_err(|e| internal("state", e))?;
+            let st = acc.state(EmitTo::All).map_err(|e| internal("state", e))?;
             new.merge_batch(&st, &map, groups)
                 .map_err(|e| internal("merge", e))?;
             states.push(st);
@@ -517,7 +527,10 @@ impl Rollup {
                 if let Some(p) = spec.end_pos {
                     cols[p] = Some(end);
                 }
-                Ok(cols.into_iter().map(|c| c.expect("all positions set")).collect())
+                Ok(cols
+                    .into_iter()
+                    .map(|c| c.expect("all positions set"))
+                    .collect())
             }
             _ => Err(internal("grouping", "mismatched state")),
         }
@@ -533,7 +546,9 @@ impl Rollup {
         let states = self.take_states()?;
         let n = self.total_groups();
         if n == 0 {
-            return Ok(RecordBatch::new_empty(Arc::clone(&self.plan.internal_schema)));
+            return Ok(RecordBatch::new_empty(Arc::clone(
+                &self.plan.internal_schema,
+            )));
         }
         let idx: Vec<usize> = (0..n).collect();
         let mut cols = self.key_columns()?;
@@ -541,7 +556,10 @@ impl Rollup {
         for (st, acc) in states.iter().zip(tmp.iter_mut()) {
             acc.merge_batch(st, &idx, n)
                 .map_err(|e| internal("merge", e))?;
-            cols.push(acc.evaluate(EmitTo::All).map_err(|e| internal("evaluate", e))?);
+            cols.push(
+                acc.evaluate(EmitTo::All)
+                    .map_err(|e| internal("evaluate", e))?,
+            );
         }
         let schema = Arc::clone(&self.plan.internal_schema);
         let cols = cols
@@ -609,7 +627,10 @@ impl Rollup {
                     .intern(&keys, &mut gids)
                     .map_err(|e| internal("restore", e))?;
                 if n > 0 {
-                    *chunk_bytes += keys.iter().map(|a| a.get_array_memory_size()).sum::<usize>();
+                    *chunk_bytes += keys
+                        .iter()
+                        .map(|a| a.get_array_memory_size())
+                        .sum::<usize>();
                     chunks.push(keys);
                 }
                 *len = values.len();

@@ -114,7 +114,12 @@ impl Sessions {
 
     /// Assigns each row (key, event time in µs) to its session, creating and merging
     /// sessions as needed. Rows with a NULL key or time must have been filtered out.
-    pub(crate) fn assign(&mut self, key: &ArrayRef, times: &[i64], groups: &mut Vec<usize>) -> Result<()> {
+    pub(crate) fn assign(
+        &mut self,
+        key: &ArrayRef,
+        times: &[i64],
+        groups: &mut Vec<usize>,
+    ) -> Result<()> {
         let rows = self
             .converter
             .convert_columns(&[Arc::clone(key)])
@@ -142,7 +147,10 @@ impl Sessions {
             // apart, so one can end before `t` and one start after it.
             let mut found = [(0i64, 0u32); 2];
             let mut n = 0;
-            for (s, g) in self.by_key[k as usize].range(..=t.saturating_add(gap)).rev() {
+            for (s, g) in self.by_key[k as usize]
+                .range(..=t.saturating_add(gap))
+                .rev()
+            {
                 if self.groups[*g as usize].end < t.saturating_sub(gap) || n == 2 {
                     break;
                 }

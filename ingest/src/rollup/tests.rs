@@ -37,7 +37,9 @@ fn ticks_def() -> TableDef {
 
 fn ticks(rng: &mut StdRng, n: usize) -> RecordBatch {
     let base = 1_700_000_000_000_000i64;
-    let symbols: Vec<String> = (0..n).map(|_| format!("S{}", rng.gen_range(0..5))).collect();
+    let symbols: Vec<String> = (0..n)
+        .map(|_| format!("S{}", rng.gen_range(0..5)))
+        .collect();
     let ts: Vec<i64> = (0..n)
         .map(|_| base + rng.gen_range(0..3_600_000_000i64))
         .collect();
@@ -59,17 +61,20 @@ fn ticks(rng: &mut StdRng, n: usize) -> RecordBatch {
 
 /// Rows as sorted text lines, floats rounded (summation order differs between engines).
 fn sorted(b: &RecordBatch) -> String {
-    let cols = b
-        .columns()
-        .iter()
-        .map(|c| match c.as_any().downcast_ref::<Float64Array>() {
-            Some(f) => Arc::new(f.unary::<_, arrow::datatypes::Float64Type>(|v| (v * 1e6).round() / 1e6))
-                as arrow::array::ArrayRef,
-            None => Arc::clone(c),
-        })
-        .collect();
+    let cols =
+        b.columns()
+            .iter()
+            .map(|c| match c.as_any().downcast_ref::<Float64Array>() {
+                Some(f) => Arc::new(
+                    f.unary::<_, arrow::datatypes::Float64Type>(|v| (v * 1e6).round() / 1e6),
+                ) as arrow::array::ArrayRef,
+                None => Arc::clone(c),
+            })
+            .collect();
     let b = RecordBatch::try_new(b.schema(), cols).unwrap();
-    let text = pretty_format_batches(std::slice::from_ref(&b)).unwrap().to_string();
+    let text = pretty_format_batches(std::slice::from_ref(&b))
+        .unwrap()
+        .to_string();
     let mut lines: Vec<&str> = text.lines().collect();
     lines.sort();
     lines.join("\n")
@@ -99,7 +104,10 @@ async fn expected(sql: &str, rows: &RecordBatch, extra: &[(&str, RecordBatch)]) 
         ctx.register_table(*name, Arc::new(t)).unwrap();
     }
     let out = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-    let schema = out.first().map(|b| b.schema()).unwrap_or_else(|| rows.schema());
+    let schema = out
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| rows.schema());
     concat_batches(&schema, &out).unwrap()
 }
 
@@ -184,7 +192,11 @@ async fn views_equal_their_query_whatever_the_arrival_order() {
         // A cascade created over a view that already has data starts from its state.
         let mut late = Rollup::new(Arc::clone(&hourly)).unwrap();
         late.absorb(&mut v).unwrap();
-        assert_same(&late.output_batch().unwrap(), &want_h, &format!("seed {seed}: absorb"));
+        assert_same(
+            &late.output_batch().unwrap(),
+            &want_h,
+            &format!("seed {seed}: absorb"),
+        );
     }
 }
 
@@ -223,7 +235,8 @@ async fn rows_later_than_the_lateness_are_dropped_and_counted() {
     assert_eq!(v.counters.late_rows_accepted, 2);
     assert_eq!(v.counters.late_rows_dropped, 1);
     let out = v.output_batch().unwrap();
-    let n: i64 = arrow::compute::sum(out.column(2).as_any().downcast_ref::<Int64Array>().unwrap()).unwrap();
+    let n: i64 =
+        arrow::compute::sum(out.column(2).as_any().downcast_ref::<Int64Array>().unwrap()).unwrap();
     assert_eq!(n, 5);
     assert_eq!(v.open_buckets().unwrap(), 1);
 }
@@ -233,11 +246,26 @@ async fn definitions_that_cannot_be_incremental_are_refused_with_reasons() {
     let bars = plan("bars", BARS, vec![]).await;
     let bad = [
         ("SELECT symbol FROM ticks", "GROUP BY"),
-        ("SELECT symbol, count(*) FROM ticks GROUP BY symbol HAVING count(*) > 1", "HAVING"),
-        ("SELECT symbol, count(*) AS n FROM ticks GROUP BY symbol ORDER BY n", "ORDER BY"),
-        ("SELECT symbol, count(*) AS n FROM bars GROUP BY symbol", "not derivable"),
-        ("SELECT symbol, avg(high) AS a FROM bars GROUP BY symbol", "not derivable"),
-        ("SELECT symbol, count(*) FROM nosuch GROUP BY symbol", "nosuch"),
+        (
+            "SELECT symbol, count(*) FROM ticks GROUP BY symbol HAVING count(*) > 1",
+            "HAVING",
+        ),
+        (
+            "SELECT symbol, count(*) AS n FROM ticks GROUP BY symbol ORDER BY n",
+            "ORDER BY",
+        ),
+        (
+            "SELECT symbol, count(*) AS n FROM bars GROUP BY symbol",
+            "not derivable",
+        ),
+        (
+            "SELECT symbol, avg(high) AS a FROM bars GROUP BY symbol",
+            "not derivable",
+        ),
+        (
+            "SELECT symbol, count(*) FROM nosuch GROUP BY symbol",
+            "nosuch",
+        ),
     ];
     for (sql, why) in bad {
         let def = RollupDef {
@@ -251,7 +279,10 @@ async fn definitions_that_cannot_be_incremental_are_refused_with_reasons() {
             "bars" => Some(Relation::View(Arc::clone(&b))),
             _ => None,
         });
-        let err = compile(&def, lookup).await.err().unwrap_or_else(|| panic!("{sql} compiled"));
+        let err = compile(&def, lookup)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{sql} compiled"));
         assert!(err.message.contains(why), "{sql}: {}", err.message);
     }
 }
