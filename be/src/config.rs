@@ -39,6 +39,10 @@ pub struct BeConfig {
     /// Largest aggregate state one materialized view may hold; a view that outgrows it
     /// stops (system.rollups.last_error says so) instead of exhausting memory.
     pub rollup_state_bytes_max: u64,
+    /// Alerts waiting in memory for one rule's Kafka sink (a broker outage). Past it they
+    /// wait only in system.alerts, and the sink catches up from there when the broker
+    /// returns: none is lost, and ingest never waits for a sink.
+    pub alert_sink_queue_max: usize,
 }
 
 impl Default for BeConfig {
@@ -60,6 +64,7 @@ impl Default for BeConfig {
             retention_interval_ms: 60_000,
             segment_cache_bytes: 2 * 1024 * 1024 * 1024,
             rollup_state_bytes_max: 4 * 1024 * 1024 * 1024,
+            alert_sink_queue_max: 100_000,
         }
     }
 }

@@ -20,6 +20,7 @@ use eddy_ingest::decode::{decode_csv, decode_ndjson};
 use eddy_ingest::source::{self as sources, RunningSource};
 use eddy_ingest::validate::conform_batch;
 use eddy_proto::{
+    AlertDef, AlertRuleInfo,
     rejected_table_def, BeService, ColumnDef, Error, ErrorCode, Result, RollupDef, RollupInfo,
     ScanRequest, ScanSnapshot, SegmentInfo, SourceDef, SourceStatus, TableDef, TableInfo,
     WriteFormat,
@@ -39,11 +40,12 @@ use crate::segment::{decode_bitmap, load_segment_meta, SegmentHandle};
 use crate::table::{Table, TableState};
 use crate::wal::{self, Wal, KIND_DELETE, KIND_WRITE};
 
+mod alerts;
 mod views;
 
 pub struct Engine {
     config: BeConfig,
-    ctx: StorageCtx,
+    pub(crate) ctx: StorageCtx,
     wal: Wal,
     tables: RwLock<BTreeMap<String, Arc<Table>>>,
     catalog: tokio::sync::Mutex<Catalog>,
@@ -52,6 +54,8 @@ pub struct Engine {
     sources: parking_lot::Mutex<BTreeMap<String, RunningSource>>,
     /// Materialized views by name (their state is in their root table's state).
     views: RwLock<BTreeMap<String, Arc<eddy_ingest::rollup::RollupPlan>>>,
+    /// Alert rules, `system.alerts` and the sinks (rule state is in the tables' states).
+    pub(crate) alerts: Arc<crate::alerts::AlertHub>,
     me: Weak<Engine>,
 }
 
@@ -179,6 +183,9 @@ impl Engine {
         // Views restored from their snapshots see the replay; the others are rebuilt after.
         let (view_plans, rebuild) =
             Engine::compile_views_at_open(&store, &catalog.rollups, &tables).await;
+        // Rules see the replay, which re-fires the alerts of rows not yet sealed.
+        let alert_hub = Engine::open_alerts(&catalog.alerts, &tables, &view_plans).await?;
+        metrics::ALERT_SINK_QUEUE_MAX.set(config.alert_sink_queue_max as i64);
 
         // Replay the WAL past each table's manifest.
         let wal_dir = config.data_dir.join("wal");
@@ -214,6 +221,7 @@ impl Engine {
             config.wal_file_bytes_max,
         )?;
         let source_defs = catalog.sources.clone();
+        let alert_defs = catalog.alerts.clone();
         let engine = Arc::new_cyclic(|me| Engine {
             config,
             ctx,
@@ -223,6 +231,7 @@ impl Engine {
             seal_wanted: Notify::new(),
             sources: parking_lot::Mutex::new(BTreeMap::new()),
             views: RwLock::new(view_plans),
+            alerts: alert_hub,
             me: me.clone(),
         });
         for plan in rebuild {
@@ -248,6 +257,11 @@ impl Engine {
         }
         let weak = Arc::downgrade(&engine);
         tokio::spawn(async move { background(weak).await });
+        for def in &alert_defs {
+            if let Err(e) = engine.start_sink(def) {
+                tracing::error!(rule = %def.name, error = %e, "alert sink did not start");
+            }
+        }
         for def in source_defs {
             if let Err(e) = engine.start_source(&def) {
                 tracing::error!(source = %def.name, error = %e, "source did not start");
@@ -531,6 +545,14 @@ impl BeService for Engine {
     }
 
     async fn drop_table(&self, name: &str, if_exists: bool) -> Result<()> {
+        if let Some(r) = self.rule_on(name) {
+            return Err(Error::new(
+                ErrorCode::DependentObjects,
+                format!(
+                    "cannot drop table {name} because alert rule {r} watches it; DROP ALERT {r} first"
+                ),
+            ));
+        }
         if let Some(v) = self.view_over(name) {
             return Err(Error::new(
                 ErrorCode::DependentObjects,
@@ -894,7 +916,27 @@ impl BeService for Engine {
         Ok(())
     }
 
+    async fn create_alert(&self, def: AlertDef, if_not_exists: bool) -> Result<()> {
+        self.create_rule(def, if_not_exists).await
+    }
+
+    async fn drop_alert(&self, name: &str, if_exists: bool) -> Result<()> {
+        self.drop_rule(name, if_exists).await
+    }
+
+    fn alert_rules(&self) -> Vec<AlertRuleInfo> {
+        self.rules_info()
+    }
+
     fn metrics_text(&self) -> String {
+        metrics::ALERT_SINK_QUEUED.reset();
+        for r in self.rules_info() {
+            if let Some(d) = r.def.as_ref().filter(|d| d.sink.is_some()) {
+                metrics::ALERT_SINK_QUEUED
+                    .with_label_values(&[&d.name])
+                    .set(r.queued as i64);
+            }
+        }
         metrics::set_source_gauges(&self.sources());
         metrics::set_view_gauges(&self.rollups());
         metrics::render()

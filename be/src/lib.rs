@@ -10,6 +10,7 @@
 //! snapshot and prune partitions, segments and row groups before reading Parquet.
 //! [`engine::Engine`] ties it together and implements [`eddy_proto::BeService`].
 
+pub mod alerts;
 pub mod cache;
 pub mod config;
 pub mod engine;

@@ -267,7 +267,7 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
     if table.dropped.load(Ordering::SeqCst) {
         return Ok(false);
     }
-    let (frozen, seq, offsets, def, schema, snapshots) = {
+    let (alerts, frozen, seq, offsets, def, schema, snapshots) = {
         let mut st = table.state.lock();
         if st.active.rows == 0 && st.frozen.is_empty() && !st.dirty() {
             return Ok(false);
@@ -278,7 +278,14 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
         }
         // The views' states as of exactly the rows being frozen (see crate::rollups).
         let snapshots = crate::rollups::take_snapshots(&mut st, table.id, ctx.next_id());
+        // Alerts fired by the rows being frozen are in system.alerts' memtable by now.
+        let alerts = st
+            .alerts
+            .as_ref()
+            .filter(|a| !a.is_empty())
+            .and_then(|a| a.hub.table().cloned());
         (
+            alerts,
             st.frozen.clone(),
             st.applied_seq,
             st.applied_offsets.clone(),
@@ -385,6 +392,13 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
         update_gauges(&def.name, &st);
         manifest_of(table.id, &st)
     };
+    // Once this manifest says the rows are sealed, no replay fires their alerts again:
+    // those alerts must be durable first.
+    if let Some(t) = alerts {
+        if t.id != table.id {
+            Box::pin(seal(ctx, &t)).await?;
+        }
+    }
     write_json(&ctx.store, &manifest_path(table.id), &manifest).await?;
     for path in replaced {
         let _ = ctx

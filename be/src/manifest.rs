@@ -33,6 +33,9 @@ pub struct Catalog {
     /// Materialized views, each after the view it cascades from.
     #[serde(default)]
     pub rollups: Vec<RollupDef>,
+    /// Alert rules, in creation order.
+    #[serde(default)]
+    pub alerts: Vec<eddy_proto::AlertDef>,
 }
 
 impl Default for Catalog {
@@ -42,6 +45,7 @@ impl Default for Catalog {
             tables: Vec::new(),
             sources: Vec::new(),
             rollups: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 }

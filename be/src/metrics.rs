@@ -256,6 +256,10 @@ pub fn init(memtable_bytes_max: u64) {
     LazyLock::force(&SEGMENT_CACHE_BYTES);
     LazyLock::force(&SEGMENT_CACHE_HITS);
     LazyLock::force(&SEGMENT_CACHE_MISSES);
+    LazyLock::force(&ALERTS_FIRED);
+    LazyLock::force(&ALERTS_DELIVERED);
+    LazyLock::force(&ALERT_SINK_QUEUED);
+    LazyLock::force(&ALERT_LATENCY);
 }
 
 /// The bound on decoded segment data kept in memory.
@@ -354,3 +358,56 @@ pub fn set_view_gauges(views: &[eddy_proto::RollupInfo]) {
         VIEW_LAG_ROWS.with_label_values(&l).set(v.lag_rows() as i64);
     }
 }
+
+fn rule_counter(name: &str, help: &str) -> IntCounterVec {
+    register(IntCounterVec::new(Opts::new(name, help), &["rule"]).expect("metric"))
+}
+
+/// Alerts fired (recorded in system.alerts), per rule.
+pub static ALERTS_FIRED: LazyLock<IntCounterVec> =
+    LazyLock::new(|| rule_counter("eddy_alerts_fired_total", "Alerts fired, per rule"));
+/// Alerts a sink's broker acknowledged, per rule.
+pub static ALERTS_DELIVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    rule_counter(
+        "eddy_alerts_delivered_total",
+        "Alerts the sink's Kafka broker acknowledged, per rule",
+    )
+});
+/// Alerts waiting for a sink, per rule (set at scrape).
+pub static ALERT_SINK_QUEUED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "eddy_alert_sink_queued",
+                "Alerts recorded but not yet acknowledged by the sink's broker, per rule",
+            ),
+            &["rule"],
+        )
+        .expect("metric"),
+    )
+});
+pub static ALERT_SINK_QUEUE_MAX: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "eddy_alert_sink_queue_max",
+            "be.alert_sink_queue_max: alerts one sink may queue in memory (the rest wait in system.alerts)",
+        )
+        .expect("metric"),
+    )
+});
+/// From the triggering data's arrival (its Kafka timestamp, or the write) to the broker's
+/// acknowledgement of the alert.
+pub static ALERT_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "eddy_alert_latency_seconds",
+                "Triggering record's timestamp to the alert acknowledged on its topic",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("metric"),
+    )
+});

@@ -101,10 +101,15 @@ impl ViewState {
 pub static STATE_BYTES_MAX: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Feeds one written batch to every view of the table, parents before the views that
-/// cascade from them (which see only the rows their parent took).
-pub fn feed(views: &mut [ViewState], batch: &RecordBatch) {
+/// cascade from them (which see only the rows their parent took). Returns the rows each
+/// view `watched` names took (for alert rules on it).
+pub fn feed(
+    views: &mut [ViewState],
+    batch: &RecordBatch,
+    watched: &dyn Fn(&str) -> bool,
+) -> BTreeMap<String, RecordBatch> {
     if views.is_empty() {
-        return;
+        return BTreeMap::new();
     }
     let max = STATE_BYTES_MAX.load(Ordering::Relaxed);
     let mut took: BTreeMap<String, RecordBatch> = BTreeMap::new();
@@ -131,9 +136,10 @@ pub fn feed(views: &mut [ViewState], batch: &RecordBatch) {
             tracing::error!(view = %v.name(), bytes, max, "materialized view stopped at its state limit");
         }
         let name = views[i].name().to_string();
-        if views
-            .iter()
-            .any(|c| c.plan().parent.as_deref() == Some(name.as_str()))
+        if watched(&name)
+            || views
+                .iter()
+                .any(|c| c.plan().parent.as_deref() == Some(name.as_str()))
         {
             let rows = match mask {
                 Some(m) if m.len() == input.num_rows() => {
@@ -145,6 +151,7 @@ pub fn feed(views: &mut [ViewState], batch: &RecordBatch) {
             took.insert(name, rows);
         }
     }
+    took
 }
 
 /// Where a view's snapshot is, as the manifest records it.

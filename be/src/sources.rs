@@ -94,6 +94,7 @@ impl SourceSink for EngineSink {
         table: &str,
         changes: Vec<Change>,
         offsets: &BTreeMap<i32, i64>,
+        origin_ms: Option<i64>,
     ) -> Result<()> {
         let engine = self.engine()?;
         let t = engine.table_handle(table)?;
@@ -102,6 +103,7 @@ impl SourceSink for EngineSink {
             let mut st = t.state.lock();
             let (mut rows, mut bytes) = (0u64, 0usize);
             let seq = st.applied_seq;
+            st.origin_micros = origin_ms.map(|ms| ms * 1000);
             for c in changes {
                 match c {
                     Change::Upsert(b) => {
@@ -113,6 +115,7 @@ impl SourceSink for EngineSink {
                     }
                 }
             }
+            st.origin_micros = None;
             let e = st.applied_offsets.entry(source.to_string()).or_default();
             for (p, o) in offsets {
                 let cur = e.entry(*p).or_insert(*o);

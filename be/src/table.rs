@@ -18,6 +18,7 @@ use eddy_proto::{Error, ErrorCode, Result, TableDef};
 use parking_lot::Mutex;
 use roaring::RoaringBitmap;
 
+use crate::alerts::TableAlerts;
 use crate::pk::{Deletes, PkIndex};
 use crate::rollups::{SnapshotRef, ViewState};
 use crate::segment::SegmentHandle;
@@ -65,6 +66,11 @@ pub struct TableState {
     pub views: Vec<ViewState>,
     /// The view snapshots the manifest names.
     pub flushed_views: BTreeMap<String, SnapshotRef>,
+    /// Alert rules watching this table's writes (and its views).
+    pub alerts: Option<TableAlerts>,
+    /// When the rows being applied arrived, if earlier than now (a Kafka record's
+    /// timestamp); alert latency counts from it.
+    pub origin_micros: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -135,6 +141,8 @@ impl TableState {
             flushed_offsets: BTreeMap::new(),
             views: Vec::new(),
             flushed_views: BTreeMap::new(),
+            alerts: None,
+            origin_micros: None,
         })
     }
 
@@ -151,7 +159,19 @@ impl TableState {
                 &mut self.deletes,
             );
         }
-        crate::rollups::feed(&mut self.views, &batch);
+        if let Some(a) = self.alerts.as_mut() {
+            a.before_feed(&mut self.views);
+        }
+        let alerts = &self.alerts;
+        let accepted = crate::rollups::feed(&mut self.views, &batch, &|v| {
+            alerts.as_ref().is_some_and(|a| a.watches(v))
+        });
+        if let Some(a) = self.alerts.as_mut() {
+            let origin = self
+                .origin_micros
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+            a.after_feed(&batch, &accepted, origin);
+        }
         self.active.rows += n;
         self.active.bytes += batch.get_array_memory_size();
         self.active.batches.push(batch);

@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use datafusion::catalog::{MemTable, SchemaProvider};
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result;
-use eddy_proto::{rejected_table_def, BeService, SourceStatus, REJECTED_TABLE};
+use eddy_proto::{
+    alerts_table_def, rejected_table_def, BeService, SourceStatus, ALERTS_TABLE, REJECTED_TABLE,
+};
 
 use crate::provider::EddyTable;
 
@@ -85,7 +87,15 @@ pub struct SystemSchema {
     pub be: Arc<dyn BeService>,
 }
 
-const SYSTEM_TABLES: [&str; 5] = ["tables", "segments", "sources", "rejected", "rollups"];
+const SYSTEM_TABLES: [&str; 7] = [
+    "tables",
+    "segments",
+    "sources",
+    "rejected",
+    "rollups",
+    "alerts",
+    "alert_rules",
+];
 
 fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, None)
@@ -246,6 +256,14 @@ impl SchemaProvider for SystemSchema {
             "segments" => self.segments_batch()?,
             "sources" => self.sources_batch()?,
             "rollups" => crate::rollup_catalog::rollups_batch(&self.be)?,
+            "alert_rules" => crate::alert_catalog::alert_rules_batch(&self.be)?,
+            "alerts" => {
+                // Created with the first rule; until then, an empty table of its shape.
+                if let Some(t) = be_table(&self.be, ALERTS_TABLE) {
+                    return Ok(Some(t));
+                }
+                RecordBatch::new_empty(nullable(&alerts_table_def().arrow_schema()))
+            }
             "rejected" => {
                 // Created with the first source; until then, an empty table of its shape.
                 if let Some(t) = be_table(&self.be, REJECTED_TABLE) {

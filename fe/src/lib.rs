@@ -8,6 +8,8 @@
 //! BE only through [`eddy_proto::BeService`]. Errors are classified once ([`error`]) and
 //! mapped to SQLSTATE codes and gRPC statuses.
 
+pub mod alert_catalog;
+pub mod alert_ddl;
 pub mod auth;
 pub mod catalog;
 pub mod config;

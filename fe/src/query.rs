@@ -263,6 +263,14 @@ impl QueryEngine {
                 self.be.set_source_paused(&name, pause).await?;
                 cmd("ALTER SOURCE", None)
             }
+            EddyStatement::CreateAlert { def, if_not_exists } => {
+                self.be.create_alert(def, if_not_exists).await?;
+                cmd("CREATE ALERT", None)
+            }
+            EddyStatement::DropAlert { name, if_exists } => {
+                self.be.drop_alert(&name, if_exists).await?;
+                cmd("DROP ALERT", None)
+            }
         })
     }
 

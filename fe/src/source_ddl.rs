@@ -8,12 +8,14 @@
 //! DROP SOURCE [IF EXISTS] name
 //! ALTER SOURCE name PAUSE | RESUME
 //! ```
+//!
+//! `CREATE ALERT` and `DROP ALERT` are parsed in [`crate::alert_ddl`].
 
 use std::collections::BTreeMap;
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
-use eddy_proto::{Error, ErrorCode, Result, SourceDef};
+use eddy_proto::{AlertDef, Error, ErrorCode, Result, SourceDef};
 
 /// eddy's own statements, which sqlparser does not know.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +24,8 @@ pub enum EddyStatement {
     CreateSource { def: SourceDef, if_not_exists: bool },
     DropSource { name: String, if_exists: bool },
     AlterSource { name: String, pause: bool },
+    CreateAlert { def: AlertDef, if_not_exists: bool },
+    DropAlert { name: String, if_exists: bool },
 }
 
 /// One statement of a query string.
@@ -32,7 +36,7 @@ pub enum Piece {
     Eddy(EddyStatement),
 }
 
-fn syntax(msg: impl Into<String>) -> Error {
+pub(crate) fn syntax(msg: impl Into<String>) -> Error {
     Error::new(
         ErrorCode::SyntaxError,
         format!("syntax error: {}", msg.into()),
@@ -85,6 +89,8 @@ pub fn split(sql: &str) -> Result<Option<Vec<Piece>>> {
             ("CREATE", "SOURCE") => create_source(&sig[2..])?,
             ("DROP", "SOURCE") => drop_source(&sig[2..])?,
             ("ALTER", "SOURCE") => alter_source(&sig[2..])?,
+            ("CREATE", "ALERT") => crate::alert_ddl::create_alert(&sig[2..])?,
+            ("DROP", "ALERT") => crate::alert_ddl::drop_alert(&sig[2..])?,
             _ => {
                 pieces.push(Piece::Sql(st.iter().map(|t| t.to_string()).collect()));
                 continue;
@@ -96,23 +102,23 @@ pub fn split(sql: &str) -> Result<Option<Vec<Piece>>> {
     Ok(own.then_some(pieces))
 }
 
-struct Cursor<'a> {
-    t: &'a [&'a Token],
-    i: usize,
+pub(crate) struct Cursor<'a> {
+    pub t: &'a [&'a Token],
+    pub i: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn peek(&self) -> Option<&'a Token> {
+    pub(crate) fn peek(&self) -> Option<&'a Token> {
         self.t.get(self.i).copied()
     }
 
-    fn next(&mut self) -> Option<&'a Token> {
+    pub(crate) fn next(&mut self) -> Option<&'a Token> {
         let t = self.peek();
         self.i += 1;
         t
     }
 
-    fn keyword(&mut self, kw: &str) -> bool {
+    pub(crate) fn keyword(&mut self, kw: &str) -> bool {
         match self.peek() {
             Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw) => {
                 self.i += 1;
@@ -122,7 +128,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn expect_keyword(&mut self, kw: &str) -> Result<()> {
+    pub(crate) fn expect_keyword(&mut self, kw: &str) -> Result<()> {
         if self.keyword(kw) {
             Ok(())
         } else {
@@ -130,13 +136,13 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn found(&self) -> String {
+    pub(crate) fn found(&self) -> String {
         self.peek()
             .map(|t| format!("\"{t}\""))
             .unwrap_or_else(|| "end of statement".into())
     }
 
-    fn ident(&mut self, what: &str) -> Result<String> {
+    pub(crate) fn ident(&mut self, what: &str) -> Result<String> {
         match self.next() {
             Some(Token::Word(w)) => Ok(if w.quote_style.is_some() {
                 w.value.clone()
@@ -152,7 +158,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn end(&self) -> Result<()> {
+    pub(crate) fn end(&self) -> Result<()> {
         match self.peek() {
             None => Ok(()),
             Some(t) => Err(syntax(format!("unexpected \"{t}\" at end of statement"))),
@@ -161,7 +167,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// `key = 'value'` pairs; keys may be dotted (`properties.security.protocol`).
-fn options(c: &mut Cursor<'_>) -> Result<BTreeMap<String, String>> {
+pub(crate) fn options(c: &mut Cursor<'_>) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     if !matches!(c.next(), Some(Token::LParen)) {
         return Err(syntax("expected ( and source options"));

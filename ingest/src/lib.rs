@@ -4,8 +4,10 @@
 //! see [`source`]) → a decoder ([`decode`]) that produces Arrow batches in the table's schema →
 //! [`validate::conform_batch`], which names the row and column of any bad value → the BE's
 //! write path (memtable + WAL). Nothing here touches storage: the BE calls the decoders, and
-//! the generator writes through [`eddy_proto::BeService`].
+//! the generator writes through [`eddy_proto::BeService`]. [`alert`] evaluates alert rules on
+//! the rows and views the BE applies, and publishes alerts to Kafka.
 
+pub mod alert;
 pub mod decode;
 pub mod generator;
 pub mod rollup;

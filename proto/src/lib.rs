@@ -6,6 +6,7 @@
 //! data (serde-able) or Arrow. [`error::ErrorCode`] is the one error vocabulary that crosses
 //! nodes and is mapped exhaustively to SQLSTATE (pgwire) and HTTP status at the edges.
 
+pub mod alert;
 pub mod error;
 pub mod rollup;
 pub mod scalar;
@@ -13,6 +14,7 @@ pub mod service;
 pub mod source;
 pub mod table;
 
+pub use alert::{alerts_table_def, AlertDef, AlertRuleInfo, Emit, KafkaSinkDef, ALERTS_TABLE};
 pub use error::{Error, ErrorCode, Result};
 pub use rollup::{RollupDef, RollupInfo, INTERNAL_COLUMN_PREFIX};
 pub use scalar::{Predicate, PredicateOp, Scalar};

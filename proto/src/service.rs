@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
+use crate::alert::{AlertDef, AlertRuleInfo};
 use crate::error::Result;
 use crate::rollup::{RollupDef, RollupInfo};
 use crate::scalar::Predicate;
@@ -103,6 +104,13 @@ pub trait BeService: Send + Sync + Debug {
     async fn drop_rollup(&self, name: &str, if_exists: bool) -> Result<()>;
     fn rollup(&self, name: &str) -> Option<RollupInfo>;
     fn rollups(&self) -> Vec<RollupInfo>;
+
+    /// Compiles and registers an alert rule; it watches writes from now on.
+    async fn create_alert(&self, def: AlertDef, if_not_exists: bool) -> Result<()>;
+    /// Stops a rule; the alerts it fired stay in `system.alerts`.
+    async fn drop_alert(&self, name: &str, if_exists: bool) -> Result<()>;
+    /// Every rule with its counters (`system.alert_rules`).
+    fn alert_rules(&self) -> Vec<AlertRuleInfo>;
 
     /// Seals every memtable into segments now.
     async fn checkpoint(&self) -> Result<()>;

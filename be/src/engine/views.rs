@@ -238,6 +238,14 @@ impl Engine {
                 Err(view_missing(name))
             };
         };
+        if let Some(r) = self.rule_on(name) {
+            return Err(Error::new(
+                ErrorCode::DependentObjects,
+                format!(
+                    "cannot drop materialized view {name} because alert rule {r} watches it; DROP ALERT {r} first"
+                ),
+            ));
+        }
         if let Some(child) = self
             .views
             .read()

@@ -350,6 +350,7 @@ impl Rollup {
     /// Aggregates `rows`; `keys` are their grouping keys when already evaluated.
     fn update_with(&mut self, rows: &RecordBatch, keys: Option<Vec<ArrayRef>>) -> Result<()> {
         if rows.num_rows() == 0 {
+            self.scratch.clear();
             return Ok(());
         }
         let mut gids = std::mem::take(&mut self.scratch);
@@ -668,6 +669,38 @@ impl Rollup {
         self.counters = counters;
         self.version += 1;
         Ok(())
+    }
+
+    /// Group of each row the last [`Self::apply`] aggregated (keyed views; group ids index
+    /// the rows of [`Self::output_batch`]).
+    pub fn last_groups(&self) -> &[usize] {
+        &self.scratch
+    }
+
+    /// Keeps only the groups whose time bucket ends after `end_after` (µs), renumbering
+    /// them; a no-op for views without a time bucket. Returns the groups dropped.
+    pub fn retain_buckets_ending_after(&mut self, end_after: i64) -> Result<usize> {
+        let Grouping::Keys { bucket: Some(b) } = &self.plan.grouping else {
+            return Ok(0);
+        };
+        let (key, width) = (b.key, b.width_micros);
+        let snap = self.snapshot()?;
+        let starts = micros(snap.column(key))?;
+        let keep: BooleanArray = starts
+            .iter()
+            .map(|s| Some(s.is_none_or(|s| s + width > end_after)))
+            .collect();
+        let dropped = keep.false_count();
+        if dropped == 0 {
+            return Ok(0);
+        }
+        let kept = filter_record_batch(&snap, &keep).map_err(|e| internal("retain", e))?;
+        let counters = self.counters.clone();
+        let version = self.version;
+        *self = Rollup::new(Arc::clone(&self.plan))?;
+        self.restore(&kept, counters)?;
+        self.version = version + 1;
+        Ok(dropped)
     }
 
     /// Merges another view's partial states into this one (a cascade created over a view

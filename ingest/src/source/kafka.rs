@@ -253,7 +253,7 @@ impl Poller {
         if !resolved.is_empty() {
             if let Err(e) = self
                 .sink
-                .deliver(&self.name, &self.table, Vec::new(), &resolved)
+                .deliver(&self.name, &self.table, Vec::new(), &resolved, None)
             {
                 self.shared.set_error(e.message);
                 return;
@@ -524,11 +524,12 @@ impl Applier {
                 return false;
             }
         }
+        let origin_ms = raw.records.iter().filter_map(|r| r.timestamp_ms).min();
         let sink = Arc::clone(&self.sink);
         let (name, table) = (self.name.clone(), self.table.clone());
         let changes = decoded.changes;
         if !self.retry("applying records", || {
-            sink.deliver(&name, &table, changes.clone(), &offsets)
+            sink.deliver(&name, &table, changes.clone(), &offsets, origin_ms)
         }) {
             return false;
         }

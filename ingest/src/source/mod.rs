@@ -50,13 +50,15 @@ pub trait SourceSink: Send + Sync + 'static {
         table: &str,
     ) -> Result<(BTreeMap<i32, i64>, BTreeMap<i32, i64>)>;
     /// Applies `changes` in order and advances `source`'s offsets, atomically with respect
-    /// to seals. Waits while the table's memtable is full.
+    /// to seals. Waits while the table's memtable is full. `origin_ms` is the oldest record
+    /// timestamp among them (alert latency counts from it).
     fn deliver(
         &self,
         source: &str,
         table: &str,
         changes: Vec<Change>,
         offsets: &BTreeMap<i32, i64>,
+        origin_ms: Option<i64>,
     ) -> Result<()>;
     /// Records rejections durably; recording the same record twice keeps one row.
     fn reject(&self, rejections: Vec<Rejection>) -> Result<()>;
