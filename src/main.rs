@@ -219,9 +219,37 @@ async fn main() -> anyhow::Result<()> {
                 };
                 be.create_source(source, true).await?;
             }
+            // The order log the per-user rollup counts, fed like `orders` but append-only.
+            be.create_table(eddy_ingest::generator::order_events_table(), true)
+                .await?;
+            let events = SourceDef {
+                name: "demo_order_events".into(),
+                connector: "generator".into(),
+                options: [
+                    ("kind", "orders".to_string()),
+                    ("rows_per_second", (rows_per_second / 50).max(1).to_string()),
+                    ("seed", "45".to_string()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+                table: "order_events".into(),
+                paused: false,
+            };
+            be.create_source(events, true).await?;
             for view in eddy_ingest::generator::demo_views() {
                 be.create_rollup(view, true).await?;
             }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_micros() as i64;
+            for rule in eddy_ingest::generator::demo_alerts(now) {
+                be.create_alert(rule, true).await?;
+            }
+            tokio::spawn(eddy_ingest::alert::tail::print_alerts(
+                Arc::clone(&be),
+                std::time::Duration::from_secs(1),
+            ));
             println!(
                 "\neddy demo is running: live commodity ticks, clickstream events and orders.\n\n  \
                  psql -h {} -p {} -U eddy -d eddy\n\n  \
@@ -231,7 +259,9 @@ async fn main() -> anyhow::Result<()> {
                  SELECT source, state, rows, rows_per_second FROM system.sources;\n  \
                  SELECT * FROM bars_1m WHERE symbol = 'GC' ORDER BY bucket DESC LIMIT 5;\n  \
                  SELECT * FROM user_sessions ORDER BY session_end DESC LIMIT 5;\n  \
-                 SELECT view_name, rows, open_buckets, late_rows_dropped FROM system.rollups;\n\n  \
+                 SELECT view_name, rows, open_buckets, late_rows_dropped FROM system.rollups;\n  \
+                 SELECT rule, severity, key, bucket, values FROM system.alerts ORDER BY detected_at DESC LIMIT 10;\n\n  \
+                 Alerts print below as they fire (rules: SELECT * FROM system.alert_rules).\n\n  \
                  Arrow Flight SQL (ADBC, pyarrow): grpc://{}\n  \
                  metrics: http://{}/metrics   (Ctrl-C stops; data in {})\n",
                 endpoints.pg.ip(),

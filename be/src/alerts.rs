@@ -80,6 +80,8 @@ pub struct AlertHub {
     pub sinks: RwLock<BTreeMap<String, Arc<AlertSink>>>,
     pub fired: Mutex<BTreeMap<String, u64>>,
     pub errors: Mutex<BTreeMap<String, String>>,
+    /// Table → detection time up to which its alerts' rows are sealed.
+    sealed: Mutex<HashMap<String, i64>>,
     /// Every recorded alert as one line of text (`eddy demo` prints them).
     pub tap: tokio::sync::broadcast::Sender<String>,
 }
@@ -94,6 +96,7 @@ impl Default for AlertHub {
             sinks: RwLock::new(BTreeMap::new()),
             fired: Mutex::new(BTreeMap::new()),
             errors: Mutex::new(BTreeMap::new()),
+            sealed: Mutex::new(HashMap::new()),
             tap: tokio::sync::broadcast::channel(1024).0,
         }
     }
@@ -102,6 +105,18 @@ impl Default for AlertHub {
 impl AlertHub {
     pub fn table(&self) -> Option<&Arc<Table>> {
         self.table.get()
+    }
+
+    /// Detection time of the newest alert.
+    pub fn last_detected(&self) -> i64 {
+        self.last_detected.load(Ordering::Relaxed)
+    }
+
+    /// A seal of `table` made every alert detected up to `through` final.
+    pub fn mark_sealed(&self, table: &str, through: i64) {
+        let mut s = self.sealed.lock();
+        let e = s.entry(table.to_string()).or_insert(through);
+        *e = (*e).max(through);
     }
 
     pub fn set_table(&self, t: Arc<Table>) {
@@ -342,6 +357,26 @@ impl AlertStore for HubStore {
             &progress_path(rule),
             progress,
         ))
+    }
+
+    fn sealed_through(&self, rule: &AlertDef) -> i64 {
+        let Ok(engine) = self.engine() else {
+            return i64::MIN;
+        };
+        let hub = &engine.alerts;
+        let Some(root) = hub.defs.read().get(&rule.name).map(|(_, r)| r.clone()) else {
+            return i64::MIN;
+        };
+        let Ok(t) = engine.table_handle(&root) else {
+            return i64::MIN;
+        };
+        let st = t.state.lock();
+        if st.memtable_rows() == 0 && !st.dirty() {
+            // Nothing of the table is unsealed; alerts fire under this lock.
+            return hub.last_detected();
+        }
+        let through = hub.sealed.lock().get(&root).copied().unwrap_or(i64::MIN);
+        through
     }
 
     fn delivered(&self, rule: &str, latency_secs: Option<f64>) {

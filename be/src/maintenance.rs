@@ -283,7 +283,7 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
             .alerts
             .as_ref()
             .filter(|a| !a.is_empty())
-            .and_then(|a| a.hub.table().cloned());
+            .and_then(|a| Some((a.hub.table().cloned()?, Arc::clone(&a.hub), a.hub.last_detected())));
         (
             alerts,
             st.frozen.clone(),
@@ -394,12 +394,15 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
     };
     // Once this manifest says the rows are sealed, no replay fires their alerts again:
     // those alerts must be durable first.
-    if let Some(t) = alerts {
+    if let Some((t, _, _)) = &alerts {
         if t.id != table.id {
-            Box::pin(seal(ctx, &t)).await?;
+            Box::pin(seal(ctx, t)).await?;
         }
     }
     write_json(&ctx.store, &manifest_path(table.id), &manifest).await?;
+    if let Some((_, hub, through)) = alerts {
+        hub.mark_sealed(&def.name, through);
+    }
     for path in replaced {
         let _ = ctx
             .store

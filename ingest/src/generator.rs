@@ -138,6 +138,8 @@ pub struct Generator {
     next_order_id: i64,
     open_orders: Vec<(i64, i64, i32, i64)>,
     users_session: Vec<i64>,
+    /// A user placing a rush of orders (the rapid-orders alert): (user, orders left).
+    rush: Option<(i64, u32)>,
 }
 
 impl Generator {
@@ -149,6 +151,7 @@ impl Generator {
             next_order_id: 1,
             open_orders: Vec::new(),
             users_session: vec![0; 5_000],
+            rush: None,
         }
     }
 
@@ -264,7 +267,22 @@ impl Generator {
             } else {
                 let oid = self.next_order_id;
                 self.next_order_id += 1;
-                let uid = self.rng.gen_range(1..2_000);
+                let uid = match self.rush.take() {
+                    Some((uid, left)) => {
+                        if left > 1 {
+                            self.rush = Some((uid, left - 1));
+                        }
+                        uid
+                    }
+                    None => {
+                        let uid = self.rng.gen_range(1..2_000);
+                        // Now and then a user places a rush of orders within seconds.
+                        if self.rng.gen_bool(0.002) {
+                            self.rush = Some((uid, self.rng.gen_range(6..12)));
+                        }
+                        uid
+                    }
+                };
                 let n = self.rng.gen_range(1..6);
                 // Mostly small baskets, occasionally a large one (the high-value alert).
                 let cents = if self.rng.gen_bool(0.01) {
@@ -301,6 +319,45 @@ fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
 /// The materialized views `eddy demo` keeps over the generated data: OHLC + VWAP bars per
 /// minute cascading to 5 minutes and an hour, user sessions (30-minute gap) and product
 /// popularity per 5 minutes.
+/// `order_events`: every order change as it happened, append-only (what a CDC topic of
+/// `orders` carries), which per-user rollups can count.
+pub fn order_events_table() -> TableDef {
+    let mut def = GeneratorKind::Orders.demo_table();
+    def.name = "order_events".into();
+    def.primary_key.clear();
+    def.partition_by = Some(PartitionBy::Day);
+    def.retention_secs = Some(30 * 86_400);
+    def
+}
+
+/// The demo's standard alert rules (no sink: `system.alerts` only).
+pub fn demo_alerts(created_micros: i64) -> Vec<eddy_proto::AlertDef> {
+    let rule = |name: &str, source: &str, condition: &str, severity: &str| eddy_proto::AlertDef {
+        name: name.into(),
+        source: source.into(),
+        condition: condition.into(),
+        severity: severity.into(),
+        emit: eddy_proto::Emit::OnUpdate,
+        sink: None,
+        created_micros,
+    };
+    vec![
+        rule(
+            "price_move",
+            "bars_1m",
+            "abs(close / prev(close) - 1) > 0.05",
+            "CASE WHEN abs(close / prev(close) - 1) > 0.10 THEN 'critical' ELSE 'warning' END",
+        ),
+        rule(
+            "big_order",
+            "orders",
+            "total_amount > 10000 AND status = 'created'",
+            "'high'",
+        ),
+        rule("rapid_orders", "orders_per_user_1m", "orders > 5", "'medium'"),
+    ]
+}
+
 pub fn demo_views() -> Vec<eddy_proto::RollupDef> {
     let view = |name: &str, lateness_secs: Option<u64>, sql: &str| eddy_proto::RollupDef {
         name: name.into(),
@@ -332,6 +389,14 @@ pub fn demo_views() -> Vec<eddy_proto::RollupDef> {
              first_value(open ORDER BY bucket) AS open, max(high) AS high, min(low) AS low, \
              last_value(close ORDER BY bucket) AS close, sum(volume) AS volume, \
              sum(trades) AS trades FROM bars_5m GROUP BY 1, 2",
+        ),
+        view(
+            "orders_per_user_1m",
+            Some(10),
+            "SELECT user_id, date_bin(INTERVAL '1 minute', ts) AS bucket, \
+             count(*) FILTER (WHERE status = 'created') AS orders, \
+             sum(total_amount) FILTER (WHERE status = 'created') AS amount \
+             FROM order_events GROUP BY 1, 2",
         ),
         view(
             "user_sessions",

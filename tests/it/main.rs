@@ -6,6 +6,7 @@
 mod broker;
 mod harness;
 
+mod alerts;
 mod config;
 mod durability;
 mod flight;

@@ -10,6 +10,7 @@
 
 pub mod compile;
 pub mod sink;
+pub mod tail;
 pub mod view;
 
 use std::sync::Arc;

@@ -57,6 +57,10 @@ pub trait AlertStore: Send + Sync + 'static {
     fn recorded(&self, rule: &AlertDef, since_micros: i64) -> Result<Vec<Outgoing>>;
     fn load_progress(&self, rule: &AlertDef) -> Result<Option<SinkProgress>>;
     fn save_progress(&self, rule: &AlertDef, progress: &SinkProgress) -> Result<()>;
+    /// Alerts of `rule` detected up to this time (µs) can never fire again: the rows that
+    /// fired them are sealed, so no replay reaches them. Progress is saved only that far,
+    /// so that after a restart the read-back covers every alert a replay may fire again.
+    fn sealed_through(&self, rule: &AlertDef) -> i64;
     /// Called per acknowledged alert, with its latency when known.
     fn delivered(&self, rule: &str, latency_secs: Option<f64>);
 }
@@ -115,7 +119,9 @@ impl AlertSink {
             progress: None,
             progress_dirty: false,
             saved_at: Instant::now(),
-            resent: HashSet::new(),
+            recent: HashSet::new(),
+            recent_order: VecDeque::new(),
+            checkpoints: VecDeque::new(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("alert-sink-{}", worker.rule.name))
@@ -173,6 +179,7 @@ impl ProducerContext for Ctx {
 }
 
 struct Inflight {
+    id: String,
     seq: u64,
     detected: i64,
     origin: Option<i64>,
@@ -192,9 +199,16 @@ struct Worker {
     progress: Option<SinkProgress>,
     progress_dirty: bool,
     saved_at: Instant,
-    /// Ids the last reconcile published (they may also still be queued).
-    resent: HashSet<String>,
+    /// Ids known to be on the topic (read back, or acknowledged), newest last.
+    recent: HashSet<String>,
+    recent_order: VecDeque<String>,
+    /// Progress after each acknowledged prefix, with the last alert's detection time:
+    /// what may be saved once that time is sealed.
+    checkpoints: VecDeque<(i64, SinkProgress)>,
 }
+
+/// Ids of delivered alerts remembered to skip repeats (a replay firing them again).
+const RECENT_MAX: usize = 200_000;
 
 fn kafka_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorCode::StorageIo, format!("alert sink {what}: {e}"))
@@ -287,12 +301,23 @@ impl Worker {
                 // The table has this one too; the reconcile about to run publishes it.
                 continue;
             }
-            if self.resent.contains(&m.id) {
+            if self.recent.contains(&m.id) {
                 continue;
             }
             self.send(m)?;
         }
         self.take_acks()
+    }
+
+    fn remember(&mut self, id: String) {
+        if self.recent.insert(id.clone()) {
+            self.recent_order.push_back(id);
+            while self.recent_order.len() > RECENT_MAX {
+                if let Some(old) = self.recent_order.pop_front() {
+                    self.recent.remove(&old);
+                }
+            }
+        }
     }
 
     fn send(&mut self, m: Outgoing) -> Result<()> {
@@ -323,6 +348,7 @@ impl Worker {
             }
         }
         self.inflight.push_back(Inflight {
+            id: m.id,
             seq,
             detected: m.detected_micros,
             origin: m.origin_micros,
@@ -358,6 +384,7 @@ impl Worker {
             }
         }
         let now = chrono::Utc::now().timestamp_micros();
+        let mut advanced = None;
         while self.inflight.front().is_some_and(|f| f.acked.is_some()) {
             let f = self.inflight.pop_front().expect("checked");
             let (part, off) = f.acked.expect("checked");
@@ -370,6 +397,11 @@ impl Worker {
             self.shared.delivered.fetch_add(1, Ordering::Relaxed);
             let latency = f.origin.map(|o| (now - o).max(0) as f64 / 1e6);
             self.store.delivered(&self.rule.name, latency);
+            advanced = Some(f.detected);
+            self.remember(f.id);
+        }
+        if let (Some(d), Some(p)) = (advanced, &self.progress) {
+            self.checkpoints.push_back((d, p.clone()));
         }
         match failure {
             Some(e) => Err(kafka_err("delivery", e)),
@@ -377,17 +409,25 @@ impl Worker {
         }
     }
 
+    /// Saves the newest checkpoint whose alerts can no longer fire again.
     fn save_progress(&mut self, now: bool) {
         if !self.progress_dirty || (!now && self.saved_at.elapsed() < Duration::from_millis(500)) {
             return;
         }
-        if let Some(p) = &self.progress {
-            match self.store.save_progress(&self.rule, p) {
-                Ok(()) => {
-                    self.progress_dirty = false;
-                    self.saved_at = Instant::now();
-                }
-                Err(e) => tracing::warn!(rule = %self.rule.name, error = %e, "saving alert sink progress failed"),
+        let sealed = self.store.sealed_through(&self.rule);
+        let mut best = None;
+        while self.checkpoints.front().is_some_and(|(d, _)| *d <= sealed) {
+            best = self.checkpoints.pop_front().map(|(_, p)| p);
+        }
+        self.progress_dirty = !self.checkpoints.is_empty();
+        let Some(p) = best else {
+            return;
+        };
+        match self.store.save_progress(&self.rule, &p) {
+            Ok(()) => self.saved_at = Instant::now(),
+            Err(e) => {
+                self.progress_dirty = true;
+                tracing::warn!(rule = %self.rule.name, error = %e, "saving alert sink progress failed");
             }
         }
     }
@@ -408,7 +448,6 @@ impl Worker {
         while self.rx.try_recv().is_ok() {
             self.shared.in_queue.fetch_sub(1, Ordering::Relaxed);
         }
-        self.resent.clear();
 
         let mut consumer_cfg = self.config();
         consumer_cfg
@@ -472,6 +511,9 @@ impl Worker {
             }
         }
         let delivered = self.read_back(&consumer, &ranges)?;
+        for id in &delivered {
+            self.remember(id.clone());
+        }
         let pending: Vec<Outgoing> = self
             .store
             .recorded(&self.rule, progress.since_micros)?
@@ -496,7 +538,7 @@ impl Worker {
         self.producer = Some(producer);
         let n = pending.len();
         for m in pending {
-            self.resent.insert(m.id.clone());
+            self.remember(m.id.clone());
             self.send(m)?;
             self.shared.backlog.fetch_sub(1, Ordering::Relaxed);
         }
