@@ -16,43 +16,38 @@ use rdkafka::TopicPartitionList;
 use crate::broker::{produce, Broker};
 use crate::harness::{eventually, rows, scalar, sqlstate, tempdir, Server};
 
-/// Every message on `topic` (all partitions, from the start), read `read_committed`.
+/// Every message on `topic` (all partitions, from the start, to the end), read
+/// `read_committed`.
 fn read_topic(b: &Broker, topic: &str) -> Vec<serde_json::Value> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &b.addr)
         .set("group.id", "alerts-test-reader")
         .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "5")
         .create()
         .unwrap();
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
+    let mut open = BTreeSet::new();
     for p in md.topics()[0].partitions() {
-        let (lo, hi) = c
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+        tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
             .unwrap();
-        if hi > lo {
-            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(lo))
-                .unwrap();
-            ends.insert(p.id(), hi);
-        }
+        open.insert(p.id());
     }
     let mut out = Vec::new();
-    if ends.is_empty() {
-        return out;
-    }
     c.assign(&tpl).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !ends.is_empty() {
+    while !open.is_empty() {
         assert!(std::time::Instant::now() < deadline, "reading {topic} back timed out");
-        if let Some(m) = c.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
-            out.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
-            if ends.get(&m.partition()).is_some_and(|e| m.offset() + 1 >= *e) {
-                ends.remove(&m.partition());
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(serde_json::from_slice(m.payload().unwrap()).unwrap()),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
             }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
         }
     }
     out
@@ -173,7 +168,7 @@ async fn price_alerts_from_a_kafka_stream_are_exact_and_once_across_kill9() {
                     .map(|(i, t)| (0, format!("k{}", n * 400 + i), Some(t.clone())))
                     .collect();
                 produce(&p, "ticks", &recs).await;
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
         })
     };
@@ -271,7 +266,13 @@ async fn a_sink_outage_queues_alerts_and_delivers_each_once_when_the_broker_retu
     for (id, amount) in [(1, "50.00"), (2, "12000.50"), (3, "9999.99"), (4, "20000")] {
         rows(&c, &order(id, amount)).await;
     }
-    assert!(eventually(30, || async { read_topic(&b, "order-alerts").len() == 2 }).await);
+    let first = eventually(30, || async { read_topic(&b, "order-alerts").len() == 2 }).await;
+    assert!(
+        first,
+        "{:?} {}",
+        rows(&c, "SELECT fired, delivered, queued, last_error FROM system.alert_rules").await,
+        std::fs::read_to_string(s.dir.join("eddy.log")).unwrap_or_default()
+    );
 
     // The broker goes away: writes go on, alerts queue and /metrics counts them.
     b.stop();

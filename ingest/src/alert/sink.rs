@@ -12,7 +12,7 @@
 //! The producer is idempotent, so its own retries never duplicate. Transactions are not
 //! needed (and the test broker has none).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -448,12 +448,27 @@ impl Worker {
         while self.rx.try_recv().is_ok() {
             self.shared.in_queue.fetch_sub(1, Ordering::Relaxed);
         }
+        // Where to read back from. Broker-reported end offsets are not relied on (some
+        // Kafka-compatible brokers report them loosely): each partition is read from the
+        // progress offset, or its start, until the broker says it is at the end.
+        let progress = match self.progress.clone() {
+            Some(p) => p,
+            None => self.store.load_progress(&self.rule)?.unwrap_or(SinkProgress {
+                offsets: BTreeMap::new(),
+                since_micros: self.rule.created_micros,
+            }),
+        };
+        let candidates = self.store.recorded(&self.rule, progress.since_micros)?;
+        self.shared
+            .backlog
+            .store(candidates.len() as u64, Ordering::Relaxed);
 
         let mut consumer_cfg = self.config();
         consumer_cfg
             .set("group.id", format!("eddy-alert-readback-{}", self.rule.name))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("fetch.wait.max.ms", "5");
         let consumer: BaseConsumer = consumer_cfg
@@ -475,48 +490,23 @@ impl Worker {
                 format!("topic \"{}\" does not exist on {}", self.sink.topic, self.sink.brokers),
             ));
         }
-        let mut marks = BTreeMap::new();
-        for p in &partitions {
-            let w = consumer
-                .fetch_watermarks(&self.sink.topic, *p, timeout)
-                .map_err(|e| kafka_err("watermarks", e))?;
-            marks.insert(*p, w);
-        }
-        let progress = match self.progress.clone() {
-            Some(p) => p,
-            None => match self.store.load_progress(&self.rule)? {
-                Some(p) => p,
-                None => {
-                    // Nothing of this rule was ever published: start at the topic's end,
-                    // and make that durable before publishing anything.
-                    let p = SinkProgress {
-                        offsets: marks.iter().map(|(p, (_, high))| (*p, *high)).collect(),
-                        since_micros: self.rule.created_micros,
-                    };
-                    self.store.save_progress(&self.rule, &p)?;
-                    p
-                }
-            },
-        };
-        let mut ranges = Vec::new();
-        for (p, (low, high)) in &marks {
-            // A partition the progress does not know, or a topic created again since
-            // (offsets past its end), is read from its start.
-            let from = match progress.offsets.get(p) {
-                Some(o) if *o <= *high => (*o).max(*low),
-                _ => *low,
-            };
-            if from < *high {
-                ranges.push((*p, from, *high));
-            }
-        }
+        let ranges: Vec<(i32, Offset)> = partitions
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    progress
+                        .offsets
+                        .get(p)
+                        .map_or(Offset::Beginning, |o| Offset::Offset(*o)),
+                )
+            })
+            .collect();
         let delivered = self.read_back(&consumer, &ranges)?;
         for id in &delivered {
             self.remember(id.clone());
         }
-        let pending: Vec<Outgoing> = self
-            .store
-            .recorded(&self.rule, progress.since_micros)?
+        let pending: Vec<Outgoing> = candidates
             .into_iter()
             .filter(|m| !delivered.contains(&m.id))
             .collect();
@@ -560,23 +550,20 @@ impl Worker {
         Ok(())
     }
 
-    /// Ids of this rule's alerts in `ranges` (partition, from, to) of the topic.
-    fn read_back(
-        &self,
-        consumer: &BaseConsumer,
-        ranges: &[(i32, i64, i64)],
-    ) -> Result<HashSet<String>> {
+    /// Ids of this rule's alerts in the topic, each partition read from its offset to its
+    /// end.
+    fn read_back(&self, consumer: &BaseConsumer, ranges: &[(i32, Offset)]) -> Result<HashSet<String>> {
         let mut ids = HashSet::new();
         if ranges.is_empty() {
             return Ok(ids);
         }
         let mut tpl = TopicPartitionList::new();
-        for (p, from, _) in ranges {
-            tpl.add_partition_offset(&self.sink.topic, *p, Offset::Offset(*from))
+        for (p, from) in ranges {
+            tpl.add_partition_offset(&self.sink.topic, *p, *from)
                 .map_err(|e| kafka_err("assign", e))?;
         }
         consumer.assign(&tpl).map_err(|e| kafka_err("assign", e))?;
-        let mut remaining: BTreeMap<i32, i64> = ranges.iter().map(|(p, _, to)| (*p, *to)).collect();
+        let mut remaining: BTreeSet<i32> = ranges.iter().map(|(p, _)| *p).collect();
         let deadline = Instant::now() + Duration::from_secs(60);
         while !remaining.is_empty() {
             if Instant::now() > deadline || self.stopping() {
@@ -588,9 +575,6 @@ impl Worker {
                         if h.rule == self.rule.name {
                             ids.insert(h.alert_id);
                         }
-                    }
-                    if remaining.get(&m.partition()).is_some_and(|to| m.offset() + 1 >= *to) {
-                        remaining.remove(&m.partition());
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
