@@ -414,6 +414,7 @@ impl Worker {
         if !self.progress_dirty || (!now && self.saved_at.elapsed() < Duration::from_millis(500)) {
             return;
         }
+        self.saved_at = Instant::now();
         let sealed = self.store.sealed_through(&self.rule);
         let mut best = None;
         while self.checkpoints.front().is_some_and(|(d, _)| *d <= sealed) {
@@ -424,7 +425,7 @@ impl Worker {
             return;
         };
         match self.store.save_progress(&self.rule, &p) {
-            Ok(()) => self.saved_at = Instant::now(),
+            Ok(()) => {}
             Err(e) => {
                 self.progress_dirty = true;
                 tracing::warn!(rule = %self.rule.name, error = %e, "saving alert sink progress failed");
