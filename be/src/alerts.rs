@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use arrow::record_batch::RecordBatch;
 use eddy_ingest::alert::sink::{AlertSink, AlertStore, Outgoing, SinkProgress};
 use eddy_ingest::alert::view::ViewWatch;
-use eddy_ingest::alert::{alerts_batch, firings_of, message_json, rfc3339, Firing, RowRule};
+use eddy_ingest::alert::{alerts_batch, firings_of, message_json, Firing, RowRule};
 use eddy_proto::{AlertDef, Error, ErrorCode, Result, ScanSnapshot};
 use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
@@ -82,8 +82,6 @@ pub struct AlertHub {
     pub errors: Mutex<BTreeMap<String, String>>,
     /// Table → detection time up to which its alerts' rows are sealed.
     sealed: Mutex<HashMap<String, i64>>,
-    /// Every recorded alert as one line of text (`eddy demo` prints them).
-    pub tap: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Default for AlertHub {
@@ -97,7 +95,6 @@ impl Default for AlertHub {
             fired: Mutex::new(BTreeMap::new()),
             errors: Mutex::new(BTreeMap::new()),
             sealed: Mutex::new(HashMap::new()),
-            tap: tokio::sync::broadcast::channel(1024).0,
         }
     }
 }
@@ -183,19 +180,6 @@ impl AlertHub {
                     origin_micros: Some(origin_micros),
                 });
             }
-            let when = f
-                .bucket_micros
-                .map(|b| format!("bucket {}", rfc3339(b)))
-                .or_else(|| f.event_micros.map(|t| format!("at {}", rfc3339(t))))
-                .unwrap_or_default();
-            let _ = self.tap.send(format!(
-                "[{}] {} {} {} {}",
-                f.severity.as_deref().unwrap_or("-"),
-                f.rule,
-                f.key,
-                when,
-                f.values
-            ));
         }
     }
 }

@@ -39,7 +39,8 @@ def test_list_tables(eddy):
     assert {r[0] for r in rows(out)} == {"public"}, out
     assert {r[1] for r in rows(out)} == {"orders", "trades"}, out
     out = psql(eddy, "-c", r"\dt system.*")
-    assert {r[1] for r in rows(out)} == {"tables", "segments", "sources", "rejected", "rollups"}, out
+    assert {r[1] for r in rows(out)} == {"tables", "segments", "sources", "rejected", "rollups",
+                                         "alerts", "alert_rules"}, out
     out = psql(eddy, "-c", r"\dtS")
     assert "pg_am " in out and "trades" in out
 

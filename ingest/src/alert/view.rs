@@ -214,6 +214,7 @@ impl ViewWatch {
         let closing: Vec<usize> = (0..output.num_rows())
             .filter(|&i| live(i) && end(i).is_some_and(|e| e <= close_before))
             .collect();
+        let any_closed = (0..output.num_rows()).any(|i| end(i).is_some_and(|e| e <= close_before));
         touched.retain(|&i| live(i));
         if touched.is_empty() && closing.is_empty() {
             return Ok(());
@@ -234,8 +235,12 @@ impl ViewWatch {
             self.remember(&closed)?;
         }
         if close_before > self.closed_through {
-            let open = self.open.as_mut().expect("checked");
-            open.retain_buckets_ending_after(close_before)?;
+            // Drop closed buckets (including stale ones late rows re-created) only when
+            // there are some: it rebuilds the open state.
+            if any_closed {
+                let open = self.open.as_mut().expect("checked");
+                open.retain_buckets_ending_after(close_before)?;
+            }
             self.closed_through = close_before;
         }
         Ok(())
