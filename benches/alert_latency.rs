@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,28 +29,14 @@ use rdkafka::Message;
 mod broker;
 use broker::Broker;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{arg, Proc};
+
 const SYMBOLS: u64 = 100;
 const PARTITIONS: i32 = 4;
 /// Event time runs at one minute per wall second, so 1-minute bars close every second.
 const EVENT_SPEEDUP: i64 = 60;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.replace('_', "").parse().expect("a number"))
-        .unwrap_or(default)
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Ticks of `SYMBOLS` symbols whose prices wobble, with planted jumps.
 struct Ticks {
@@ -166,7 +152,11 @@ fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
         .filter_map(|l| {
             let rest = l.strip_prefix(&format!("{name}_bucket{{le=\""))?;
             let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
             Some((le, count.trim().parse().ok()?))
         })
         .collect();
@@ -206,15 +196,26 @@ async fn setup(c: &tokio_postgres::Client, name: &str, addr: &str, rule: bool) {
 }
 
 /// Starts a source on `topic` into `table` and times it until every row is applied.
-async fn ingest(c: &tokio_postgres::Client, addr: &str, topic: &str, table: &str, rows: u64) -> f64 {
+async fn ingest(
+    c: &tokio_postgres::Client,
+    addr: &str,
+    topic: &str,
+    table: &str,
+    rows: u64,
+) -> f64 {
     let start = Instant::now();
     run(c, &format!("CREATE SOURCE {table}_in FROM KAFKA (brokers = '{addr}', topic = '{topic}', start_offset = 'earliest') INTO {table}")).await;
     let mut last = Instant::now();
     loop {
-        let n: u64 = scalar(c, &format!("SELECT coalesce(sum(rows), 0) FROM system.sources WHERE source = '{table}_in'"))
-            .await
-            .parse()
-            .unwrap_or(0);
+        let n: u64 = scalar(
+            c,
+            &format!(
+                "SELECT coalesce(sum(rows), 0) FROM system.sources WHERE source = '{table}_in'"
+            ),
+        )
+        .await
+        .parse()
+        .unwrap_or(0);
         if n >= rows {
             break;
         }
@@ -269,12 +270,19 @@ async fn main() {
         eprintln!("throughput with the price rule ({round})...");
         ruled = ruled.max(ingest(&c, &addr, "ticks", &r, rows).await);
     }
-    let fired = scalar(&c, "SELECT fired FROM system.alert_rules WHERE rule = 'ruled_a_move'").await;
-
+    let fired = scalar(
+        &c,
+        "SELECT fired FROM system.alert_rules WHERE rule = 'ruled_a_move'",
+    )
+    .await;
 
     eprintln!("latency at 50k ticks/s for {seconds} s, a jump every 200 ms...");
     setup(&c, "live", &addr, true).await;
-    run(&c, &format!("CREATE SOURCE live_in FROM KAFKA (brokers = '{addr}', topic = 'live') INTO live")).await;
+    run(
+        &c,
+        &format!("CREATE SOURCE live_in FROM KAFKA (brokers = '{addr}', topic = 'live') INTO live"),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     // (symbol, bucket start ms) of each jump -> when it was produced.
     let jumps: Arc<Mutex<HashMap<(String, i64), Instant>>> = Arc::default();
@@ -290,7 +298,8 @@ async fn main() {
                 .create()
                 .unwrap();
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset("live-alerts", 0, Offset::Beginning).unwrap();
+            tpl.add_partition_offset("live-alerts", 0, Offset::Beginning)
+                .unwrap();
             c.assign(&tpl).unwrap();
             let mut lat = Vec::new();
             let mut unmatched = 0;
@@ -301,13 +310,17 @@ async fn main() {
                     Some(Ok(m)) => {
                         let got = Instant::now();
                         quiet_since = got;
-                        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                        let v: serde_json::Value =
+                            serde_json::from_slice(m.payload().unwrap()).unwrap();
                         let sym = v["key"]["symbol"].as_str().unwrap().to_string();
-                        let bucket = chrono::DateTime::parse_from_rfc3339(v["bucket"].as_str().unwrap())
-                            .unwrap()
-                            .timestamp_millis();
+                        let bucket =
+                            chrono::DateTime::parse_from_rfc3339(v["bucket"].as_str().unwrap())
+                                .unwrap()
+                                .timestamp_millis();
                         match jumps.lock().unwrap().get(&(sym, bucket)) {
-                            Some(sent) => lat.push(got.duration_since(*sent).as_secs_f64() * 1000.0),
+                            Some(sent) => {
+                                lat.push(got.duration_since(*sent).as_secs_f64() * 1000.0)
+                            }
                             None => unmatched += 1,
                         }
                     }
@@ -346,10 +359,19 @@ async fn main() {
                     let (k, v) = ticks.tick(seq, event_ms, jump);
                     if jump {
                         let bucket = event_ms - event_ms.rem_euclid(60_000);
-                        jumps.lock().unwrap().insert((k.clone(), bucket), Instant::now());
+                        jumps
+                            .lock()
+                            .unwrap()
+                            .insert((k.clone(), bucket), Instant::now());
                         planted += 1;
                     }
-                    send(&p, "live", &k, &v, ((seq % SYMBOLS) % PARTITIONS as u64) as i32);
+                    send(
+                        &p,
+                        "live",
+                        &k,
+                        &v,
+                        ((seq % SYMBOLS) % PARTITIONS as u64) as i32,
+                    );
                 }
             }
             p.flush(Duration::from_secs(30)).unwrap();
@@ -370,15 +392,24 @@ async fn main() {
     println!();
     println!("Alert rules in the ingest path: {rows} ticks, {SYMBOLS} symbols, {PARTITIONS} partitions, tansu");
     println!("{:<44} {:>12} {:>8}", "", "ticks/s", "ratio");
-    println!("{:<44} {:>12.0} {:>8}", "Kafka -> ticks + bars_1m", plain, "1.00x");
+    println!(
+        "{:<44} {:>12.0} {:>8}",
+        "Kafka -> ticks + bars_1m", plain, "1.00x"
+    );
     println!(
         "{:<44} {:>12.0} {:>7.2}x",
-        "  + price-move rule with Kafka sink", ruled, ruled / plain
+        "  + price-move rule with Kafka sink",
+        ruled,
+        ruled / plain
     );
     println!("  alerts fired on the preloaded ticks: {fired}");
     println!(
         "target: with rules >= 0.90 of without: {}",
-        if ruled / plain >= 0.9 { "met" } else { "NOT met" }
+        if ruled / plain >= 0.9 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     if lat.is_empty() {
         println!("latency: no alert consumed ({planted} jumps planted, {unmatched} unmatched)");

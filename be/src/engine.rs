@@ -20,10 +20,9 @@ use eddy_ingest::decode::{decode_csv, decode_ndjson};
 use eddy_ingest::source::{self as sources, RunningSource};
 use eddy_ingest::validate::conform_batch;
 use eddy_proto::{
-    AlertDef, AlertRuleInfo,
-    rejected_table_def, BeService, ColumnDef, Error, ErrorCode, Result, RollupDef, RollupInfo,
-    ScanRequest, ScanSnapshot, SegmentInfo, SourceDef, SourceStatus, TableDef, TableInfo,
-    WriteFormat,
+    rejected_table_def, AlertDef, AlertRuleInfo, BeService, ColumnDef, Error, ErrorCode, Result,
+    RollupDef, RollupInfo, ScanRequest, ScanSnapshot, SegmentInfo, SourceDef, SourceStatus,
+    TableDef, TableInfo, WriteFormat,
 };
 use futures::StreamExt;
 use object_store::path::Path;

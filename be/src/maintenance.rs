@@ -279,11 +279,13 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
         // The views' states as of exactly the rows being frozen (see crate::rollups).
         let snapshots = crate::rollups::take_snapshots(&mut st, table.id, ctx.next_id());
         // Alerts fired by the rows being frozen are in system.alerts' memtable by now.
-        let alerts = st
-            .alerts
-            .as_ref()
-            .filter(|a| !a.is_empty())
-            .and_then(|a| Some((a.hub.table().cloned()?, Arc::clone(&a.hub), a.hub.last_detected())));
+        let alerts = st.alerts.as_ref().filter(|a| !a.is_empty()).and_then(|a| {
+            Some((
+                a.hub.table().cloned()?,
+                Arc::clone(&a.hub),
+                a.hub.last_detected(),
+            ))
+        });
         (
             alerts,
             st.frozen.clone(),

@@ -12,7 +12,12 @@ use eddy_proto::{AlertDef, AlertRuleInfo, BeService, Emit};
 pub fn alert_rules_batch(be: &Arc<dyn BeService>) -> Result<RecordBatch> {
     let mut rules = be.alert_rules();
     rules.retain(|r| r.def.is_some());
-    rules.sort_by(|a, b| a.def.as_ref().map(|d| &d.name).cmp(&b.def.as_ref().map(|d| &d.name)));
+    rules.sort_by(|a, b| {
+        a.def
+            .as_ref()
+            .map(|d| &d.name)
+            .cmp(&b.def.as_ref().map(|d| &d.name))
+    });
     let schema = Arc::new(Schema::new(vec![
         Field::new("rule", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),

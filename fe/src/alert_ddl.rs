@@ -56,13 +56,7 @@ fn relation(c: &mut Cursor<'_>) -> Result<String> {
 
 pub fn create_alert(t: &[&Token]) -> Result<EddyStatement> {
     let mut c = Cursor { t, i: 0 };
-    let if_not_exists = if c.keyword("IF") {
-        c.expect_keyword("NOT")?;
-        c.expect_keyword("EXISTS")?;
-        true
-    } else {
-        false
-    };
+    let if_not_exists = c.if_not_exists()?;
     let name = c.ident("an alert name")?;
     c.expect_keyword("ON")?;
     let source = relation(&mut c)?;
@@ -101,11 +95,9 @@ pub fn create_alert(t: &[&Token]) -> Result<EddyStatement> {
                     Some(p) => {
                         properties.insert(p.to_string(), v);
                     }
-                    None => {
-                        return Err(syntax(format!(
-                            "unknown SINK KAFKA option \"{k}\" (known: brokers, topic, properties.*)"
-                        )))
-                    }
+                    None => return Err(syntax(format!(
+                        "unknown SINK KAFKA option \"{k}\" (known: brokers, topic, properties.*)"
+                    ))),
                 }
             }
             sink = Some(KafkaSinkDef {
@@ -136,12 +128,7 @@ pub fn create_alert(t: &[&Token]) -> Result<EddyStatement> {
 
 pub fn drop_alert(t: &[&Token]) -> Result<EddyStatement> {
     let mut c = Cursor { t, i: 0 };
-    let if_exists = if c.keyword("IF") {
-        c.expect_keyword("EXISTS")?;
-        true
-    } else {
-        false
-    };
+    let if_exists = c.if_exists()?;
     let name = c.ident("an alert name")?;
     c.end()?;
     Ok(EddyStatement::DropAlert { name, if_exists })
@@ -174,7 +161,10 @@ mod tests {
         assert!(d.severity.ends_with("END"), "{}", d.severity);
         assert_eq!(d.emit, Emit::OnUpdate);
         let s = d.sink.unwrap();
-        assert_eq!((s.brokers.as_str(), s.topic.as_str()), ("127.0.0.1:9092", "price-alerts"));
+        assert_eq!(
+            (s.brokers.as_str(), s.topic.as_str()),
+            ("127.0.0.1:9092", "price-alerts")
+        );
 
         let d = create("CREATE ALERT volume_spike ON bars_1m WHEN zscore(volume, 20) > 4 SEVERITY 'info' EMIT ON CLOSE");
         assert_eq!(d.emit, Emit::OnClose);

@@ -136,6 +136,25 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// An optional `IF NOT EXISTS`.
+    pub(crate) fn if_not_exists(&mut self) -> Result<bool> {
+        if !self.keyword("IF") {
+            return Ok(false);
+        }
+        self.expect_keyword("NOT")?;
+        self.expect_keyword("EXISTS")?;
+        Ok(true)
+    }
+
+    /// An optional `IF EXISTS`.
+    pub(crate) fn if_exists(&mut self) -> Result<bool> {
+        if !self.keyword("IF") {
+            return Ok(false);
+        }
+        self.expect_keyword("EXISTS")?;
+        Ok(true)
+    }
+
     pub(crate) fn found(&self) -> String {
         self.peek()
             .map(|t| format!("\"{t}\""))
@@ -212,13 +231,7 @@ pub(crate) fn options(c: &mut Cursor<'_>) -> Result<BTreeMap<String, String>> {
 
 fn create_source(t: &[&Token]) -> Result<EddyStatement> {
     let mut c = Cursor { t, i: 0 };
-    let if_not_exists = if c.keyword("IF") {
-        c.expect_keyword("NOT")?;
-        c.expect_keyword("EXISTS")?;
-        true
-    } else {
-        false
-    };
+    let if_not_exists = c.if_not_exists()?;
     let name = c.ident("a source name")?;
     c.expect_keyword("FROM")?;
     let connector = c.ident("KAFKA or GENERATOR")?;
@@ -240,12 +253,7 @@ fn create_source(t: &[&Token]) -> Result<EddyStatement> {
 
 fn drop_source(t: &[&Token]) -> Result<EddyStatement> {
     let mut c = Cursor { t, i: 0 };
-    let if_exists = if c.keyword("IF") {
-        c.expect_keyword("EXISTS")?;
-        true
-    } else {
-        false
-    };
+    let if_exists = c.if_exists()?;
     let name = c.ident("a source name")?;
     c.end()?;
     Ok(EddyStatement::DropSource { name, if_exists })

@@ -354,7 +354,12 @@ pub fn demo_alerts(created_micros: i64) -> Vec<eddy_proto::AlertDef> {
             "total_amount > 10000 AND status = 'created'",
             "'high'",
         ),
-        rule("rapid_orders", "orders_per_user_1m", "orders > 5", "'medium'"),
+        rule(
+            "rapid_orders",
+            "orders_per_user_1m",
+            "orders > 5",
+            "'medium'",
+        ),
     ]
 }
 

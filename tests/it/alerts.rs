@@ -28,7 +28,9 @@ fn read_topic(b: &Broker, topic: &str) -> Vec<serde_json::Value> {
         .set("fetch.wait.max.ms", "5")
         .create()
         .unwrap();
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     let mut open = BTreeSet::new();
     for p in md.topics()[0].partitions() {
@@ -40,7 +42,10 @@ fn read_topic(b: &Broker, topic: &str) -> Vec<serde_json::Value> {
     c.assign(&tpl).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !open.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "reading {topic} back timed out");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} back timed out"
+        );
         match c.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => out.push(serde_json::from_slice(m.payload().unwrap()).unwrap()),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
@@ -111,7 +116,12 @@ fn expected_alerts(jumps: &BTreeMap<(i64, i64), f64>) -> BTreeSet<(String, Strin
             (
                 format!("S{s}"),
                 format!("2026-01-01T00:{m:02}:00.000000Z"),
-                if pct.abs() > 10.0 { "critical" } else { "warning" }.to_string(),
+                if pct.abs() > 10.0 {
+                    "critical"
+                } else {
+                    "warning"
+                }
+                .to_string(),
             )
         })
         .collect()
@@ -183,17 +193,30 @@ async fn price_alerts_from_a_kafka_stream_are_exact_and_once_across_kill9() {
         scalar(&c, "SELECT count(*) FROM ticks").await == total.to_string()
     })
     .await;
-    assert!(caught_up, "ticks: {}", scalar(&c, "SELECT count(*) FROM ticks").await);
+    assert!(
+        caught_up,
+        "ticks: {}",
+        scalar(&c, "SELECT count(*) FROM ticks").await
+    );
     let want = expected_alerts(&jumps);
     let delivered = eventually(60, || async {
-        scalar(&c, "SELECT queued FROM system.alert_rules WHERE rule = 'price_move'").await == "0"
+        scalar(
+            &c,
+            "SELECT queued FROM system.alert_rules WHERE rule = 'price_move'",
+        )
+        .await
+            == "0"
             && read_topic(&b, "price-alerts").len() >= want.len()
     })
     .await;
     assert!(
         delivered,
         "{:?}",
-        rows(&c, "SELECT fired, delivered, queued, last_error FROM system.alert_rules").await
+        rows(
+            &c,
+            "SELECT fired, delivered, queued, last_error FROM system.alert_rules"
+        )
+        .await
     );
     // One more kill -9 once everything is delivered: the replay must not publish again.
     drop(c);
@@ -203,9 +226,16 @@ async fn price_alerts_from_a_kafka_stream_are_exact_and_once_across_kill9() {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let msgs = read_topic(&b, "price-alerts");
-    let ids: Vec<&str> = msgs.iter().map(|m| m["alert_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = msgs
+        .iter()
+        .map(|m| m["alert_id"].as_str().unwrap())
+        .collect();
     let unique: BTreeSet<&str> = ids.iter().copied().collect();
-    assert_eq!(ids.len(), unique.len(), "an alert was published twice: {msgs:#?}");
+    assert_eq!(
+        ids.len(),
+        unique.len(),
+        "an alert was published twice: {msgs:#?}"
+    );
     let got: BTreeSet<(String, String, String)> = msgs
         .iter()
         .map(|m| {
@@ -219,9 +249,16 @@ async fn price_alerts_from_a_kafka_stream_are_exact_and_once_across_kill9() {
             )
         })
         .collect();
-    assert_eq!(got, want, "alerts on the topic differ from the planted jumps");
     assert_eq!(
-        scalar(&c, "SELECT count(*) || ',' || count(DISTINCT alert_id) FROM system.alerts").await,
+        got, want,
+        "alerts on the topic differ from the planted jumps"
+    );
+    assert_eq!(
+        scalar(
+            &c,
+            "SELECT count(*) || ',' || count(DISTINCT alert_id) FROM system.alerts"
+        )
+        .await,
         format!("{0},{0}", want.len())
     );
 }
@@ -270,7 +307,11 @@ async fn a_sink_outage_queues_alerts_and_delivers_each_once_when_the_broker_retu
     assert!(
         first,
         "{:?} {}",
-        rows(&c, "SELECT fired, delivered, queued, last_error FROM system.alert_rules").await,
+        rows(
+            &c,
+            "SELECT fired, delivered, queued, last_error FROM system.alert_rules"
+        )
+        .await,
         std::fs::read_to_string(s.dir.join("eddy.log")).unwrap_or_default()
     );
 
@@ -286,9 +327,14 @@ async fn a_sink_outage_queues_alerts_and_delivers_each_once_when_the_broker_retu
     })
     .await;
     assert!(queued, "{}", fetch_metrics(&s).await);
-    assert!(fetch_metrics(&s).await.contains("eddy_alert_sink_queue_max 100000"));
+    assert!(fetch_metrics(&s)
+        .await
+        .contains("eddy_alert_sink_queue_max 100000"));
     assert_eq!(scalar(&c, "SELECT count(*) FROM orders").await, "8");
-    assert_eq!(scalar(&c, "SELECT fired FROM system.alert_rules").await, "5");
+    assert_eq!(
+        scalar(&c, "SELECT fired FROM system.alert_rules").await,
+        "5"
+    );
 
     // kill -9 while they wait; the broker comes back after the restart.
     drop(c);
@@ -300,7 +346,11 @@ async fn a_sink_outage_queues_alerts_and_delivers_each_once_when_the_broker_retu
     assert!(
         all,
         "{:?}",
-        rows(&c, "SELECT fired, delivered, queued, last_error FROM system.alert_rules").await
+        rows(
+            &c,
+            "SELECT fired, delivered, queued, last_error FROM system.alert_rules"
+        )
+        .await
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let msgs = read_topic(&b, "order-alerts");
@@ -315,15 +365,24 @@ async fn a_sink_outage_queues_alerts_and_delivers_each_once_when_the_broker_retu
     assert_eq!(m["severity"], "high");
     assert_eq!(m["source"], "orders");
     assert_eq!(m["event_time"], "2026-01-01T00:00:07.000000Z");
-    assert!(m["values"]["total_amount"].as_str().is_some() || m["values"]["total_amount"].is_number());
+    assert!(
+        m["values"]["total_amount"].as_str().is_some() || m["values"]["total_amount"].is_number()
+    );
     assert_eq!(m["alert_id"].as_str().unwrap().len(), 32);
     assert!(m.get("bucket").is_none());
     assert_eq!(
-        scalar(&c, "SELECT count(*) FROM system.alerts WHERE rule = 'big_order'").await,
+        scalar(
+            &c,
+            "SELECT count(*) FROM system.alerts WHERE rule = 'big_order'"
+        )
+        .await,
         "5"
     );
     let latency = fetch_metrics(&s).await;
-    assert!(latency.contains("eddy_alert_latency_seconds_count"), "{latency}");
+    assert!(
+        latency.contains("eddy_alert_latency_seconds_count"),
+        "{latency}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -348,7 +407,11 @@ async fn view_rules_close_buckets_read_history_and_ddl_errors_name_the_problem()
         "CREATE ALERT spike ON per_min WHEN zscore(total, 3) > 2 SEVERITY 'info' EMIT ON CLOSE",
     )
     .await;
-    rows(&c, "CREATE ALERT busy ON per_min WHEN n > 3 SEVERITY 'medium'").await;
+    rows(
+        &c,
+        "CREATE ALERT busy ON per_min WHEN n > 3 SEVERITY 'medium'",
+    )
+    .await;
     let insert = |k: &str, minute: i64, v: f64| {
         format!("INSERT INTO m VALUES ('{k}', {v}, TIMESTAMP '2026-01-01 00:00:00' + INTERVAL '{} seconds')", minute * 60 + 5)
     };
@@ -358,7 +421,11 @@ async fn view_rules_close_buckets_read_history_and_ddl_errors_name_the_problem()
     }
     // Minute 4 is still open: EMIT ON CLOSE has not fired.
     assert_eq!(
-        scalar(&c, "SELECT count(*) FROM system.alerts WHERE rule = 'spike'").await,
+        scalar(
+            &c,
+            "SELECT count(*) FROM system.alerts WHERE rule = 'spike'"
+        )
+        .await,
         "0"
     );
     rows(&c, &insert("a", 5, 10.0)).await; // closes minute 4
@@ -369,8 +436,20 @@ async fn view_rules_close_buckets_read_history_and_ddl_errors_name_the_problem()
     .await;
     assert_eq!(fired.len(), 1, "{fired:?}");
     assert_eq!(fired[0][0].as_deref(), Some("{\"k\":\"a\"}"));
-    assert!(fired[0][1].as_deref().unwrap().starts_with("2026-01-01 00:04:00"), "{fired:?}");
-    assert!(fired[0][3].as_deref().unwrap().contains("\"zscore(total, 3)\""), "{fired:?}");
+    assert!(
+        fired[0][1]
+            .as_deref()
+            .unwrap()
+            .starts_with("2026-01-01 00:04:00"),
+        "{fired:?}"
+    );
+    assert!(
+        fired[0][3]
+            .as_deref()
+            .unwrap()
+            .contains("\"zscore(total, 3)\""),
+        "{fired:?}"
+    );
 
     // Fires once per key and bucket, as soon as it holds.
     for _ in 0..6 {
@@ -381,7 +460,11 @@ async fn view_rules_close_buckets_read_history_and_ddl_errors_name_the_problem()
         "1"
     );
     assert_eq!(
-        rows(&c, "SELECT rule, fired FROM system.alert_rules ORDER BY rule").await,
+        rows(
+            &c,
+            "SELECT rule, fired FROM system.alert_rules ORDER BY rule"
+        )
+        .await,
         vec![
             vec![Some("busy".into()), Some("1".into())],
             vec![Some("spike".into()), Some("1".into())]
@@ -392,11 +475,27 @@ async fn view_rules_close_buckets_read_history_and_ddl_errors_name_the_problem()
     for (sql, state, text) in [
         ("CREATE ALERT x ON nosuch WHEN a > 1", "42P01", "nosuch"),
         ("CREATE ALERT x ON m WHEN nosuch > 1", "42703", "nosuch"),
-        ("CREATE ALERT x ON m WHEN v / prev(v) > 2", "42P17", "materialized view"),
-        ("CREATE ALERT x ON m WHEN v > 1 EMIT ON CLOSE", "42P17", "EMIT ON CLOSE"),
+        (
+            "CREATE ALERT x ON m WHEN v / prev(v) > 2",
+            "42P17",
+            "materialized view",
+        ),
+        (
+            "CREATE ALERT x ON m WHEN v > 1 EMIT ON CLOSE",
+            "42P17",
+            "EMIT ON CLOSE",
+        ),
         ("CREATE ALERT x ON m WHEN v + 1", "42P17", "boolean"),
-        ("CREATE ALERT busy ON per_min WHEN n > 1", "42710", "already exists"),
-        ("CREATE ALERT x ON system.alerts WHEN true", "42P17", "system.alerts"),
+        (
+            "CREATE ALERT busy ON per_min WHEN n > 1",
+            "42710",
+            "already exists",
+        ),
+        (
+            "CREATE ALERT x ON system.alerts WHEN true",
+            "42P17",
+            "system.alerts",
+        ),
         ("DROP TABLE m", "2BP01", "alert rule"),
         ("DROP MATERIALIZED VIEW per_min", "2BP01", "alert rule"),
         ("DROP ALERT nosuch", "42704", "nosuch"),
@@ -416,5 +515,8 @@ async fn view_rules_close_buckets_read_history_and_ddl_errors_name_the_problem()
     let s = s.restart();
     let c = s.client().await;
     assert_eq!(scalar(&c, "SELECT count(*) FROM system.alerts").await, "2");
-    assert_eq!(scalar(&c, "SELECT count(*) FROM system.alert_rules").await, "0");
+    assert_eq!(
+        scalar(&c, "SELECT count(*) FROM system.alert_rules").await,
+        "0"
+    );
 }

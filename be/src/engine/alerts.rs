@@ -134,11 +134,15 @@ impl Engine {
         for def in defs {
             match attach(&hub, tables, views, def) {
                 Ok(root) => {
-                    hub.defs.write().insert(def.name.clone(), (def.clone(), root));
+                    hub.defs
+                        .write()
+                        .insert(def.name.clone(), (def.clone(), root));
                 }
                 Err(e) => {
                     tracing::error!(rule = %def.name, error = %e, "alert rule could not be restored");
-                    hub.errors.lock().insert(def.name.clone(), e.message.clone());
+                    hub.errors
+                        .lock()
+                        .insert(def.name.clone(), e.message.clone());
                     hub.defs
                         .write()
                         .insert(def.name.clone(), (def.clone(), String::new()));
@@ -153,7 +157,7 @@ impl Engine {
             return Ok(());
         }
         let store = Arc::new(HubStore {
-            engine: self.me.clone(),
+            engine: std::sync::Weak::clone(&self.me),
             rt: tokio::runtime::Handle::current(),
         });
         let sink = AlertSink::start(def.clone(), store, self.config.alert_sink_queue_max)?;

@@ -222,7 +222,10 @@ pub fn compile_rule(def: &AlertDef, source: &SchemaRef, lookbacks: bool) -> Resu
         let f = source.field_with_name(&l.column).map_err(|_| {
             Error::new(
                 ErrorCode::ColumnNotFound,
-                format!("{}: \"{}\" has no column \"{}\"", l.label, def.source, l.column),
+                format!(
+                    "{}: \"{}\" has no column \"{}\"",
+                    l.label, def.source, l.column
+                ),
             )
         })?;
         if !f.data_type().is_numeric() {

@@ -81,7 +81,12 @@ pub fn json_rows(batch: &RecordBatch) -> Result<Vec<String>> {
 pub fn project(batch: &RecordBatch, names: &[String]) -> Result<RecordBatch> {
     let idx = names
         .iter()
-        .map(|n| batch.schema().index_of(n).map_err(|e| internal("project", e)))
+        .map(|n| {
+            batch
+                .schema()
+                .index_of(n)
+                .map_err(|e| internal("project", e))
+        })
         .collect::<Result<Vec<_>>>()?;
     batch.project(&idx).map_err(|e| internal("project", e))
 }
@@ -150,7 +155,9 @@ impl RowRule {
                 source: self.rule.def.source.clone(),
                 key: keys[i].clone(),
                 bucket_micros: None,
-                event_micros: times.as_ref().and_then(|t| t.is_valid(i).then(|| t.value(i))),
+                event_micros: times
+                    .as_ref()
+                    .and_then(|t| t.is_valid(i).then(|| t.value(i))),
                 values: values[i].clone(),
             });
         }
@@ -190,15 +197,16 @@ pub fn rfc3339(micros: i64) -> String {
 
 /// The JSON message published for one alert (documented in the README).
 pub fn message_json(f: &Firing, detected_micros: i64) -> String {
-    let raw = |s: &str| {
-        serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null)
-    };
+    let raw =
+        |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
     let mut m = serde_json::Map::new();
     m.insert("alert_id".into(), f.id.clone().into());
     m.insert("rule".into(), f.rule.clone().into());
     m.insert(
         "severity".into(),
-        f.severity.clone().map_or(serde_json::Value::Null, Into::into),
+        f.severity
+            .clone()
+            .map_or(serde_json::Value::Null, Into::into),
     );
     m.insert("source".into(), f.source.clone().into());
     m.insert("key".into(), raw(&f.key));

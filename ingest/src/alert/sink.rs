@@ -454,10 +454,13 @@ impl Worker {
         // progress offset, or its start, until the broker says it is at the end.
         let progress = match self.progress.clone() {
             Some(p) => p,
-            None => self.store.load_progress(&self.rule)?.unwrap_or(SinkProgress {
-                offsets: BTreeMap::new(),
-                since_micros: self.rule.created_micros,
-            }),
+            None => self
+                .store
+                .load_progress(&self.rule)?
+                .unwrap_or(SinkProgress {
+                    offsets: BTreeMap::new(),
+                    since_micros: self.rule.created_micros,
+                }),
         };
         let candidates = self.store.recorded(&self.rule, progress.since_micros)?;
         self.shared
@@ -466,7 +469,10 @@ impl Worker {
 
         let mut consumer_cfg = self.config();
         consumer_cfg
-            .set("group.id", format!("eddy-alert-readback-{}", self.rule.name))
+            .set(
+                "group.id",
+                format!("eddy-alert-readback-{}", self.rule.name),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
@@ -488,7 +494,10 @@ impl Worker {
         if partitions.is_empty() {
             return Err(kafka_err(
                 "topic",
-                format!("topic \"{}\" does not exist on {}", self.sink.topic, self.sink.brokers),
+                format!(
+                    "topic \"{}\" does not exist on {}",
+                    self.sink.topic, self.sink.brokers
+                ),
             ));
         }
         let ranges: Vec<(i32, Offset)> = partitions
@@ -546,7 +555,10 @@ impl Worker {
             }
             self.take_acks()?;
             if Instant::now() > deadline {
-                return Err(kafka_err("delivery", "timed out waiting for acknowledgements"));
+                return Err(kafka_err(
+                    "delivery",
+                    "timed out waiting for acknowledgements",
+                ));
             }
         }
         self.save_progress(true);
@@ -555,7 +567,11 @@ impl Worker {
 
     /// Ids of this rule's alerts in the topic, each partition read from its offset to its
     /// end.
-    fn read_back(&self, consumer: &BaseConsumer, ranges: &[(i32, Offset)]) -> Result<HashSet<String>> {
+    fn read_back(
+        &self,
+        consumer: &BaseConsumer,
+        ranges: &[(i32, Offset)],
+    ) -> Result<HashSet<String>> {
         let mut ids = HashSet::new();
         if ranges.is_empty() {
             return Ok(ids);

@@ -181,8 +181,11 @@ impl ViewWatch {
         self.history_cols
             .iter()
             .map(|c| {
-                let a = cast(batch.column_by_name(c).expect("view column"), &DataType::Float64)
-                    .map_err(|e| internal("history", e))?;
+                let a = cast(
+                    batch.column_by_name(c).expect("view column"),
+                    &DataType::Float64,
+                )
+                .map_err(|e| internal("history", e))?;
                 Ok(a.as_any()
                     .downcast_ref::<Float64Array>()
                     .cloned()
@@ -296,7 +299,7 @@ impl<'a> EvalContext<'a> {
                 found.push((*s, v[col]));
             }
         }
-        found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         found.truncate(n);
         found.into_iter().map(|(_, v)| v).collect()
     }
@@ -310,7 +313,9 @@ impl<'a> EvalContext<'a> {
                 if prior.len() < n {
                     return None;
                 }
-                let x = self.floats[col].is_valid(row).then(|| self.floats[col].value(row))?;
+                let x = self.floats[col]
+                    .is_valid(row)
+                    .then(|| self.floats[col].value(row))?;
                 let mean = prior.iter().sum::<f64>() / n as f64;
                 let var = prior.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
                 let sd = var.sqrt();
@@ -330,10 +335,7 @@ impl<'a> EvalContext<'a> {
         let sel = take_record_batch(self.output, &idx).map_err(|e| internal("take", e))?;
         let mut cols: Vec<ArrayRef> = sel.columns().to_vec();
         for l in &rule.lookbacks {
-            let v: Float64Array = rows
-                .iter()
-                .map(|&r| self.lookback_value(w, l, r))
-                .collect();
+            let v: Float64Array = rows.iter().map(|&r| self.lookback_value(w, l, r)).collect();
             cols.push(Arc::new(v));
         }
         let input = RecordBatch::try_new(Arc::clone(&rule.input_schema), cols)
@@ -342,8 +344,8 @@ impl<'a> EvalContext<'a> {
         if m.true_count() == 0 {
             return Ok(());
         }
-        let fired = arrow::compute::filter_record_batch(&input, &m)
-            .map_err(|e| internal("filter", e))?;
+        let fired =
+            arrow::compute::filter_record_batch(&input, &m).map_err(|e| internal("filter", e))?;
         let severity = rule.severities(&fired)?;
         let keys = json_rows(&project(&fired, &w.key_cols)?)?;
         let mut value_fields: Vec<Field> = Vec::new();
@@ -354,7 +356,9 @@ impl<'a> EvalContext<'a> {
             value_cols.push(Arc::clone(c));
         }
         for l in &rule.lookbacks {
-            let c = fired.column_by_name(&l.column_name).expect("lookback column");
+            let c = fired
+                .column_by_name(&l.column_name)
+                .expect("lookback column");
             value_fields.push(Field::new(&l.label, DataType::Float64, true));
             value_cols.push(Arc::clone(c));
         }
