@@ -104,18 +104,23 @@ impl SourceSink for EngineSink {
             let (mut rows, mut bytes) = (0u64, 0usize);
             let seq = st.applied_seq;
             st.origin_micros = origin_ms.map(|ms| ms * 1000);
-            for c in changes {
-                match c {
-                    Change::Upsert(b) => {
-                        bytes += b.get_array_memory_size();
-                        rows += st.apply_write(seq, b)?;
-                    }
-                    Change::Delete(keys) => {
-                        st.apply_delete(seq, &keys)?;
+            let apply = || -> Result<()> {
+                for c in changes {
+                    match c {
+                        Change::Upsert(b) => {
+                            bytes += b.get_array_memory_size();
+                            rows += st.apply_write(seq, b)?;
+                        }
+                        Change::Delete(keys) => {
+                            st.apply_delete(seq, &keys)?;
+                        }
                     }
                 }
-            }
+                Ok(())
+            };
+            let applied = apply();
             st.origin_micros = None;
+            applied?;
             let e = st.applied_offsets.entry(source.to_string()).or_default();
             for (p, o) in offsets {
                 let cur = e.entry(*p).or_insert(*o);

@@ -95,9 +95,11 @@ pub fn create_alert(t: &[&Token]) -> Result<EddyStatement> {
                     Some(p) => {
                         properties.insert(p.to_string(), v);
                     }
-                    None => return Err(syntax(format!(
+                    None => {
+                        return Err(syntax(format!(
                         "unknown SINK KAFKA option \"{k}\" (known: brokers, topic, properties.*)"
-                    ))),
+                    )))
+                    }
                 }
             }
             sink = Some(KafkaSinkDef {

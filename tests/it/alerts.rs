@@ -51,7 +51,8 @@ fn read_topic(b: &Broker, topic: &str) -> Vec<serde_json::Value> {
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 open.remove(&p);
             }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            // A broker just back may refuse a fetch or two; the deadline bounds it.
+            Some(Err(_)) => std::thread::sleep(Duration::from_millis(50)),
             None => {}
         }
     }
@@ -135,7 +136,18 @@ async fn price_alerts_from_a_kafka_stream_are_exact_and_once_across_kill9() {
     let b = Broker::start().await;
     b.create_topic("ticks", 1).await;
     b.create_topic("price-alerts", 2).await;
-    let p = b.producer();
+    // One record per produce batch: tansu 0.6 answers a fetch that starts inside a batch
+    // with only the batches after it, so a restart resuming mid-batch would lose ticks
+    // (a broker defect, see the Kafka tests); this test is about the alerts.
+    let p: Arc<rdkafka::producer::FutureProducer> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", &b.addr)
+            .set("linger.ms", "0")
+            .set("batch.num.messages", "1")
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap(),
+    );
     let dir = tempdir();
     let env = [
         ("EDDY__BE__SEAL_INTERVAL_MS", "500"),

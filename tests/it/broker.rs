@@ -138,6 +138,9 @@ impl Broker {
             ClientConfig::new()
                 .set("bootstrap.servers", &self.addr)
                 .set("linger.ms", "5")
+                // Retries of a slow broker must not write a record twice: tests count
+                // exactly-once against what was produced.
+                .set("enable.idempotence", "true")
                 .set("message.timeout.ms", "120000")
                 .create()
                 .unwrap(),

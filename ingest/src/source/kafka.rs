@@ -169,7 +169,6 @@ pub(super) fn spawn(
                 sink,
                 shared,
                 assigned: BTreeSet::new(),
-                skip_below: BTreeMap::new(),
             };
             p.run(tx)
         })
@@ -185,18 +184,7 @@ struct Poller {
     sink: Arc<dyn SourceSink>,
     shared: Arc<SourceShared>,
     assigned: BTreeSet<i32>,
-    /// Partition → first offset to apply, where reading resumed before it (see
-    /// [`RESUME_LOOKBACK`]); records below it were applied before and are dropped.
-    skip_below: BTreeMap<i32, i64>,
 }
-
-/// Records re-read before a resume offset. Kafka returns the record batch that contains
-/// the offset a fetch asks for and the client drops the records before it, but some
-/// Kafka-compatible brokers (tansu 0.6) return only batches that *start* at or after it,
-/// which would silently skip the rest of a batch a restart resumes in. Resuming this many
-/// records earlier (more than a producer batch holds: librdkafka's default
-/// `batch.num.messages` is 10000) and dropping what was already applied is exact on both.
-const RESUME_LOOKBACK: i64 = 20_000;
 
 impl Poller {
     /// Assigns partitions the topic has and the source does not read yet.
@@ -274,13 +262,7 @@ impl Poller {
         let mut tpl = TopicPartitionList::new();
         for (p, at) in &new {
             let off = match at {
-                StartAt::Offset(o) => {
-                    let from = (*o - RESUME_LOOKBACK).max(0);
-                    if from < *o {
-                        self.skip_below.insert(*p, *o);
-                    }
-                    Offset::Offset(from)
-                }
+                StartAt::Offset(o) => Offset::Offset(*o),
                 StartAt::Beginning => Offset::Beginning,
                 StartAt::End => Offset::Offset(resolved[p]),
             };
@@ -388,13 +370,6 @@ impl Poller {
                     .poll(if polled == 0 { wait } else { Duration::ZERO })
                 {
                     Some(Ok(m)) => {
-                        if let Some(first) = self.skip_below.get(&m.partition()) {
-                            if m.offset() < *first {
-                                polled += 1;
-                                continue;
-                            }
-                            self.skip_below.remove(&m.partition());
-                        }
                         if buf.is_empty() {
                             deadline = Instant::now() + self.opts.max_batch_interval;
                         }
