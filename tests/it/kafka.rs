@@ -494,15 +494,17 @@ async fn kafka_five_kill9_cycles_during_a_stream_keep_each_record_exactly_once()
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         ok,
-        "caught up: {:?}; sources: {:?}",
+        "caught up: {:?}; sources: {:?}; {}",
         count_distinct(&c, "ticks").await,
-        rows(&c, "SELECT partition, state, consumed_offset, committed_offset, high_watermark, last_error FROM system.sources").await
+        rows(&c, "SELECT partition, state, consumed_offset, committed_offset, high_watermark, last_error FROM system.sources").await,
+        seq_anomalies(&c).await
     );
     let got = count_distinct(&c, "ticks").await;
     if got != (TOTAL, TOTAL) {
         panic!(
-            "exactly once after 5 kill -9: (rows, distinct) = {got:?}; the topic holds {} records",
-            topic_records(&b, "stream", 4)
+            "exactly once after 5 kill -9: (rows, distinct) = {got:?}; the topic holds {} records; {}",
+            topic_records(&b, "stream", 4),
+            seq_anomalies(&c).await
         );
     }
     assert_eq!(
@@ -790,4 +792,22 @@ fn topic_records(b: &Broker, topic: &str, partitions: i32) -> usize {
         }
     }
     n
+}
+
+/// Where `ticks` departs from exactly once, per partition (`seq % 4`): duplicated and
+/// missing sequence numbers, as (partition, count, first, last).
+async fn seq_anomalies(c: &tokio_postgres::Client) -> String {
+    let dup = rows(
+        c,
+        "SELECT seq % 4, count(*), min(seq), max(seq) FROM \
+         (SELECT seq FROM ticks GROUP BY seq HAVING count(*) > 1) d GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    let missing = rows(
+        c,
+        "SELECT value % 4, count(*), min(value), max(value) FROM generate_series(0, 499999) \
+         WHERE value NOT IN (SELECT seq FROM ticks) GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    format!("duplicated (partition, n, min, max): {dup:?}; missing: {missing:?}")
 }
