@@ -12,8 +12,6 @@
 //! (throughput ticks, default 2000000), `--seconds N` (latency run, default 20).
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +29,7 @@ use broker::Broker;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{arg, Proc};
+use common::{arg, now_ms, percentile, start_eddy};
 
 const SYMBOLS: u64 = 100;
 const PARTITIONS: i32 = 4;
@@ -110,39 +108,6 @@ fn preload(addr: &str, topics: &[&str], rows: u64) {
         }
     }
     p.flush(Duration::from_secs(120)).unwrap();
-}
-
-async fn start_eddy(dir: &Path) -> (Proc, tokio_postgres::Client, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["standalone", "--data-dir"])
-        .arg(dir)
-        .args(["--pg-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-        .args(["--flight-listen", "127.0.0.1:0"])
-        .env("EDDY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let endpoints = dir.join("endpoints.json");
-    let (pg, http) = loop {
-        if let Ok(t) = std::fs::read_to_string(&endpoints) {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            break (
-                v["pg"].as_str().unwrap().to_string(),
-                v["http"].as_str().unwrap().to_string(),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let (host, port) = pg.rsplit_once(':').unwrap();
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host={host} port={port} user=eddy dbname=eddy"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    (Proc(child), client, http)
 }
 
 /// Quantile `q` of a Prometheus histogram in `text` (upper bound of its bucket), in ms.
@@ -230,17 +195,6 @@ async fn ingest(
     // every run has the broker to itself.
     run(c, &format!("DROP SOURCE {table}_in")).await;
     rate
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[tokio::main]

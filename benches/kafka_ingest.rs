@@ -12,7 +12,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -28,7 +28,7 @@ use broker::Broker;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{arg, Proc};
+use common::{arg, now_ms, percentile, start_eddy};
 
 fn tick(seq: u64, ts_ms: i64) -> String {
     // About 100 bytes, as the commodity ticks the demo and the issue describe.
@@ -112,50 +112,6 @@ fn bare_consumer(addr: &str, topic: &str, rows: u64, partitions: i32) -> f64 {
     n as f64 / secs
 }
 
-struct Eddy {
-    _proc: Proc,
-    client: tokio_postgres::Client,
-}
-
-async fn start_eddy(dir: &Path) -> Eddy {
-    let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["standalone", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--pg-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--flight-listen",
-            "127.0.0.1:0",
-        ])
-        .env("EDDY_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let endpoints = dir.join("endpoints.json");
-    let pg = loop {
-        if let Ok(t) = std::fs::read_to_string(&endpoints) {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            break v["pg"].as_str().unwrap().to_string();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let (host, port) = pg.rsplit_once(':').unwrap();
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host={host} port={port} user=eddy dbname=eddy"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    Eddy {
-        _proc: Proc(child),
-        client,
-    }
-}
-
 async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
     let r = c.simple_query(sql).await.unwrap();
     for m in r {
@@ -198,10 +154,6 @@ print(n / (time.perf_counter() - t))
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 #[tokio::main]
 async fn main() {
     let rows = arg("--rows", 3_000_000) as u64;
@@ -224,8 +176,8 @@ async fn main() {
     .unwrap();
 
     eprintln!("eddy CREATE SOURCE...");
-    let eddy = start_eddy(&dir.path().join("eddy")).await;
-    let c = &eddy.client;
+    let (_eddy, client, _) = start_eddy(&dir.path().join("eddy")).await;
+    let c = &client;
     c.simple_query(TABLE).await.unwrap();
     let start = Instant::now();
     c.simple_query(&format!(
@@ -360,11 +312,4 @@ async fn main() {
         "produce -> visible at {rate} rows/s: p50 {p50:.1} ms, p99 {p99:.1} ms (target p99 < 200 ms: {})",
         if p99 < 200.0 { "met" } else { "NOT met" }
     );
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
