@@ -402,6 +402,7 @@ pub async fn seal(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
         }
     }
     write_json(&ctx.store, &manifest_path(table.id), &manifest).await?;
+    tracing::debug!(table = %def.name, segments = manifest.segments.len(), offsets = ?manifest.source_offsets, "sealed");
     if let Some((_, hub, through)) = alerts {
         hub.mark_sealed(&def.name, through);
     }

@@ -177,6 +177,12 @@ pub static SOURCE_REJECTED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         "Records a source rejected since start (see system.rejected)",
     )
 });
+pub static SOURCE_REDELIVERED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    source_gauge(
+        "eddy_source_redelivered",
+        "Records the broker sent again after they were applied, dropped since start",
+    )
+});
 pub static SOURCE_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     source_gauge(
         "eddy_source_lag",
@@ -206,6 +212,7 @@ pub static SOURCE_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 pub fn set_source_gauges(statuses: &[SourceStatus]) {
     SOURCE_ROWS.reset();
     SOURCE_REJECTED.reset();
+    SOURCE_REDELIVERED.reset();
     SOURCE_LAG.reset();
     SOURCE_RATE.reset();
     SOURCE_FRESHNESS.reset();
@@ -215,6 +222,9 @@ pub fn set_source_gauges(statuses: &[SourceStatus]) {
         let l = [s.source.as_str(), p.as_str()];
         SOURCE_ROWS.with_label_values(&l).set(s.rows as i64);
         SOURCE_REJECTED.with_label_values(&l).set(s.rejected as i64);
+        SOURCE_REDELIVERED
+            .with_label_values(&l)
+            .set(s.redelivered as i64);
         if let Some(lag) = s.lag {
             SOURCE_LAG.with_label_values(&l).set(lag);
         }

@@ -44,6 +44,8 @@ pub struct SourceStatus {
     pub rows: u64,
     pub rows_per_second: f64,
     pub rejected: u64,
+    /// Records the broker sent again after they were applied; dropped, never applied twice.
+    pub redelivered: u64,
     pub last_error: Option<String>,
     /// Milliseconds between the last applied record's timestamp and its application.
     pub freshness_ms: Option<i64>,

@@ -446,6 +446,11 @@ async fn kafka_five_kill9_cycles_during_a_stream_keep_each_record_exactly_once()
     let env = [
         ("EDDY__BE__SEAL_INTERVAL_MS", "700"),
         ("EDDY__BE__MEMTABLE_BYTES_MAX", "4000000"),
+        // Each seal's offsets and each resume, for the failure message's log.
+        (
+            "EDDY_LOG",
+            "info,eddy_be::maintenance=debug,eddy_ingest::source=debug",
+        ),
     ];
     let mut s = Server::start(dir.path(), &env);
     {
@@ -500,11 +505,22 @@ async fn kafka_five_kill9_cycles_during_a_stream_keep_each_record_exactly_once()
         seq_anomalies(&c).await
     );
     let got = count_distinct(&c, "ticks").await;
+    // What the broker sent again and the source dropped (tansu re-sends after a resume).
+    eprintln!(
+        "{}",
+        fetch_metrics(&s)
+            .await
+            .lines()
+            .filter(|l| l.starts_with("eddy_source_redelivered"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     if got != (TOTAL, TOTAL) {
         panic!(
-            "exactly once after 5 kill -9: (rows, distinct) = {got:?}; the topic holds {} records; {}",
+            "exactly once after 5 kill -9: (rows, distinct) = {got:?}; the topic holds {} records; {}; log kept in {}",
             topic_records(&b, "stream", 4),
-            seq_anomalies(&c).await
+            seq_anomalies(&c).await,
+            dir.keep().join("eddy.log").display()
         );
     }
     assert_eq!(

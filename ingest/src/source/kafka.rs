@@ -25,6 +25,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::assign::{plan, StartAt};
 use super::options::KafkaOptions;
+use super::order::Order;
 use super::records::{next_offsets, RawBatch, RecordDecoder};
 use super::status::{PartitionProgress, SourceShared};
 use super::{Rejection, SourceSink};
@@ -169,6 +170,7 @@ pub(super) fn spawn(
                 sink,
                 shared,
                 assigned: BTreeSet::new(),
+                order: Order::default(),
             };
             p.run(tx)
         })
@@ -184,7 +186,16 @@ struct Poller {
     sink: Arc<dyn SourceSink>,
     shared: Arc<SourceShared>,
     assigned: BTreeSet<i32>,
+    order: Order,
 }
+
+/// Records re-read before a resume offset. Kafka returns the record batch that contains
+/// the offset a fetch asks for and the client drops the records before it, but some
+/// Kafka-compatible brokers (tansu 0.6) return only batches that *start* at or after it,
+/// which would silently skip the rest of a batch a restart resumes in. Resuming this many
+/// records earlier (more than a producer batch holds: librdkafka's default
+/// `batch.num.messages` is 10000) and dropping what was already applied is exact on both.
+const RESUME_LOOKBACK: i64 = 20_000;
 
 impl Poller {
     /// Assigns partitions the topic has and the source does not read yet.
@@ -262,9 +273,15 @@ impl Poller {
         let mut tpl = TopicPartitionList::new();
         for (p, at) in &new {
             let off = match at {
-                StartAt::Offset(o) => Offset::Offset(*o),
+                StartAt::Offset(o) => {
+                    self.order.expect(*p, *o, true);
+                    Offset::Offset((*o - RESUME_LOOKBACK).max(0))
+                }
                 StartAt::Beginning => Offset::Beginning,
-                StartAt::End => Offset::Offset(resolved[p]),
+                StartAt::End => {
+                    self.order.expect(*p, resolved[p], false);
+                    Offset::Offset(resolved[p])
+                }
             };
             if tpl.add_partition_offset(&self.opts.topic, *p, off).is_err() {
                 continue;
@@ -370,6 +387,13 @@ impl Poller {
                     .poll(if polled == 0 { wait } else { Duration::ZERO })
                 {
                     Some(Ok(m)) => {
+                        if !self
+                            .order
+                            .take(m.partition(), m.offset(), &self.shared, &self.name)
+                        {
+                            polled += 1;
+                            continue;
+                        }
                         if buf.is_empty() {
                             deadline = Instant::now() + self.opts.max_batch_interval;
                         }

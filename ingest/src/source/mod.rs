@@ -12,6 +12,7 @@ pub mod assign;
 pub mod generator;
 pub mod kafka;
 pub mod options;
+mod order;
 pub mod records;
 pub mod status;
 

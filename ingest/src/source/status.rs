@@ -50,6 +50,8 @@ struct Partition {
     high_watermark: Option<i64>,
     rows: u64,
     rejected: u64,
+    /// Records the broker sent again after they were taken, dropped (see `kafka::Poller`).
+    redelivered: u64,
     freshness_ms: Option<i64>,
     rate: Rate,
 }
@@ -61,6 +63,7 @@ impl Partition {
             high_watermark: None,
             rows: 0,
             rejected: 0,
+            redelivered: 0,
             freshness_ms: None,
             rate: Rate::new(),
         }
@@ -222,6 +225,15 @@ impl SourceShared {
         }
     }
 
+    /// Counts a record of `partition` that the broker sent again and was dropped.
+    pub fn redelivered(&self, partition: i32) {
+        let mut i = self.inner.lock();
+        i.partitions
+            .entry(partition)
+            .or_insert_with(Partition::new)
+            .redelivered += 1;
+    }
+
     pub fn state(&self) -> &'static str {
         let i = self.inner.lock();
         if i.failed.is_some() {
@@ -262,6 +274,7 @@ impl SourceShared {
                     rows: p.rows,
                     rows_per_second: p.rate.get(),
                     rejected: p.rejected,
+                    redelivered: p.redelivered,
                     last_error: last_error.clone(),
                     freshness_ms: p.freshness_ms,
                 }
