@@ -314,9 +314,9 @@ def wait_connect(dsn, proc, label):
 
 
 # ------------------------------------------------------------------------------------------------ clients
-def client(dsn, workload, rows, seed, warmup, seconds, barrier, done, progress, out):
-    """One client process: connect, prepare, warm up, wait for the others, run `seconds`, report,
-    and keep the connection until the parent has read the servers' CPU time (`done`)."""
+def client(dsn, workload, rows, seed, warmup, seconds, go, release, progress, out):
+    """One client process: connect, prepare, warm up, say "ready", wait for `go`, run `seconds`,
+    report, and keep the connection until the parent has read the servers' CPU time (`release`)."""
     import psycopg
     try:
         rng = random.Random(seed)
@@ -339,7 +339,9 @@ def client(dsn, workload, rows, seed, warmup, seconds, barrier, done, progress, 
             end = time.monotonic() + warmup
             while time.monotonic() < end:
                 once()
-            barrier.wait(timeout=120)
+            out.put({"ready": True})
+            if not go.wait(timeout=180):
+                raise BenchError("no start signal within 180 s")
             lat = []
             cpu0 = time.process_time()
             t0 = time.monotonic()
@@ -360,59 +362,52 @@ def client(dsn, workload, rows, seed, warmup, seconds, barrier, done, progress, 
             lat.sort()
             out.put({"ok": True, "n": n, "elapsed": elapsed, "cpu": cpu,
                      "p50": lat[len(lat) // 2], "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))]})
-            done.wait(timeout=120)
+            release.wait(timeout=60)
     except BaseException as e:  # the parent reports it
-        for b in (barrier, done):
-            try:
-                b.abort()
-            except Exception:
-                pass
         out.put({"ok": False, "error": f"{type(e).__name__}: {e}"})
 
 
 def measure(a, server, workload, clients, rows):
     ctx = mp.get_context("spawn")  # no inherited sockets or threads
-    barrier = ctx.Barrier(clients + 1)
-    done = ctx.Barrier(clients + 1)
+    go, release = ctx.Event(), ctx.Event()
     out = ctx.Queue()
     progress = [ctx.Value("q", 0, lock=False) for _ in range(clients)]
     procs = [ctx.Process(target=client, args=(server.dsn, workload, rows, 1000 * clients + i, a.warmup,
-                                              a.seconds, barrier, done, progress[i], out), daemon=True)
+                                              a.seconds, go, release, progress[i], out), daemon=True)
              for i in range(clients)]
     label = f"{server.name}: {workload}, {clients} client{'s' if clients > 1 else ''}"
     for p in procs:
         p.start()
     try:
-        barrier.wait(timeout=180)
-    except Exception:
-        errs = [out.get(timeout=10) for _ in procs]
-        raise BenchError(f"{label}: clients failed before the run: "
-                         + "; ".join(r.get("error", "?") for r in errs if not r["ok"]))
-    pids = server.server_pids()
-    srv0 = cpu_of(pids)
-    busy0, total0 = cpu_busy()
-    t0 = time.monotonic()
-    while any(p.is_alive() for p in procs) and time.monotonic() < t0 + a.seconds + 60:
-        time.sleep(min(a.progress_every, max(0.05, t0 + a.seconds - time.monotonic())))
-        el = time.monotonic() - t0
-        if el < a.seconds - 0.1:
-            done = sum(v.value for v in progress)
-            log(f"{label}: {el:4.1f}/{a.seconds:g} s, {done:,} queries, {done / el:,.0f} q/s so far")
-        else:
-            break
-    results = [out.get(timeout=a.seconds + 60) for _ in procs]
-    busy1, total1 = cpu_busy()
-    srv1 = cpu_of(pids)
-    try:
-        done.wait(timeout=30)
-    except Exception:
-        pass
-    for p in procs:
-        p.join(timeout=30)
+        for _ in procs:
+            r = out.get(timeout=180)
+            if not r.get("ready"):
+                raise BenchError(f"{label}: a client failed before the run: {r.get('error')}")
+        pids = server.server_pids()
+        srv0 = cpu_of(pids)
+        busy0, total0 = cpu_busy()
+        t0 = time.monotonic()
+        go.set()
+        while time.monotonic() < t0 + a.seconds - 0.1:
+            time.sleep(min(a.progress_every, max(0.05, t0 + a.seconds - time.monotonic())))
+            el = time.monotonic() - t0
+            if el < a.seconds - 0.1:
+                done = sum(v.value for v in progress)
+                log(f"{label}: {el:4.1f}/{a.seconds:g} s, {done:,} queries, {done / el:,.0f} q/s so far")
+        results = [out.get(timeout=a.seconds + 60) for _ in procs]
+        busy1, total1 = cpu_busy()
+        srv1 = cpu_of(pids)
+        wall = time.monotonic() - t0
+    finally:
+        go.set()
+        release.set()
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
     errors = [r["error"] for r in results if not r["ok"]]
     if errors:
         raise BenchError(f"{label}: {len(errors)} client(s) failed: {errors[0]}")
-    wall = time.monotonic() - t0
     qps = sum(r["n"] / r["elapsed"] for r in results)
     ncpu = os.cpu_count()
     res = {
@@ -523,6 +518,8 @@ def main():
             "cpu_model": cpu_model(), "mem_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
             "eddy_cmd": os.path.relpath(a.eddy, REPO) if a.eddy.startswith(REPO) else a.eddy,
             "load_s": {}, "after_load_s": {}, "python": platform.python_version()}
+    # SIGTERM (e.g. `timeout`) stops both servers through the `finally` below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     servers = [Eddy(a), Postgres(a)]
     cells = {}
     status = 0
