@@ -99,6 +99,7 @@ XFAIL = {
 def test_every_case_is_listed():
     if shutil.which("node") is None:
         pytest.skip("node is not installed (Debian: apt-get install nodejs npm)")
+    ensure_node_modules()
     out = subprocess.run(["node", "pg_cases.js", "--list"], cwd=NODE_DIR, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
