@@ -200,6 +200,9 @@ class Eddy:
 
 def find_pg_bindir(a):
     if a.pg_bindir:
+        for tool in ("postgres", "initdb"):
+            if not os.access(os.path.join(a.pg_bindir, tool), os.X_OK):
+                raise BenchError(f"--pg-bindir {a.pg_bindir} has no {tool}")
         return a.pg_bindir
     pg, initdb = shutil.which("postgres"), shutil.which("initdb")
     if pg and initdb:
@@ -553,8 +556,8 @@ def main():
                 e, p = cells[(w, c)]["eddy"], cells[(w, c)]["PostgreSQL"]
                 log(f"==> {w}, {c} client(s): eddy {e['qps']:,.0f} q/s, PostgreSQL {p['qps']:,.0f} q/s, "
                     f"eddy/PostgreSQL {e['qps'] / p['qps']:.2f}")
-    except BenchError as e:
-        log(f"error: {e}")
+    except (BenchError, psycopg.Error) as e:
+        log(f"error: {type(e).__name__}: {e}")
         status = 1
     finally:
         for s in servers:
