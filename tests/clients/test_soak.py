@@ -83,7 +83,7 @@ def worker(eddy, n, deadline, results):
         results[n] = ("error", repr(e), statements)
 
 
-def test_64_connections_mixing_queries_and_inserts(eddy):
+def test_64_connections_mixing_queries_and_inserts(eddy, capsys):
     with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
         conn.execute("CREATE TABLE soak (conn bigint NOT NULL, seq bigint NOT NULL, "
                      "ts timestamp NOT NULL, v double precision)")
@@ -118,10 +118,12 @@ def test_64_connections_mixing_queries_and_inserts(eddy):
     middle, last = kib[third:2 * third], kib[2 * third:]
     growth = max(last) / max(middle) - 1
     statements = sum(r[2] for r in results.values())
-    print(f"\nsoak: {SECONDS:g} s, {statements:,} statements, {written:,} rows; eddy RSS over "
-          f"{len(kib)} samples (MiB): first {kib[0] / 1024:.1f}, min {min(kib) / 1024:.1f}, "
-          f"max {max(kib) / 1024:.1f}, last {kib[-1] / 1024:.1f}; middle third max "
-          f"{max(middle) / 1024:.1f}, last third max {max(last) / 1024:.1f} ({100 * growth:+.1f}%)")
+    summary = (f"soak: {SECONDS:g} s, {statements:,} statements, {written:,} rows; eddy RSS over "
+               f"{len(kib)} samples (MiB): first {kib[0] / 1024:.1f}, min {min(kib) / 1024:.1f}, "
+               f"max {max(kib) / 1024:.1f}, last {kib[-1] / 1024:.1f}; middle third max "
+               f"{max(middle) / 1024:.1f}, last third max {max(last) / 1024:.1f} ({100 * growth:+.1f}%)")
+    with capsys.disabled():  # shown in every run, not only when the test fails
+        print("\n" + summary)
     assert growth < RSS_GROWTH_MAX, (
         f"eddy RSS grew {100 * growth:.1f}% from the middle third of the run (max "
         f"{max(middle) / 1024:.1f} MiB) to the last (max {max(last) / 1024:.1f} MiB); samples (s, KiB): "
