@@ -13,6 +13,11 @@ need_apt=()
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
+# node-postgres and pgJDBC client suites (tests/clients/test_node_pg.py, test_jdbc.py); the
+# JDBC driver comes from Maven Central, or from Debian's package where Maven is unreachable.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
+[ -e /usr/share/java/postgresql.jar ] || need_apt+=(libpostgresql-jdbc-java)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
