@@ -52,6 +52,32 @@ impl RoaringDistinct {
     }
 }
 
+impl RoaringDistinct {
+    /// Every group's partial state, as [`GroupsAccumulator::state`] gives it, left in place.
+    pub(super) fn peek_state(&self) -> Result<Vec<ArrayRef>> {
+        Ok(vec![serialize(&self.sets)?])
+    }
+
+    /// Every group's distinct count, as `evaluate` gives it, left in place.
+    pub(super) fn counts(&self) -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            self.sets.iter().map(|s| s.len() as i64),
+        ))
+    }
+}
+
+fn serialize(sets: &[RoaringTreemap]) -> Result<ArrayRef> {
+    let mut b = BinaryBuilder::new();
+    let mut buf = Vec::new();
+    for s in sets {
+        buf.clear();
+        s.serialize_into(&mut buf)
+            .map_err(|e| DataFusionError::Internal(format!("roaring state: {e}")))?;
+        b.append_value(&buf);
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 impl GroupsAccumulator for RoaringDistinct {
     fn update_batch(
         &mut self,
@@ -84,15 +110,7 @@ impl GroupsAccumulator for RoaringDistinct {
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let sets = self.take(emit_to);
         self.values = self.sets.iter().map(|s| s.len()).sum();
-        let mut b = BinaryBuilder::new();
-        let mut buf = Vec::new();
-        for s in &sets {
-            buf.clear();
-            s.serialize_into(&mut buf)
-                .map_err(|e| DataFusionError::Internal(format!("roaring state: {e}")))?;
-            b.append_value(&buf);
-        }
-        Ok(vec![Arc::new(b.finish())])
+        Ok(vec![serialize(&sets)?])
     }
 
     fn merge_batch(

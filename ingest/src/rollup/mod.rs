@@ -100,7 +100,7 @@ pub struct RollupCounters {
 pub struct Rollup {
     pub plan: Arc<RollupPlan>,
     groups: Groups,
-    accs: Vec<Box<dyn GroupsAccumulator>>,
+    accs: Vec<Acc>,
     pub counters: RollupCounters,
     version: u64,
     cache: Option<(u64, RecordBatch)>,
@@ -116,21 +116,44 @@ impl std::fmt::Debug for Rollup {
     }
 }
 
-fn new_accs(plan: &RollupPlan) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+/// One aggregate's state: DataFusion's accumulator, or eddy's exact distinct count, whose
+/// partial state can be read without draining it (see [`Rollup::take_states`]).
+enum Acc {
+    DataFusion(Box<dyn GroupsAccumulator>),
+    Distinct(distinct::RoaringDistinct),
+}
+
+impl Acc {
+    fn get(&mut self) -> &mut dyn GroupsAccumulator {
+        match self {
+            Acc::DataFusion(a) => a.as_mut(),
+            Acc::Distinct(d) => d,
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Acc::DataFusion(a) => a.size(),
+            Acc::Distinct(d) => d.size(),
+        }
+    }
+}
+
+fn new_accs(plan: &RollupPlan) -> Result<Vec<Acc>> {
     plan.aggs
         .iter()
         .map(|a| {
             if a.roaring {
-                Ok(Box::new(distinct::RoaringDistinct::default()) as Box<dyn GroupsAccumulator>)
+                Ok(Acc::Distinct(distinct::RoaringDistinct::default()))
             } else if a.expr.groups_accumulator_supported() {
-                a.expr.create_groups_accumulator()
+                a.expr.create_groups_accumulator().map(Acc::DataFusion)
             } else {
                 let expr = Arc::clone(&a.expr);
-                Ok(
-                    Box::new(datafusion::physical_expr::GroupsAccumulatorAdapter::new(
-                        move || expr.create_accumulator(),
-                    )) as Box<dyn GroupsAccumulator>,
-                )
+                Ok(Acc::DataFusion(Box::new(
+                    datafusion::physical_expr::GroupsAccumulatorAdapter::new(move || {
+                        expr.create_accumulator()
+                    }),
+                )))
             }
         })
         .collect::<datafusion::error::Result<Vec<_>>>()
@@ -395,7 +418,8 @@ impl Rollup {
                 .as_ref()
                 .map(|f| eval_mask(f, rows))
                 .transpose()?;
-            acc.update_batch(&values, &gids, filter.as_ref(), total)
+            acc.get()
+                .update_batch(&values, &gids, filter.as_ref(), total)
                 .map_err(|e| internal("aggregate", e))?;
         }
         self.scratch = gids;
@@ -444,8 +468,10 @@ impl Rollup {
     }
 
     /// Drains every accumulator's partial state and puts it back (merged by `map` for
-    /// session views, which also compacts merged-away sessions). Returns the states.
-    fn take_states(&mut self) -> Result<Vec<Vec<ArrayRef>>> {
+    /// session views, which also compacts merged-away sessions). Returns the states. Exact
+    /// distinct counts are read in place instead (their union-merge was the costliest part
+    /// of a snapshot), and only when `distinct` is set: otherwise their state is empty.
+    fn take_states(&mut self, distinct: bool) -> Result<Vec<Vec<ArrayRef>>> {
         let total = self.total_groups();
         if total == 0 {
             // Some accumulators cannot emit zero groups; nothing to take anyway.
@@ -470,18 +496,33 @@ impl Rollup {
             }
             _ => ((0..total).collect(), total),
         };
-        let mut fresh = new_accs(&self.plan)?;
-        let mut states = Vec::with_capacity(self.accs.len());
-        for (acc, new) in self.accs.iter_mut().zip(fresh.iter_mut()) {
-            let st = acc.state(EmitTo::All).map_err(|e| internal("state", e))?;
-            new.merge_batch(&st, &map, groups)
-                .map_err(|e| internal("merge", e))?;
-            states.push(st);
+        let in_place = groups == total;
+        let fresh = new_accs(&self.plan)?;
+        let old = std::mem::take(&mut self.accs);
+        let mut states = Vec::with_capacity(old.len());
+        for (acc, new) in old.into_iter().zip(fresh) {
+            match (acc, new) {
+                (Acc::Distinct(d), _) if in_place => {
+                    states.push(if distinct {
+                        d.peek_state().map_err(|e| internal("state", e))?
+                    } else {
+                        Vec::new()
+                    });
+                    self.accs.push(Acc::Distinct(d));
+                }
+                (mut acc, mut new) => {
+                    let st = acc.get().state(EmitTo::All).map_err(|e| internal("state", e))?;
+                    new.get()
+                        .merge_batch(&st, &map, groups)
+                        .map_err(|e| internal("merge", e))?;
+                    states.push(st);
+                    self.accs.push(new);
+                }
+            }
         }
-        self.accs = fresh;
-        if groups != total {
+        if !in_place {
             // States were merged: read them again in the new numbering.
-            return self.take_states();
+            return self.take_states(distinct);
         }
         Ok(states)
     }
@@ -544,7 +585,7 @@ impl Rollup {
                 return Ok(b.clone());
             }
         }
-        let states = self.take_states()?;
+        let states = self.take_states(false)?;
         let n = self.total_groups();
         if n == 0 {
             return Ok(RecordBatch::new_empty(Arc::clone(
@@ -554,7 +595,12 @@ impl Rollup {
         let idx: Vec<usize> = (0..n).collect();
         let mut cols = self.key_columns()?;
         let mut tmp = new_accs(&self.plan)?;
-        for (st, acc) in states.iter().zip(tmp.iter_mut()) {
+        for ((st, acc), own) in states.iter().zip(tmp.iter_mut()).zip(&self.accs) {
+            if let Acc::Distinct(d) = own {
+                cols.push(d.counts());
+                continue;
+            }
+            let acc = acc.get();
             acc.merge_batch(st, &idx, n)
                 .map_err(|e| internal("merge", e))?;
             cols.push(
@@ -589,7 +635,7 @@ impl Rollup {
 
     /// Keys then every accumulator's partial state, for a durable snapshot.
     pub fn snapshot(&mut self) -> Result<RecordBatch> {
-        let states = self.take_states()?;
+        let states = self.take_states(true)?;
         let n = self.total_groups();
         let mut fields: Vec<Field> = key_schema(&self.plan)
             .fields()
@@ -663,7 +709,8 @@ impl Rollup {
             let width = agg.state_types()?.len();
             let st = snap.columns()[col..col + width].to_vec();
             col += width;
-            acc.merge_batch(&st, &gids, n)
+            acc.get()
+                .merge_batch(&st, &gids, n)
                 .map_err(|e| internal("restore", e))?;
         }
         self.counters = counters;
@@ -707,7 +754,7 @@ impl Rollup {
     /// that already has data): `parent` rows are re-keyed with this view's keys.
     pub fn absorb(&mut self, parent: &mut Rollup) -> Result<()> {
         let outputs = parent.output_batch()?;
-        let states = parent.take_states()?;
+        let states = parent.take_states(true)?;
         let n = outputs.num_rows();
         if n == 0 {
             return Ok(());
@@ -741,7 +788,8 @@ impl Rollup {
         self.intern(&keys, &mut gids)?;
         let total = self.total_groups();
         for (acc, p) in self.accs.iter_mut().zip(&self.plan.cascade.aggs) {
-            acc.merge_batch(&states[*p], &gids, total)
+            acc.get()
+                .merge_batch(&states[*p], &gids, total)
                 .map_err(|e| internal("merge", e))?;
         }
         self.counters.max_time_micros = parent.counters.max_time_micros;
