@@ -511,7 +511,10 @@ impl Rollup {
                     self.accs.push(Acc::Distinct(d));
                 }
                 (mut acc, mut new) => {
-                    let st = acc.get().state(EmitTo::All).map_err(|e| internal("state", e))?;
+                    let st = acc
+                        .get()
+                        .state(EmitTo::All)
+                        .map_err(|e| internal("state", e))?;
                     new.get()
                         .merge_batch(&st, &map, groups)
                         .map_err(|e| internal("merge", e))?;

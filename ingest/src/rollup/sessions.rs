@@ -33,12 +33,17 @@ pub(crate) struct Sessions {
     int_ids: HashMap<i64, u32, ahash::RandomState>,
     keys: Vec<Box<[u8]>>,
     by_key: Vec<BTreeMap<i64, u32>>,
+    /// Per key, its session with the latest start (`NONE` before the first): the one an
+    /// in-order event joins or follows, found without searching `by_key`.
+    latest: Vec<u32>,
     groups: Vec<Session>,
     parent: Vec<u32>,
     merged_away: usize,
     /// Bytes of `keys`, kept as keys are added (`size` is called per batch).
     key_bytes: usize,
 }
+
+const NONE: u32 = u32::MAX;
 
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::new(ErrorCode::Internal, format!("session window: {e}"))
@@ -60,6 +65,7 @@ impl Sessions {
             int_ids: HashMap::default(),
             keys: Vec::new(),
             by_key: Vec::new(),
+            latest: Vec::new(),
             groups: Vec::new(),
             parent: Vec::new(),
             merged_away: 0,
@@ -96,6 +102,7 @@ impl Sessions {
         self.key_ids.insert(bytes.clone(), id);
         self.keys.push(bytes);
         self.by_key.push(BTreeMap::new());
+        self.latest.push(NONE);
         id
     }
 
@@ -109,6 +116,10 @@ impl Sessions {
         });
         self.parent.push(g);
         self.by_key[key as usize].insert(t, g);
+        let l = &mut self.latest[key as usize];
+        if *l == NONE || t > self.groups[*l as usize].start {
+            *l = g;
+        }
         g
     }
 
@@ -120,13 +131,18 @@ impl Sessions {
         times: &[i64],
         groups: &mut Vec<usize>,
     ) -> Result<()> {
-        let rows = self
-            .converter
-            .convert_columns(&[Arc::clone(key)])
-            .map_err(internal)?;
+        let ints = key.as_primitive_opt::<arrow::datatypes::Int64Type>();
+        // Integer keys are looked up by value: rows are encoded only when a new key comes.
+        let mut rows = None;
+        if ints.is_none() {
+            rows = Some(
+                self.converter
+                    .convert_columns(&[Arc::clone(key)])
+                    .map_err(internal)?,
+            );
+        }
         groups.clear();
         let gap = self.gap;
-        let ints = key.as_primitive_opt::<arrow::datatypes::Int64Type>();
         for (i, &t) in times.iter().enumerate() {
             let k = match ints {
                 Some(a) => {
@@ -134,15 +150,39 @@ impl Sessions {
                     match self.int_ids.get(&v) {
                         Some(k) => *k,
                         None => {
-                            let k = self.key_id(&rows, i);
+                            if rows.is_none() {
+                                rows = Some(
+                                    self.converter
+                                        .convert_columns(&[Arc::clone(key)])
+                                        .map_err(internal)?,
+                                );
+                            }
+                            let k = self.key_id(rows.as_ref().expect("just set"), i);
                             self.int_ids.insert(v, k);
                             self.key_bytes += 32;
                             k
                         }
                     }
                 }
-                None => self.key_id(&rows, i),
+                None => self.key_id(rows.as_ref().expect("set for non-integer keys"), i),
             };
+            // In order (the common case): the event joins the key's latest session, or
+            // starts a new one after it. No other session can be in reach: sessions of a
+            // key are more than `gap` apart and none starts after the latest.
+            let l = self.latest[k as usize];
+            if l != NONE {
+                let s = &mut self.groups[l as usize];
+                if t >= s.start && t <= s.end.saturating_add(gap) {
+                    s.end = s.end.max(t);
+                    groups.push(l as usize);
+                    continue;
+                }
+                if t > s.end.saturating_add(gap) {
+                    let g = self.new_group(k, t);
+                    groups.push(g as usize);
+                    continue;
+                }
+            }
             // At most two sessions are within reach: sessions of a key are more than `gap`
             // apart, so one can end before `t` and one start after it.
             let mut found = [(0i64, 0u32); 2];
@@ -192,6 +232,9 @@ impl Sessions {
                     keep
                 }
             };
+            self.latest[k as usize] = self.by_key[k as usize]
+                .last_key_value()
+                .map_or(NONE, |(_, g)| *g);
             groups.push(g as usize);
         }
         // A later row of this batch may have merged the session an earlier row joined.
@@ -231,6 +274,9 @@ impl Sessions {
             for g in m.values_mut() {
                 *g = c.map[*g as usize] as u32;
             }
+        }
+        for l in self.latest.iter_mut().filter(|l| **l != NONE) {
+            *l = c.map[*l as usize] as u32;
         }
     }
 
@@ -279,7 +325,74 @@ impl Sessions {
 
     pub(crate) fn size(&self) -> usize {
         self.key_bytes
-            + self.by_key.len() * 48
+            + self.by_key.len() * 52
             + self.groups.len() * (std::mem::size_of::<Session>() + 4 + 40)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    /// Sessions over shuffled arrival in random batch sizes (late events that extend,
+    /// precede and bridge sessions included) equal sessions over the sorted events.
+    #[test]
+    fn sessions_do_not_depend_on_arrival_order() {
+        const GAP: i64 = 100;
+        for seed in 0..20u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut events: Vec<(i64, i64)> = (0..2000)
+                .map(|_| (rng.gen_range(0..7), rng.gen_range(0..20_000)))
+                .collect();
+            // Mostly in order, as streams are, with a shuffled tail of late events.
+            events.sort_by_key(|e| e.1);
+            let cut = events.len() * 3 / 4;
+            events[cut..].shuffle(&mut rng);
+            for i in 0..cut {
+                if rng.gen_range(0..10) == 0 {
+                    let j = rng.gen_range(0..events.len());
+                    events.swap(i, j);
+                }
+            }
+            let mut s = Sessions::new(&DataType::Int64, GAP).unwrap();
+            let mut groups = Vec::new();
+            let mut at = 0;
+            while at < events.len() {
+                let n = rng.gen_range(1..200).min(events.len() - at);
+                let part = &events[at..at + n];
+                let key: ArrayRef =
+                    Arc::new(Int64Array::from_iter_values(part.iter().map(|e| e.0)));
+                let times: Vec<i64> = part.iter().map(|e| e.1).collect();
+                s.assign(&key, &times, &mut groups).unwrap();
+                for (row, g) in groups.iter().enumerate() {
+                    let sess = s.groups[*g];
+                    assert!(sess.alive && sess.start <= times[row] && times[row] <= sess.end);
+                }
+                at += n;
+            }
+            let mut got: Vec<(i64, i64, i64)> = s
+                .groups
+                .iter()
+                .filter(|g| g.alive)
+                .map(|g| {
+                    let k = s.int_ids.iter().find(|(_, id)| **id == g.key).unwrap().0;
+                    (*k, g.start, g.end)
+                })
+                .collect();
+            got.sort();
+            let mut sorted = events.clone();
+            sorted.sort();
+            let mut want: Vec<(i64, i64, i64)> = Vec::new();
+            for (k, t) in sorted {
+                match want.last_mut() {
+                    Some(w) if w.0 == k && t - w.2 <= GAP => w.2 = t,
+                    _ => want.push((k, t, t)),
+                }
+            }
+            assert_eq!(got, want, "seed {seed}");
+        }
     }
 }
