@@ -129,12 +129,29 @@ fn build_segments(
     let mut parts: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     match &times {
         Some(ts) => {
+            // Rows come mostly in time order: the partition of the previous row is checked
+            // first (a comparison), and named (a strftime) only when the row leaves it.
+            let mut last: Option<(String, i64, i64)> = None;
+            let mut nulls = Vec::new();
+            let mut run: Vec<u32> = Vec::new();
             for (i, t) in ts.iter().enumerate() {
-                let key = match t {
-                    Some(t) => partition_of(*t, def.partition_by).0,
-                    None => "null".to_string(),
+                let Some(t) = *t else {
+                    nulls.push(i as u32);
+                    continue;
                 };
-                parts.entry(key).or_default().push(i as u32);
+                if !last.as_ref().is_some_and(|(_, s, e)| *s <= t && t < *e) {
+                    if let Some((key, _, _)) = last.take() {
+                        parts.entry(key).or_default().append(&mut run);
+                    }
+                    last = Some(partition_of(t, def.partition_by));
+                }
+                run.push(i as u32);
+            }
+            if let Some((key, _, _)) = last {
+                parts.entry(key).or_default().append(&mut run);
+            }
+            if !nulls.is_empty() {
+                parts.insert("null".to_string(), nulls);
             }
         }
         None => parts
