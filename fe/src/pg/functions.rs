@@ -361,10 +361,102 @@ pub(crate) fn visibility_udfs() -> Vec<ScalarUDF> {
             signature: Signature::any(1, Volatility::Stable),
         })
     })
-    .chain([ScalarUDF::new_from_impl(ArrayOrEmpty {
-        signature: Signature::any(1, Volatility::Immutable),
-    })])
+    .chain([
+        ScalarUDF::new_from_impl(ArrayOrEmpty {
+            signature: Signature::any(1, Volatility::Immutable),
+        }),
+        ScalarUDF::new_from_impl(EncodingName {
+            signature: Signature::any(1, Volatility::Immutable),
+        }),
+    ])
     .collect()
+}
+
+/// PostgreSQL's encodings by number (`pg_enc`), as `pg_conversion` and `pg_database`
+/// store them.
+const ENCODINGS: [&str; 42] = [
+    "SQL_ASCII",
+    "EUC_JP",
+    "EUC_CN",
+    "EUC_KR",
+    "EUC_TW",
+    "EUC_JIS_2004",
+    "UTF8",
+    "MULE_INTERNAL",
+    "LATIN1",
+    "LATIN2",
+    "LATIN3",
+    "LATIN4",
+    "LATIN5",
+    "LATIN6",
+    "LATIN7",
+    "LATIN8",
+    "LATIN9",
+    "LATIN10",
+    "WIN1256",
+    "WIN1258",
+    "WIN866",
+    "WIN874",
+    "KOI8R",
+    "WIN1251",
+    "WIN1252",
+    "ISO_8859_5",
+    "ISO_8859_6",
+    "ISO_8859_7",
+    "ISO_8859_8",
+    "WIN1250",
+    "WIN1253",
+    "WIN1254",
+    "WIN1255",
+    "WIN1257",
+    "KOI8U",
+    "SJIS",
+    "BIG5",
+    "GBK",
+    "UHC",
+    "GB18030",
+    "JOHAB",
+    "SHIFT_JIS_2004",
+];
+
+/// `pg_encoding_to_char(n)`: an encoding's name, empty for an unknown number (psql's
+/// `\dc` and `\l` print it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct EncodingName {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for EncodingName {
+    fn name(&self) -> &str {
+        "pg_encoding_to_char"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let n = arrow::compute::cast(&arrays[0], &DataType::Int64)?;
+        let out: arrow::array::StringArray = n
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    usize::try_from(v)
+                        .ok()
+                        .and_then(|i| ENCODINGS.get(i))
+                        .copied()
+                        .unwrap_or("")
+                })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 /// The name of [`ArrayOrEmpty`], which the `ARRAY(subquery)` rewrite calls.

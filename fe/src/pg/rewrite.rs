@@ -11,7 +11,8 @@
 //!   becomes the scalar subquery `(SELECT array_agg(e ORDER BY ...) FROM ... WHERE ...)`,
 //!   which DataFusion decorrelates; over no rows `array_agg` gives NULL, so both forms
 //!   are wrapped in [`ARRAY_OR_EMPTY`], which makes that the empty array PostgreSQL
-//!   gives.
+//!   gives. An element that holds a subquery itself (psql's `\dp`) is computed in a
+//!   derived table first, and stays NULL over no rows.
 //! - `to_timestamp(text, template)` and `to_date(text, template)` with PostgreSQL's
 //!   templates (`'YYYY-MM-DD HH24:MI:SS.US'`, Superset's time range bounds) get the
 //!   equivalent chrono format DataFusion parses with; `to_timestamp` returns
@@ -27,9 +28,9 @@ mod catalog;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, visit_relations_mut, BinaryOperator, Expr, FunctionArg, FunctionArgExpr,
-    FunctionArguments, Ident, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement,
-    TableFactor, Value,
+    visit_expressions, visit_expressions_mut, visit_relations_mut, BinaryOperator, Expr,
+    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectNamePart, OrderByKind, Query,
+    SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, DuckDbDialect, PostgreSqlDialect};
 use datafusion::sql::sqlparser::parser::Parser;
@@ -146,6 +147,34 @@ fn array_of_subquery(q: &Query) -> Option<Expr> {
             OrderByKind::All(_) => return None,
         },
     };
+    // A subquery inside the element (psql's `\dp` lists each policy's roles with a
+    // nested ARRAY(...)) cannot be decorrelated from inside an aggregate's argument;
+    // from a derived table's projection it can.
+    let nested = visit_expressions(&item, |e| {
+        let array_of_query =
+            matches!(e, Expr::Function(f) if matches!(f.args, FunctionArguments::Subquery(_)));
+        if matches!(e, Expr::Subquery(_)) || array_of_query {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break();
+    if nested && order.is_empty() {
+        let mut inner = q.clone();
+        let SetExpr::Select(select) = inner.body.as_mut() else {
+            return None;
+        };
+        select.projection = vec![SelectItem::ExprWithAlias {
+            expr: item,
+            alias: Ident::new("eddy_element"),
+        }];
+        // DataFusion cannot decorrelate this form once a function wraps it, so over no
+        // rows it stays NULL.
+        return parse_expr(&format!(
+            "(SELECT array_agg(eddy_element) FROM ({inner}) AS eddy_elements)"
+        ));
+    }
     let agg = parse_expr(&format!("array_agg({item}{order})"))?;
     let mut q = q.clone();
     q.order_by = None;
