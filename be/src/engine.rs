@@ -40,6 +40,7 @@ use crate::table::{Table, TableState};
 use crate::wal::{self, Wal, KIND_DELETE, KIND_WRITE};
 
 mod alerts;
+mod lengths;
 mod views;
 
 pub struct Engine {
@@ -421,6 +422,19 @@ impl Engine {
         if rows == 0 {
             return Ok(0);
         }
+        // Only tables with varchar(n) / char(n) columns pay for a copy of their definition.
+        let limited = {
+            let st = table.state.lock();
+            st.def
+                .columns
+                .iter()
+                .any(|c| c.ty.max_chars().is_some())
+                .then(|| st.def.clone())
+        };
+        let batches = match limited {
+            Some(def) => lengths::conform_lengths(&def, batches)?,
+            None => batches,
+        };
         self.wait_for_memtable_room(table, name).await?;
         let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
         let schema = batches[0].schema();

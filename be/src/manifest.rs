@@ -109,3 +109,32 @@ pub async fn write_json<T: Serialize>(
         .map(|_| ())
         .map_err(|e| Error::new(ErrorCode::StorageIo, format!("write {path}: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eddy_proto::ColumnType;
+
+    /// A catalog written before `varchar(n)` / `char(n)` existed (their columns were
+    /// `Text`) still reads, and the new types round-trip.
+    #[test]
+    fn catalogs_before_and_after_varchar_lengths() {
+        let old = r#"{"next_table_id": 2, "tables": [{"id": 1, "def": {"name": "t",
+            "columns": [{"name": "s", "ty": "Text", "nullable": true},
+                        {"name": "n", "ty": {"Numeric": {"precision": 10, "scale": 2}},
+                         "nullable": false}]}}]}"#;
+        let cat: Catalog = serde_json::from_str(old).unwrap();
+        let def = &cat.tables[0].def;
+        assert_eq!(def.columns[0].ty, ColumnType::Text);
+        assert_eq!(def.columns[1].ty.sql_name(), "numeric(10,2)");
+        let mut new = cat.clone();
+        new.tables[0].def.columns[0].ty = ColumnType::Varchar { length: Some(20) };
+        new.tables[0].def.columns[1].ty = ColumnType::Char { length: 3 };
+        let back: Catalog = serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back.tables[0].def, new.tables[0].def);
+        assert_eq!(
+            back.tables[0].def.columns[0].ty.sql_name(),
+            "character varying(20)"
+        );
+    }
+}

@@ -24,9 +24,17 @@ pub fn parse_type(sql_type: &str) -> Result<ColumnType> {
         })
         .unwrap_or_default();
     Ok(match base {
-        "text" | "varchar" | "character varying" | "char" | "character" | "string" | "bpchar" => {
-            ColumnType::Text
-        }
+        "text" | "string" => ColumnType::Text,
+        "varchar" | "character varying" => ColumnType::Varchar {
+            length: match args.first() {
+                None => None,
+                Some(n) => Some(char_length(*n)?),
+            },
+        },
+        // `char` without a length is `char(1)`, as in PostgreSQL.
+        "char" | "character" | "bpchar" => ColumnType::Char {
+            length: char_length(*args.first().unwrap_or(&1))?,
+        },
         "boolean" | "bool" => ColumnType::Bool,
         "smallint" | "int2" => ColumnType::Int16,
         "int" | "integer" | "int4" => ColumnType::Int32,
@@ -64,6 +72,16 @@ pub fn parse_type(sql_type: &str) -> Result<ColumnType> {
             ));
         }
     })
+}
+
+/// The `n` of `varchar(n)` / `char(n)`, within PostgreSQL's limits.
+fn char_length(n: i64) -> Result<u32> {
+    if !(1..=10_485_760).contains(&n) {
+        return Err(bad(format!(
+            "length for type varchar must be between 1 and 10485760, not {n}"
+        )));
+    }
+    Ok(n as u32)
 }
 
 fn column_def(c: &SqlColumnDef) -> Result<(ColumnDef, bool)> {
@@ -246,8 +264,18 @@ mod tests {
         assert_eq!(parse_type("TIMESTAMP(6)").unwrap(), ColumnType::Timestamp);
         assert_eq!(
             parse_type("character varying(20)").unwrap(),
-            ColumnType::Text
+            ColumnType::Varchar { length: Some(20) }
         );
+        assert_eq!(
+            parse_type("VARCHAR").unwrap(),
+            ColumnType::Varchar { length: None }
+        );
+        assert_eq!(
+            parse_type("CHAR(3)").unwrap(),
+            ColumnType::Char { length: 3 }
+        );
+        assert_eq!(parse_type("char").unwrap(), ColumnType::Char { length: 1 });
+        assert!(parse_type("varchar(0)").is_err());
         assert!(parse_type("point").is_err());
         assert_eq!(parse_retention("30 days").unwrap(), 30 * 86_400);
         assert_eq!(parse_retention("12h").unwrap(), 12 * 3_600);

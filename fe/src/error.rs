@@ -107,6 +107,8 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::InvalidValue
         | ErrorCode::NotNullViolation
         | ErrorCode::InvalidStatement
+        | ErrorCode::StringTooLong
+        | ErrorCode::WrongObjectType
         | ErrorCode::InvalidTableDefinition
         | ErrorCode::DecodeInput
         | ErrorCode::InvalidSourceOption => tonic::Code::InvalidArgument,

@@ -7,12 +7,14 @@
 //! DataFusion), or one of eddy's own statements; then it runs under the session's cancel
 //! token and `statement_timeout`.
 
+mod activity;
 mod copy;
 mod cursor;
 mod datetime;
 mod encode;
 mod extended;
 mod functions;
+mod local_time;
 mod rewrite;
 mod session;
 mod startup;
@@ -57,6 +59,7 @@ use crate::error::error_info;
 use crate::metrics;
 use crate::query::{Outcome, Parsed, QueryEngine};
 
+pub use self::local_time::SessionTimeZone;
 pub use self::startup::PasswordMethod;
 pub use self::tls::acceptor as tls_acceptor;
 
@@ -244,9 +247,10 @@ impl PgHandler {
         metrics::QUERIES.inc();
         let timer = Timer(Instant::now());
         let guard = Guard::new(session.begin_statement(), session.statement_timeout());
-        let out = Output {
+        let mut out = Output {
             extra_float_digits: session.extra_float_digits(),
             time_zone: session.time_zone(),
+            declared: vec![],
         };
         let failed = client.transaction_status() == TransactionStatus::Error;
         if failed && !matches!(&stmt, PgStatement::Session(s) if s.ends_transaction()) {
@@ -263,6 +267,7 @@ impl PgHandler {
                     Some(f) => f(plan)?,
                     None => plan,
                 };
+                out.declared = encode::declared_types(&plan, self.engine.be().as_ref());
                 let state = self.state_for(client, session)?;
                 guard
                     .run(async {
@@ -467,6 +472,7 @@ impl PgHandler {
                     .into_iter()
                     .collect();
                 for n in names {
+                    session.statement_sql.lock().remove(&n);
                     client.portal_store().rm_statement(&n);
                 }
                 client.portal_store().clear_portals();
@@ -483,6 +489,7 @@ impl PgHandler {
                         .collect(),
                 };
                 for n in names {
+                    session.statement_sql.lock().remove(&n);
                     client.portal_store().rm_statement(&n);
                 }
                 Response::Execution(Tag::new("DEALLOCATE"))
@@ -519,6 +526,7 @@ impl SimpleQueryHandler for PgHandler {
         let mut status = start;
         for parsed in statements {
             client.set_transaction_status(status);
+            session.statement_started(query);
             let result = match self.classify(client, &session, parsed).await {
                 Ok(stmt) => {
                     self.run(client, &session, stmt, None, &Format::UnifiedText)
@@ -526,6 +534,7 @@ impl SimpleQueryHandler for PgHandler {
                 }
                 Err(e) => Err(e),
             };
+            let result = activity::finish_with(&session, status, result);
             let r = match result {
                 Ok(r) => r,
                 Err(PgWireError::UserError(e)) => Response::Error(e),

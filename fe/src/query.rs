@@ -143,6 +143,9 @@ impl QueryEngine {
         let rewrite = Arc::new(crate::rollup_rewrite::RollupRewrite::new());
         rewrite.set_be(Arc::clone(&be));
         ctx.add_analyzer_rule(Arc::clone(&rewrite) as _);
+        // timestamptz text and date_trunc in the session's TimeZone (after type
+        // coercion, whose casts it rewrites).
+        ctx.add_analyzer_rule(Arc::new(crate::pg::SessionTimeZone));
         // pg_catalog (pg_class, pg_attribute, pg_namespace, pg_type ...) built live from
         // the catalogs above, and the functions clients call on it (format_type,
         // pg_table_is_visible, quote_ident ...).

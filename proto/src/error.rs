@@ -23,6 +23,11 @@ pub enum ErrorCode {
     NotNullViolation = 2002,
     /// A statement is valid SQL but not allowed here (e.g. DELETE without a primary key).
     InvalidStatement = 2003,
+    /// A value is longer than its column's type allows (`varchar(n)`, `char(n)`).
+    StringTooLong = 2004,
+    /// An object is not of the kind the statement needs (the definition of an aggregate
+    /// asked for as a function's).
+    WrongObjectType = 2005,
     /// Planning or executing a query failed.
     QueryFailed = 3000,
     /// The table does not exist.
@@ -63,6 +68,8 @@ impl ErrorCode {
             ErrorCode::InvalidValue => "22P02",
             ErrorCode::NotNullViolation => "23502",
             ErrorCode::InvalidStatement => "42P17",
+            ErrorCode::StringTooLong => "22001",
+            ErrorCode::WrongObjectType => "42809",
             ErrorCode::QueryFailed => "XX000",
             ErrorCode::TableNotFound => "42P01",
             ErrorCode::TableAlreadyExists => "42P07",
@@ -96,6 +103,8 @@ impl ErrorCode {
             | ErrorCode::InvalidValue
             | ErrorCode::NotNullViolation
             | ErrorCode::InvalidStatement
+            | ErrorCode::StringTooLong
+            | ErrorCode::WrongObjectType
             | ErrorCode::InvalidTableDefinition
             | ErrorCode::DecodeInput
             | ErrorCode::InvalidSourceOption => 400,

@@ -26,12 +26,25 @@ pub enum ColumnType {
     TimestampTz,
     /// JSON documents, stored as their text.
     Jsonb,
+    /// `varchar(n)` (`character varying`): text of at most `length` characters; `None`
+    /// is `varchar` without a length, which takes any text.
+    Varchar {
+        length: Option<u32>,
+    },
+    /// `char(n)` (`character`, PostgreSQL's `bpchar`): text blank-padded to `length`
+    /// characters.
+    Char {
+        length: u32,
+    },
 }
 
 impl ColumnType {
     pub fn arrow_type(self) -> DataType {
         match self {
-            ColumnType::Text | ColumnType::Jsonb => DataType::Utf8,
+            ColumnType::Text
+            | ColumnType::Jsonb
+            | ColumnType::Varchar { .. }
+            | ColumnType::Char { .. } => DataType::Utf8,
             ColumnType::Bool => DataType::Boolean,
             ColumnType::Int16 => DataType::Int16,
             ColumnType::Int32 => DataType::Int32,
@@ -62,6 +75,20 @@ impl ColumnType {
             ColumnType::Date => "date".into(),
             ColumnType::Timestamp => "timestamp without time zone".into(),
             ColumnType::TimestampTz => "timestamp with time zone".into(),
+            ColumnType::Varchar { length: None } => "character varying".into(),
+            ColumnType::Varchar {
+                length: Some(length),
+            } => format!("character varying({length})"),
+            ColumnType::Char { length } => format!("character({length})"),
+        }
+    }
+
+    /// The most characters a value may have (`varchar(n)`, `char(n)`).
+    pub fn max_chars(self) -> Option<u32> {
+        match self {
+            ColumnType::Varchar { length } => length,
+            ColumnType::Char { length } => Some(length),
+            _ => None,
         }
     }
 }

@@ -15,6 +15,9 @@
 //! plus [`keys::CONSTRAINT_OID_OFFSET`], so both stay stable while the table's does.
 
 mod activity;
+mod arrays;
+mod descriptions;
+mod functiondef;
 mod functions;
 mod keys;
 mod patch;
@@ -40,12 +43,14 @@ use futures::TryStreamExt;
 use parking_lot::RwLock;
 
 pub use self::activity::{Backend, BackendLister, ListBackends};
+pub(crate) use self::descriptions::catalog_oid;
 pub use self::functions::session_udfs;
+pub(crate) use self::patch::typmod;
 
 type Inner = PgCatalogSchemaProvider<Arc<dyn CatalogProviderList>, activity::Roles>;
 
-/// The tables this module builds or completes; every other pg_catalog table is the
-/// crate's own.
+/// The tables this module builds or completes (with those of [`arrays`]); every other
+/// pg_catalog table is the crate's own.
 const OWN: [&str; 6] = [
     "pg_attribute",
     "pg_class",
@@ -68,6 +73,10 @@ pub struct PgCatalogState {
     schemas_by_oid: RwLock<HashMap<i32, String>>,
     /// Built-in functions (the crate's pg_proc), for `pg_get_function_result` ...
     pub(crate) procs: functions::Procs,
+    /// ... and `pg_get_functiondef`.
+    pub(crate) function_defs: functiondef::FunctionDefs,
+    /// Built-in objects' comments, for `obj_description`.
+    pub(crate) descriptions: descriptions::Descriptions,
     /// The open sessions and configured users, for `pg_stat_activity` and `pg_roles`
     /// (none until a front end says how).
     roles: activity::Roles,
@@ -89,12 +98,11 @@ impl PgCatalogState {
             .build_table_by_name(name)?
             .ok_or_else(|| DataFusionError::Internal(format!("no pg_catalog.{name}")))?;
         let schema = table.schema();
-        let PgCatalogTable::Dynamic(p) = table else {
-            return Err(DataFusionError::Internal(format!(
-                "pg_catalog.{name} is not built from the catalogs"
-            )));
+        let batches: Vec<RecordBatch> = match table {
+            PgCatalogTable::Dynamic(p) => p.execute(ctx).try_collect().await?,
+            PgCatalogTable::Static(t) => t.data().to_vec(),
+            PgCatalogTable::Empty(_) => vec![],
         };
-        let batches: Vec<RecordBatch> = p.execute(ctx).try_collect().await?;
         Ok(concat_batches(&schema, &batches)?)
     }
 
@@ -196,7 +204,7 @@ impl PgCatalogState {
             "pg_attribute" => {
                 let rels = self.relations(Arc::clone(&ctx)).await?;
                 let attrs = self.crate_table("pg_attribute", ctx).await?;
-                patch::pg_attribute(attrs, &rels)
+                arrays::batch("pg_attribute", patch::pg_attribute(attrs, &rels)?)
             }
             "pg_index" => keys::pg_index(&self.relations(ctx).await?),
             "pg_constraint" => keys::pg_constraint(&self.relations(ctx).await?),
@@ -212,6 +220,9 @@ impl PgCatalogState {
                 let backends = lister.map(|l| l.backends()).unwrap_or_default();
                 activity::batch(&backends, eddy)
             }
+            other if arrays::tables().any(|t| t == other) => {
+                arrays::batch(other, self.crate_table(other, ctx).await?)
+            }
             other => Err(DataFusionError::Internal(format!(
                 "pg_catalog.{other} is not built here"
             ))),
@@ -225,6 +236,9 @@ impl PgCatalogState {
             "pg_indexes" => keys::pg_indexes_schema(),
             "pg_stat_activity" => activity::schema(),
             "pg_class" => patch::pg_class_schema(&*self.crate_schema(name)?),
+            other if arrays::tables().any(|t| t == other) => {
+                arrays::schema(other, self.crate_schema(name)?.as_ref())
+            }
             _ => self.crate_schema(name)?,
         })
     }
@@ -293,7 +307,12 @@ impl SchemaProvider for EddyPgCatalog {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let lower = name.to_ascii_lowercase();
-        let Some(own) = OWN.iter().find(|n| **n == lower) else {
+        let Some(own) = OWN
+            .iter()
+            .copied()
+            .chain(arrays::tables())
+            .find(|n| *n == lower)
+        else {
             return self.state.inner.table(name).await;
         };
         let schema = self.state.schema_of(own)?;
@@ -321,6 +340,8 @@ pub fn install(state: &SessionState, be: Arc<dyn BeService>) -> Result<Arc<PgCat
     let list = Arc::clone(state.catalog_list());
     let statics = PgCatalogStaticTables::try_new()?;
     let procs = functions::Procs::new(&statics)?;
+    let function_defs = functiondef::FunctionDefs::new(&statics)?;
+    let descriptions = descriptions::Descriptions::new(&statics)?;
     let roles = activity::Roles::default();
     let inner =
         PgCatalogSchemaProvider::try_new(Arc::clone(&list), Arc::new(statics), roles.clone())?;
@@ -330,6 +351,8 @@ pub fn install(state: &SessionState, be: Arc<dyn BeService>) -> Result<Arc<PgCat
         tables_by_oid: RwLock::new(HashMap::new()),
         schemas_by_oid: RwLock::new(HashMap::new()),
         procs,
+        function_defs,
+        descriptions,
         roles,
     });
     let catalog = list

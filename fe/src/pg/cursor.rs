@@ -120,7 +120,6 @@ impl CursorStmt {
 
 /// An open cursor.
 struct Cursor {
-    hold: bool,
     schema: SchemaRef,
     stream: SendableRecordBatchStream,
     /// Rows of the last batch a FETCH did not return.
@@ -128,10 +127,19 @@ struct Cursor {
     done: bool,
 }
 
+/// An open cursor as the session lists it: its columns are known without waiting for
+/// a FETCH that is running.
+#[derive(Clone)]
+struct Entry {
+    schema: SchemaRef,
+    hold: bool,
+    cursor: Arc<tokio::sync::Mutex<Cursor>>,
+}
+
 /// A session's open cursors.
 #[derive(Default)]
 pub(crate) struct Cursors {
-    open: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Cursor>>>>,
+    open: Mutex<HashMap<String, Entry>>,
 }
 
 impl std::fmt::Debug for Cursors {
@@ -160,14 +168,21 @@ impl Cursors {
                 format!("cursor \"{name}\" already exists"),
             ));
         }
+        let schema = stream.schema();
         let cursor = Cursor {
-            hold,
-            schema: stream.schema(),
+            schema: Arc::clone(&schema),
             stream,
             rest: None,
             done: false,
         };
-        open.insert(name, Arc::new(tokio::sync::Mutex::new(cursor)));
+        open.insert(
+            name,
+            Entry {
+                schema,
+                hold,
+                cursor: Arc::new(tokio::sync::Mutex::new(cursor)),
+            },
+        );
         Ok(())
     }
 
@@ -181,7 +196,7 @@ impl Cursors {
             .open
             .lock()
             .get(name)
-            .cloned()
+            .map(|e| Arc::clone(&e.cursor))
             .ok_or_else(|| no_cursor(name))?;
         let mut c = cursor.lock().await;
         let mut want = count.unwrap_or(usize::MAX);
@@ -218,6 +233,16 @@ impl Cursors {
         Ok((schema, out))
     }
 
+    /// The columns a cursor returns (what Describe reports for `FETCH ... FROM name`);
+    /// 34000 when there is no such cursor.
+    pub(crate) fn schema(&self, name: &str) -> Result<SchemaRef, ErrorInfo> {
+        self.open
+            .lock()
+            .get(name)
+            .map(|c| Arc::clone(&c.schema))
+            .ok_or_else(|| no_cursor(name))
+    }
+
     pub(crate) fn close(&self, name: Option<&str>) -> Result<(), ErrorInfo> {
         let mut open = self.open.lock();
         match name {
@@ -231,8 +256,6 @@ impl Cursors {
 
     /// The end of a transaction closes its cursors, except those declared WITH HOLD.
     pub(crate) fn end_transaction(&self) {
-        self.open
-            .lock()
-            .retain(|_, c| c.try_lock().map(|c| c.hold).unwrap_or(true));
+        self.open.lock().retain(|_, c| c.hold);
     }
 }

@@ -9,10 +9,14 @@ use std::time::Duration;
 use arrow::array::{ArrayRef, AsArray, StringArray};
 use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::common::TableReference;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use eddy_proto::{BeService, ColumnType};
 use futures::{stream, Stream, StreamExt};
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldInfo, QueryResponse};
+use pgwire::api::Type;
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +32,9 @@ pub(crate) struct Output {
     pub(crate) extra_float_digits: i8,
     /// The session's TimeZone, in which `timestamptz` text is printed.
     pub(crate) time_zone: SessionTz,
+    /// The declared type of each result column that is a table column, by position
+    /// (empty when none is known): what RowDescription reports for it.
+    pub(crate) declared: Vec<Option<Declared>>,
 }
 
 impl Output {
@@ -36,6 +43,93 @@ impl Output {
         Self {
             extra_float_digits: 1,
             time_zone: SessionTz::utc(),
+            declared: vec![],
+        }
+    }
+
+    pub(crate) fn with_declared(mut self, declared: Vec<Option<Declared>>) -> Self {
+        self.declared = declared;
+        self
+    }
+}
+
+/// A result column's type as its table declares it, where Arrow's type says less:
+/// `varchar(20)` is Utf8 to Arrow but type 1043 with typmod 24 to PostgreSQL clients.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Declared {
+    pub(crate) ty: Type,
+    pub(crate) typmod: i32,
+}
+
+impl Declared {
+    /// What PostgreSQL reports for a column of this type, when Arrow's type alone would
+    /// report it differently.
+    pub(crate) fn of(t: ColumnType) -> Option<Declared> {
+        let ty = match t {
+            ColumnType::Varchar { .. } => Type::VARCHAR,
+            ColumnType::Char { .. } => Type::BPCHAR,
+            ColumnType::Numeric { .. } => Type::NUMERIC,
+            _ => return None,
+        };
+        Some(Declared {
+            ty,
+            typmod: crate::catalog::pg::typmod(t),
+        })
+    }
+}
+
+/// The declared types of a plan's output columns: those that are columns of an eddy
+/// table (the output field is still qualified by the table, as for `SELECT name FROM t`
+/// or `SELECT t.name AS n ...` before the alias).
+pub(crate) fn declared_types(plan: &LogicalPlan, be: &dyn BeService) -> Vec<Option<Declared>> {
+    let declared: Vec<Option<Declared>> = (0..plan.schema().fields().len())
+        .map(|i| {
+            let (table, column) = source_column(plan, i)?;
+            if !matches!(table.schema(), None | Some("public"))
+                || !matches!(table.catalog(), None | Some("eddy"))
+            {
+                return None;
+            }
+            let def = be.table(table.table())?;
+            Declared::of(def.column(&column)?.ty)
+        })
+        .collect();
+    if declared.iter().all(Option::is_none) {
+        vec![]
+    } else {
+        declared
+    }
+}
+
+/// The table column output column `i` of `plan` is, if it is one: through aliases
+/// (`SELECT name AS n`), sorts, limits and filters.
+fn source_column(plan: &LogicalPlan, i: usize) -> Option<(TableReference, String)> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let mut e = p.expr.get(i)?;
+            while let Expr::Alias(a) = e {
+                e = &a.expr;
+            }
+            let Expr::Column(c) = e else {
+                return None;
+            };
+            match &c.relation {
+                Some(r) => Some((r.clone(), c.name.clone())),
+                None => {
+                    let j = p.input.schema().index_of_column(c).ok()?;
+                    source_column(&p.input, j)
+                }
+            }
+        }
+        LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Filter(_)
+        | LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(_)) => {
+            source_column(plan.inputs().first()?, i)
+        }
+        _ => {
+            let (qualifier, field) = plan.schema().qualified_field(i);
+            Some((qualifier?.clone(), field.name().clone()))
         }
     }
 }
@@ -49,7 +143,34 @@ pub(crate) fn fields(
     let mut options = FormatOptions::default();
     options.extra_float_digits = out.extra_float_digits;
     options.date_style = "ISO, MDY".into();
-    arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, Some(Arc::new(options)))
+    let options = Arc::new(options);
+    let mut fields =
+        arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, Some(Arc::clone(&options)))?;
+    for (i, d) in out.declared.iter().enumerate() {
+        let (Some(d), Some(f)) = (d, fields.get_mut(i)) else {
+            continue;
+        };
+        // Only where the Arrow type is the declared type's representation, so a
+        // projection that changed the type is described by what it sends.
+        let same_repr = match (&d.ty, schema.field(i).data_type()) {
+            (t, DataType::Utf8) => *t == Type::VARCHAR || *t == Type::BPCHAR,
+            (t, DataType::Decimal128(..)) => *t == Type::NUMERIC,
+            _ => false,
+        };
+        if !same_repr {
+            continue;
+        }
+        *f = FieldInfo::new(
+            f.name().to_string(),
+            f.table_id(),
+            f.column_id(),
+            d.ty.clone(),
+            f.format(),
+        )
+        .with_format_options(Arc::clone(&options))
+        .with_type_modifier(d.typmod);
+    }
+    Ok(fields)
 }
 
 /// Why a running statement was stopped.

@@ -24,10 +24,12 @@ use pgwire::messages::extendedquery::{
 };
 use pgwire::messages::PgWireBackendMessage;
 
+use super::cursor::CursorStmt;
 use super::encode::{self, Output};
-use super::session::{pg_error, SessionStmt};
+use super::session::{pg_error, Session, SessionStmt};
 use super::{eddy_error, session_of, user_error, PgHandler, PgStatement};
 use crate::error::classify;
+use eddy_proto::BeService;
 
 /// Parses and plans statements for the extended protocol.
 #[derive(Debug)]
@@ -69,12 +71,28 @@ fn placeholder_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> 
 }
 
 /// The result columns of a statement, as Describe reports them.
-fn result_fields(stmt: &PgStatement, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+fn result_fields(
+    stmt: &PgStatement,
+    format: &Format,
+    be: &dyn BeService,
+    session: Option<&Session>,
+) -> PgWireResult<Vec<FieldInfo>> {
     let out = Output::describe();
     match stmt {
-        PgStatement::Planned(plan) if PgStatement::returns_rows(plan) => {
-            encode::fields(plan.schema().as_arrow(), format, &out)
-        }
+        // FETCH returns the cursor's columns (psycopg 3 and asyncpg describe it before
+        // they execute it).
+        PgStatement::Cursor(CursorStmt::Fetch { name, .. }) => match session {
+            Some(s) => {
+                let schema = s.cursors.schema(name).map_err(user_error)?;
+                encode::fields(&schema, format, &out)
+            }
+            None => Ok(vec![]),
+        },
+        PgStatement::Planned(plan) if PgStatement::returns_rows(plan) => encode::fields(
+            plan.schema().as_arrow(),
+            format,
+            &out.with_declared(encode::declared_types(plan, be)),
+        ),
         PgStatement::Session(SessionStmt::Show(name)) => {
             let names: Vec<String> = if name.eq_ignore_ascii_case("all") {
                 vec!["name".into(), "setting".into()]
@@ -141,7 +159,12 @@ impl QueryParser for Parser {
         stmt: &PgStatement,
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        result_fields(stmt, format.unwrap_or(&Format::UnifiedText))
+        result_fields(
+            stmt,
+            format.unwrap_or(&Format::UnifiedText),
+            self.handler.engine.be().as_ref(),
+            None,
+        )
     }
 }
 
@@ -217,8 +240,13 @@ impl ExtendedQueryHandler for Extended {
             Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
             None => client.portal_store().put_empty_statement(&name),
         }
+        let session = session_of(client)?;
+        session
+            .statement_sql
+            .lock()
+            .insert(name.clone(), Arc::from(message.query.as_str()));
         if message.name.is_some() {
-            session_of(client)?.prepared.lock().insert(name);
+            session.prepared.lock().insert(name);
         }
         client
             .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
@@ -236,6 +264,8 @@ impl ExtendedQueryHandler for Extended {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let be = self.handler.engine.be().as_ref();
+        let session = session_of(client)?;
         let (params, fields) = match message.target_type {
             TARGET_TYPE_BYTE_STATEMENT => match client.portal_store().get_statement(name) {
                 Some(Entry::Value(stmt)) => {
@@ -252,7 +282,8 @@ impl ExtendedQueryHandler for Extended {
                                 .oid()
                         })
                         .collect();
-                    let fields = result_fields(&stmt.statement, &Format::UnifiedText)?;
+                    let fields =
+                        result_fields(&stmt.statement, &Format::UnifiedText, be, Some(&*session))?;
                     (Some(params), fields)
                 }
                 Some(Entry::Empty) => (Some(vec![]), vec![]),
@@ -261,7 +292,12 @@ impl ExtendedQueryHandler for Extended {
             TARGET_TYPE_BYTE_PORTAL => match client.portal_store().get_portal(name) {
                 Some(Entry::Value(portal)) => (
                     None,
-                    result_fields(&portal.statement.statement, &portal.result_column_format)?,
+                    result_fields(
+                        &portal.statement.statement,
+                        &portal.result_column_format,
+                        be,
+                        Some(&*session),
+                    )?,
                 ),
                 Some(Entry::Empty) => (None, vec![]),
                 None => return Err(PgWireError::PortalNotFound(name.to_owned())),
@@ -304,7 +340,15 @@ impl ExtendedQueryHandler for Extended {
         let session = session_of(client)?;
         let stmt = portal.statement.statement.clone();
         let bind = |plan: LogicalPlan| bind_parameters(plan, portal);
-        self.handler
+        let sql = session
+            .statement_sql
+            .lock()
+            .get(&portal.statement.id)
+            .cloned();
+        session.statement_started(sql.as_deref().unwrap_or_default());
+        let before = client.transaction_status();
+        let result = self
+            .handler
             .run(
                 client,
                 &session,
@@ -312,6 +356,7 @@ impl ExtendedQueryHandler for Extended {
                 Some(&bind),
                 &portal.result_column_format,
             )
-            .await
+            .await;
+        super::activity::finish_with(&session, before, result)
     }
 }

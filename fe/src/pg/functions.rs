@@ -338,22 +338,219 @@ impl ScalarUDFImpl for AlwaysVisible {
     }
 }
 
-/// `pg_type_is_visible(oid)` and `pg_function_is_visible(oid)`.
+/// The `pg_*_is_visible(oid)` functions psql filters its listings with. Every object
+/// but a table lives in pg_catalog, which is on every search_path.
 pub(crate) fn visibility_udfs() -> Vec<ScalarUDF> {
-    ["pg_type_is_visible", "pg_function_is_visible"]
-        .into_iter()
-        .map(|n| {
-            ScalarUDF::new_from_impl(AlwaysVisible {
-                name: n.into(),
-                signature: Signature::any(1, Volatility::Stable),
-            })
+    [
+        "pg_type_is_visible",
+        "pg_function_is_visible",
+        "pg_operator_is_visible",
+        "pg_opclass_is_visible",
+        "pg_opfamily_is_visible",
+        "pg_conversion_is_visible",
+        "pg_collation_is_visible",
+        "pg_ts_config_is_visible",
+        "pg_ts_dict_is_visible",
+        "pg_ts_parser_is_visible",
+        "pg_ts_template_is_visible",
+    ]
+    .into_iter()
+    .map(|n| {
+        ScalarUDF::new_from_impl(AlwaysVisible {
+            name: n.into(),
+            signature: Signature::any(1, Volatility::Stable),
         })
-        .collect()
+    })
+    .chain([
+        ScalarUDF::new_from_impl(ArrayOrEmpty {
+            signature: Signature::any(1, Volatility::Immutable),
+        }),
+        ScalarUDF::new_from_impl(EncodingName {
+            signature: Signature::any(1, Volatility::Immutable),
+        }),
+    ])
+    .collect()
+}
+
+/// PostgreSQL's encodings by number (`pg_enc`), as `pg_conversion` and `pg_database`
+/// store them.
+const ENCODINGS: [&str; 42] = [
+    "SQL_ASCII",
+    "EUC_JP",
+    "EUC_CN",
+    "EUC_KR",
+    "EUC_TW",
+    "EUC_JIS_2004",
+    "UTF8",
+    "MULE_INTERNAL",
+    "LATIN1",
+    "LATIN2",
+    "LATIN3",
+    "LATIN4",
+    "LATIN5",
+    "LATIN6",
+    "LATIN7",
+    "LATIN8",
+    "LATIN9",
+    "LATIN10",
+    "WIN1256",
+    "WIN1258",
+    "WIN866",
+    "WIN874",
+    "KOI8R",
+    "WIN1251",
+    "WIN1252",
+    "ISO_8859_5",
+    "ISO_8859_6",
+    "ISO_8859_7",
+    "ISO_8859_8",
+    "WIN1250",
+    "WIN1253",
+    "WIN1254",
+    "WIN1255",
+    "WIN1257",
+    "KOI8U",
+    "SJIS",
+    "BIG5",
+    "GBK",
+    "UHC",
+    "GB18030",
+    "JOHAB",
+    "SHIFT_JIS_2004",
+];
+
+/// `pg_encoding_to_char(n)`: an encoding's name, empty for an unknown number (psql's
+/// `\dc` and `\l` print it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct EncodingName {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for EncodingName {
+    fn name(&self) -> &str {
+        "pg_encoding_to_char"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let n = arrow::compute::cast(&arrays[0], &DataType::Int64)?;
+        let out: arrow::array::StringArray = n
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    usize::try_from(v)
+                        .ok()
+                        .and_then(|i| ENCODINGS.get(i))
+                        .copied()
+                        .unwrap_or("")
+                })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// The name of [`ArrayOrEmpty`], which the `ARRAY(subquery)` rewrite calls.
+pub(crate) const ARRAY_OR_EMPTY: &str = "eddy_array_or_empty";
+
+/// An array, or the empty array for NULL: `ARRAY(subquery)` over no rows is `{}` in
+/// PostgreSQL, where the `array_agg` it is rewritten to gives NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ArrayOrEmpty {
+    signature: Signature,
+}
+
+/// `list` with each NULL entry replaced by an empty list.
+fn nulls_as_empty(list: &arrow::array::ListArray) -> arrow::array::ListArray {
+    use arrow::array::Array;
+    use arrow::buffer::OffsetBuffer;
+    if list.null_count() == 0 {
+        return list.clone();
+    }
+    let (field, offsets, values, nulls) = list.clone().into_parts();
+    let nulls = nulls.expect("null_count > 0 means a null buffer");
+    // A NULL entry may still span values; keep only the valid entries' spans.
+    let mut lengths = Vec::with_capacity(list.len());
+    let mut keep = Vec::new();
+    for i in 0..list.len() {
+        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+        if nulls.is_valid(i) {
+            lengths.push(end - start);
+            keep.push(values.slice(start, end - start));
+        } else {
+            lengths.push(0);
+        }
+    }
+    let refs: Vec<&dyn Array> = keep.iter().map(|a| a.as_ref()).collect();
+    let values = if refs.is_empty() {
+        values.slice(0, 0)
+    } else {
+        arrow::compute::concat(&refs).unwrap_or_else(|_| values.slice(0, 0))
+    };
+    arrow::array::ListArray::new(field, OffsetBuffer::from_lengths(lengths), values, None)
+}
+
+impl ScalarUDFImpl for ArrayOrEmpty {
+    fn name(&self) -> &str {
+        ARRAY_OR_EMPTY
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let Some(arg) = args.args.first() else {
+            return datafusion::common::plan_err!("{ARRAY_OR_EMPTY} needs an argument");
+        };
+        let is_scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let a = arg.to_array(args.number_rows)?;
+        let Some(list) = a.as_list_opt::<i32>() else {
+            return Ok(arg.clone());
+        };
+        let out: arrow::array::ArrayRef = Arc::new(nulls_as_empty(list));
+        Ok(if is_scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_arrays_become_empty() {
+        use arrow::array::{Array, ListArray};
+        use arrow::datatypes::Int32Type;
+        let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(1), Some(2)]),
+            None,
+            Some(vec![Some(3)]),
+        ]);
+        let out = nulls_as_empty(&list);
+        assert_eq!(out.null_count(), 0);
+        assert_eq!(out.value_length(1), 0);
+        assert_eq!(
+            out.value(2).as_primitive::<Int32Type>().values().to_vec(),
+            vec![3]
+        );
+    }
 
     #[test]
     fn sizes_print_like_postgres() {

@@ -9,25 +9,33 @@
 //!   `array_transform(a, x -> e)`;
 //! - any other `ARRAY(SELECT e FROM ... [WHERE ...] [ORDER BY ...])` (psql's `\du`)
 //!   becomes the scalar subquery `(SELECT array_agg(e ORDER BY ...) FROM ... WHERE ...)`,
-//!   which DataFusion decorrelates. One difference remains: over no rows it gives NULL
-//!   where PostgreSQL gives an empty array.
+//!   which DataFusion decorrelates; over no rows `array_agg` gives NULL, so both forms
+//!   are wrapped in [`ARRAY_OR_EMPTY`], which makes that the empty array PostgreSQL
+//!   gives. An element that holds a subquery itself (psql's `\dp`) is computed in a
+//!   derived table first, and stays NULL over no rows.
 //! - `to_timestamp(text, template)` and `to_date(text, template)` with PostgreSQL's
 //!   templates (`'YYYY-MM-DD HH24:MI:SS.US'`, Superset's time range bounds) get the
 //!   equivalent chrono format DataFusion parses with; `to_timestamp` returns
 //!   `timestamptz`, as in PostgreSQL (the text is read as UTC).
+//! - what psql's catalog queries need besides ([`catalog`]: `tableoid`, scalar
+//!   subqueries over pg_catalog);
 //! - `timestamp 'epoch' + e * interval '1 second'` (Superset's epoch columns) becomes
 //!   `to_timestamp(e)`, since DataFusion cannot multiply an interval by a number; any
 //!   fixed-length interval (seconds to weeks) works the same way.
 
+mod catalog;
+
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, visit_relations_mut, BinaryOperator, Expr, FunctionArg, FunctionArgExpr,
-    FunctionArguments, Ident, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement,
-    TableFactor, Value,
+    visit_expressions, visit_expressions_mut, visit_relations_mut, BinaryOperator, Expr,
+    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectNamePart, OrderByKind, Query,
+    SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, DuckDbDialect, PostgreSqlDialect};
 use datafusion::sql::sqlparser::parser::Parser;
+
+use super::functions::ARRAY_OR_EMPTY;
 
 /// The plain positional arguments of a call, or `None` for anything fancier.
 fn plain_args(args: &FunctionArguments) -> Option<Vec<&Expr>> {
@@ -111,7 +119,11 @@ fn array_of_subquery(q: &Query) -> Option<Expr> {
             if let Some((array, alias)) = unnested {
                 return parse_expr_in(
                     &DuckDbDialect {},
-                    &format!("array_transform({array}, {} -> {item})", alias.name),
+                    &format!(
+                        "{ARRAY_OR_EMPTY}(array_transform({array}, {} -> {item}))",
+                        // `unnest(a) AS t(x)` names the element x (psql's `\dy`).
+                        alias.columns.first().map_or(&alias.name, |c| &c.name)
+                    ),
                 );
             }
         }
@@ -135,6 +147,34 @@ fn array_of_subquery(q: &Query) -> Option<Expr> {
             OrderByKind::All(_) => return None,
         },
     };
+    // A subquery inside the element (psql's `\dp` lists each policy's roles with a
+    // nested ARRAY(...)) cannot be decorrelated from inside an aggregate's argument;
+    // from a derived table's projection it can.
+    let nested = visit_expressions(&item, |e| {
+        let array_of_query =
+            matches!(e, Expr::Function(f) if matches!(f.args, FunctionArguments::Subquery(_)));
+        if matches!(e, Expr::Subquery(_)) || array_of_query {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break();
+    if nested && order.is_empty() {
+        let mut inner = q.clone();
+        let SetExpr::Select(select) = inner.body.as_mut() else {
+            return None;
+        };
+        select.projection = vec![SelectItem::ExprWithAlias {
+            expr: item,
+            alias: Ident::new("eddy_element"),
+        }];
+        // DataFusion cannot decorrelate this form once a function wraps it, so over no
+        // rows it stays NULL.
+        return parse_expr(&format!(
+            "(SELECT array_agg(eddy_element) FROM ({inner}) AS eddy_elements)"
+        ));
+    }
     let agg = parse_expr(&format!("array_agg({item}{order})"))?;
     let mut q = q.clone();
     q.order_by = None;
@@ -142,7 +182,7 @@ fn array_of_subquery(q: &Query) -> Option<Expr> {
         return None;
     };
     select.projection = vec![SelectItem::UnnamedExpr(agg)];
-    Some(Expr::Subquery(Box::new(q)))
+    parse_expr(&format!("{ARRAY_OR_EMPTY}(({q}))"))
 }
 
 /// pg_catalog relations eddy adds to the crate's, which its parser does not know to
@@ -346,6 +386,7 @@ fn datetime_expr(e: &Expr) -> Option<Expr> {
 
 /// Rewrites the calls named in the module documentation, in place.
 pub(crate) fn postgres_functions(stmt: &mut Statement) {
+    catalog::catalog_queries(stmt);
     let _ = visit_relations_mut(stmt, |name| {
         if let [ObjectNamePart::Identifier(id)] = name.0.as_slice() {
             if EDDY_CATALOG_RELATIONS.contains(&id.value.to_ascii_lowercase().as_str()) {
@@ -447,11 +488,15 @@ mod tests {
     fn array_subqueries_become_aggregates_or_maps() {
         assert_eq!(
             rewritten("SELECT ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.oid = r.oid ORDER BY 1) FROM pg_roles r"),
-            "SELECT (SELECT array_agg(b.rolname ORDER BY b.rolname) FROM pg_roles b WHERE b.oid = r.oid) FROM pg_roles r"
+            "SELECT eddy_array_or_empty((SELECT array_agg(b.rolname ORDER BY b.rolname) FROM pg_roles b WHERE b.oid = r.oid)) FROM pg_roles r"
         );
         assert_eq!(
             rewritten("SELECT array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x) FROM pg_class tc"),
-            "SELECT array_transform(tc.reloptions, x -> 'toast.' || x) FROM pg_class tc"
+            "SELECT eddy_array_or_empty(array_transform(tc.reloptions, x -> 'toast.' || x)) FROM pg_class tc"
+        );
+        assert_eq!(
+            rewritten("SELECT array(select x from pg_catalog.unnest(evttags) as t(x)) FROM pg_event_trigger e"),
+            "SELECT eddy_array_or_empty(array_transform(evttags, x -> x)) FROM pg_event_trigger e"
         );
     }
 }

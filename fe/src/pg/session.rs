@@ -3,13 +3,16 @@
 //! cancellation token of the statement running now.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::sql::sqlparser::ast::{Expr, Reset, Set, Statement, Value, ValueWithSpan};
 use parking_lot::Mutex;
 use pgwire::error::ErrorInfo;
+use pgwire::messages::response::TransactionStatus;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::{now_micros, Activity, Finish};
 use super::cursor::Cursors;
 use super::datetime::SessionTz;
 
@@ -214,6 +217,11 @@ pub(crate) struct Session {
     pub(crate) prepared: Mutex<BTreeSet<String>>,
     /// Open SQL cursors (DECLARE ... CURSOR).
     pub(crate) cursors: Cursors,
+    /// The SQL of each parsed statement by name ("" is the unnamed one), for
+    /// `pg_stat_activity.query` when a portal of it runs.
+    pub(crate) statement_sql: Mutex<std::collections::HashMap<String, Arc<str>>>,
+    /// What the session is doing, for `pg_stat_activity`.
+    pub(crate) activity: Arc<Mutex<Activity>>,
     /// When the connection started, in microseconds since the Unix epoch.
     pub(crate) started_micros: i64,
     /// The client's address.
@@ -252,6 +260,7 @@ impl Session {
             initial.insert(name.clone(), value.clone());
             vars.insert(name, value);
         }
+        let now = now_micros();
         Self {
             user,
             vars: Mutex::new(vars),
@@ -260,10 +269,9 @@ impl Session {
             terminated: CancellationToken::new(),
             prepared: Mutex::new(BTreeSet::new()),
             cursors: Cursors::default(),
-            started_micros: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0),
+            statement_sql: Mutex::new(std::collections::HashMap::new()),
+            activity: Arc::new(Mutex::new(Activity::new(now))),
+            started_micros: now,
             client: None,
         }
     }
@@ -467,6 +475,20 @@ impl Session {
         let t = CancellationToken::new();
         *self.current.lock() = t.clone();
         t
+    }
+
+    /// A statement starts (`pg_stat_activity` shows it `active`).
+    pub(crate) fn statement_started(&self, query: &str) {
+        self.activity.lock().start(query, now_micros());
+    }
+
+    /// What marks the statement finished, leaving the connection in `status`, when
+    /// dropped.
+    pub(crate) fn statement_finish(&self, status: TransactionStatus) -> Finish {
+        Finish {
+            activity: Arc::clone(&self.activity),
+            status,
+        }
     }
 
     /// Cancels the statement running now (CancelRequest).

@@ -73,6 +73,7 @@ impl crate::catalog::pg::ListBackends for Registry {
             .iter()
             .filter_map(|(pid, (_, w))| {
                 let s = w.upgrade()?;
+                let a = s.activity.lock().clone();
                 Some(crate::catalog::pg::Backend {
                     pid: *pid,
                     user: s.user.clone(),
@@ -80,6 +81,11 @@ impl crate::catalog::pg::ListBackends for Registry {
                     client_addr: s.client.map(|a| a.ip().to_string()),
                     client_port: s.client.map(|a| a.port() as i32),
                     backend_start_micros: s.started_micros,
+                    state: a.state.to_string(),
+                    query: a.query,
+                    xact_start_micros: a.xact_start_micros,
+                    query_start_micros: a.query_start_micros,
+                    state_change_micros: a.state_change_micros,
                 })
             })
             .collect()

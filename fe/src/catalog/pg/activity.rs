@@ -1,7 +1,7 @@
 //! `pg_stat_activity`: one row per open PostgreSQL-wire session, as the pgwire front end
-//! reports them (Superset's SQL Lab finds the backend to terminate here). eddy does not
-//! track per-statement state, so `state`, `query` and the transaction/query start times
-//! are NULL.
+//! reports them (Superset's SQL Lab finds the backend to terminate here): who is
+//! connected from where, and what each session is doing (`state`, the current or last
+//! `query`, when the transaction, the statement and the state started).
 //!
 //! `pg_roles` (psql's `\du`): the users of `[fe.users]`, and the names sessions are
 //! connected as (without users, loopback clients are trusted under any name). Every eddy
@@ -26,6 +26,13 @@ pub struct Backend {
     pub client_addr: Option<String>,
     pub client_port: Option<i32>,
     pub backend_start_micros: i64,
+    /// `active`, `idle`, `idle in transaction` ...
+    pub state: String,
+    /// The statement running now, or the last one.
+    pub query: String,
+    pub xact_start_micros: Option<i64>,
+    pub query_start_micros: Option<i64>,
+    pub state_change_micros: i64,
 }
 
 /// Lists the open sessions (implemented by the pgwire front end's session registry).
@@ -73,6 +80,15 @@ pub(super) fn batch(backends: &[Backend], database_oid: Option<i32>) -> Result<R
     let text = |f: &dyn Fn(&Backend) -> Option<String>| -> ArrayRef {
         Arc::new(backends.iter().map(f).collect::<StringArray>())
     };
+    let times = |f: &dyn Fn(&Backend) -> Option<i64>| -> ArrayRef {
+        Arc::new(
+            backends
+                .iter()
+                .map(f)
+                .collect::<TimestampMicrosecondArray>()
+                .with_timezone("UTC"),
+        )
+    };
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         columns.push(match field.name().as_str() {
@@ -85,12 +101,12 @@ pub(super) fn batch(backends: &[Backend], database_oid: Option<i32>) -> Result<R
             "client_port" => Arc::new(Int32Array::from_iter(
                 backends.iter().map(|b| b.client_port),
             )),
-            "backend_start" => Arc::new(
-                TimestampMicrosecondArray::from_iter_values(
-                    backends.iter().map(|b| b.backend_start_micros),
-                )
-                .with_timezone("UTC"),
-            ),
+            "backend_start" => times(&|b| Some(b.backend_start_micros)),
+            "xact_start" => times(&|b| b.xact_start_micros),
+            "query_start" => times(&|b| b.query_start_micros),
+            "state_change" => times(&|b| Some(b.state_change_micros)),
+            "state" => text(&|b| Some(b.state.clone())),
+            "query" => text(&|b| Some(b.query.clone())),
             "backend_type" => text(&|_| Some("client backend".to_string())),
             _ => new_null_array(field.data_type(), rows),
         });

@@ -2,8 +2,8 @@
 //! `pg_table_is_visible` (a relation is visible when its schema is on the session's
 //! `search_path`, or is `pg_catalog`), and `pg_get_function_result` /
 //! `pg_get_function_arguments` / `pg_get_function_identity_arguments` for the built-in
-//! functions in the crate's pg_proc; table and database sizes; `col_description` and
-//! `obj_description`.
+//! functions in the crate's pg_proc, and `pg_get_functiondef`; table and database
+//! sizes; `col_description` and `obj_description`.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -18,6 +18,7 @@ use datafusion::logical_expr::{
 };
 use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
 
+use super::functiondef::NoDefinition;
 use super::PgCatalogState;
 
 /// A built-in function's result and argument types.
@@ -137,15 +138,13 @@ impl Procs {
         })
     }
 
-    fn arguments(&self, oid: i32) -> Option<String> {
+    fn argument_types(&self, oid: i32) -> Option<Vec<String>> {
         let p = self.procs.get(&oid)?;
-        Some(
-            p.args
-                .iter()
-                .map(|t| self.type_name(*t))
-                .collect::<Vec<_>>()
-                .join(", "),
-        )
+        Some(p.args.iter().map(|t| self.type_name(*t)).collect())
+    }
+
+    fn arguments(&self, oid: i32) -> Option<String> {
+        Some(self.argument_types(oid)?.join(", "))
     }
 }
 
@@ -165,11 +164,14 @@ enum Kind {
     /// `pg_database_size(name or oid)`: every table's bytes for `eddy` (or any OID: the
     /// catalog's OIDs for databases are not kept here), 0 for other names.
     DatabaseSize,
-    /// `col_description(oid, attnum)` and `obj_description(oid [, catalog])`: eddy has no
-    /// `COMMENT ON`, so no table or column has a description and the answer is NULL,
-    /// as PostgreSQL's is for an object without one.
+    /// `col_description(oid, attnum)`: eddy has no `COMMENT ON`, so no column has a
+    /// description and the answer is NULL, as PostgreSQL's is for a column without one.
     ColumnDescription,
+    /// `obj_description(oid [, catalog])`: the built-in objects' comments
+    /// (PostgreSQL's, from the crate's pg_description); NULL for eddy's tables.
     ObjectDescription,
+    /// `pg_get_functiondef(oid)` of a built-in function.
+    FunctionDef,
     /// `shobj_description(oid, catalog)` (databases, roles): NULL for the same reason.
     SharedObjectDescription,
 }
@@ -214,6 +216,7 @@ impl ScalarUDFImpl for CatalogFn {
             Kind::DatabaseSize => "pg_database_size",
             Kind::ColumnDescription => "col_description",
             Kind::ObjectDescription => "obj_description",
+            Kind::FunctionDef => "pg_get_functiondef",
             Kind::SharedObjectDescription => "shobj_description",
         }
     }
@@ -254,6 +257,9 @@ impl ScalarUDFImpl for CatalogFn {
             };
             return Ok(ColumnarValue::Array(Arc::new(sizes)));
         }
+        if self.kind == Kind::ObjectDescription {
+            return self.object_descriptions(&arrays).map(ColumnarValue::Array);
+        }
         let oids = cast(&arrays[0], &DataType::Int64)?;
         let oids = oids.as_primitive::<Int64Type>();
         let oid = |i: usize| (!oids.is_null(i)).then(|| oids.value(i) as i32);
@@ -292,10 +298,84 @@ impl ScalarUDFImpl for CatalogFn {
                 )
             }
             Kind::DatabaseSize => unreachable!("answered above"),
-            Kind::ColumnDescription | Kind::ObjectDescription | Kind::SharedObjectDescription => {
+            Kind::FunctionDef => {
+                let mut out = arrow::array::StringBuilder::new();
+                for i in 0..n {
+                    let def = oid(i).and_then(|o| {
+                        let args = self.state.procs.argument_types(o)?;
+                        let result = self.state.procs.result(o)?;
+                        self.state.function_defs.definition(o, &args, &result)
+                    });
+                    match def {
+                        None => out.append_null(),
+                        Some(Ok(d)) => out.append_value(d),
+                        Some(Err(NoDefinition::Aggregate(name))) => {
+                            return Err(DataFusionError::External(Box::new(
+                                eddy_proto::Error::new(
+                                    eddy_proto::ErrorCode::WrongObjectType,
+                                    format!("\"{name}\" is an aggregate function"),
+                                ),
+                            )))
+                        }
+                    }
+                }
+                Arc::new(out.finish())
+            }
+            Kind::ObjectDescription => unreachable!("answered above"),
+            Kind::ColumnDescription | Kind::SharedObjectDescription => {
                 Arc::new(StringArray::new_null(n))
             }
         }))
+    }
+}
+
+impl CatalogFn {
+    /// `obj_description(oid [, catalog])`. The object may be given by name, as
+    /// `pg_operator.oprcode` (a `regproc`) gives a function.
+    fn object_descriptions(
+        &self,
+        arrays: &[arrow::array::ArrayRef],
+    ) -> Result<arrow::array::ArrayRef> {
+        let n = arrays[0].len();
+        let oids: Vec<Option<i32>> = match arrays[0].as_string_opt::<i32>() {
+            Some(names) => names
+                .iter()
+                .map(|v| {
+                    let v = v?;
+                    v.parse()
+                        .ok()
+                        .or_else(|| self.state.descriptions.proc_named(v))
+                })
+                .collect(),
+            None => {
+                let o = cast(&arrays[0], &DataType::Int64)?;
+                o.as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| v.map(|v| v as i32))
+                    .collect()
+            }
+        };
+        let catalogs = match arrays.get(1) {
+            Some(c) => Some(cast(c, &DataType::Utf8)?),
+            None => None,
+        };
+        let catalogs = catalogs.as_ref().map(|c| c.as_string::<i32>());
+        Ok(Arc::new(
+            (0..n)
+                .map(|i| {
+                    let oid = oids[i]?;
+                    let catalog = match catalogs {
+                        Some(c) if c.is_null(i) => return None,
+                        Some(c) => Some(c.value(i)),
+                        None => None,
+                    };
+                    self.state
+                        .descriptions
+                        .object(oid, catalog)
+                        .map(str::to_string)
+                })
+                .collect::<StringArray>(),
+        ))
     }
 }
 
@@ -316,6 +396,7 @@ pub fn session_udfs(state: &Arc<PgCatalogState>, search_path: &[String]) -> Vec<
         Kind::ColumnDescription,
         Kind::ObjectDescription,
         Kind::SharedObjectDescription,
+        Kind::FunctionDef,
     ] {
         let signature = match kind {
             Kind::ColumnDescription | Kind::SharedObjectDescription => {

@@ -150,7 +150,8 @@ fn int32_lists<'a>(rows: impl Iterator<Item = Vec<i32>> + 'a) -> ArrayRef {
 fn default_opclass(t: eddy_proto::ColumnType) -> i32 {
     use eddy_proto::ColumnType as T;
     match t {
-        T::Text | T::Jsonb => 3126,
+        T::Text | T::Jsonb | T::Varchar { .. } => 3126,
+        T::Char { .. } => 426,
         T::Bool => 424,
         T::Int16 => 1979,
         T::Int32 => 1978,
@@ -196,7 +197,11 @@ pub(super) fn pg_index(rels: &[Relation]) -> Result<RecordBatch> {
                 .iter()
                 .map(|c| match r.def.column(c).map(|c| c.ty) {
                     // The default collation for text, none for other types.
-                    Some(eddy_proto::ColumnType::Text) => 100,
+                    Some(
+                        eddy_proto::ColumnType::Text
+                        | eddy_proto::ColumnType::Varchar { .. }
+                        | eddy_proto::ColumnType::Char { .. },
+                    ) => 100,
                     _ => 0,
                 })
                 .collect()

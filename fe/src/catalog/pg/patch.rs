@@ -1,5 +1,6 @@
 //! Completes the crate's `pg_class` and `pg_attribute` rows for eddy's tables from their
-//! definitions.
+//! definitions (NOT NULL, typmods, and the types Arrow cannot tell apart from text:
+//! jsonb, varchar, bpchar).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,19 @@ use super::{column_i32, column_str, Relation};
 /// The OID of the btree access method (`pg_am`).
 const BTREE_AM_OID: i32 = 403;
 const JSONB_OID: i32 = 3802;
+const BPCHAR_OID: i32 = 1042;
+const VARCHAR_OID: i32 = 1043;
+
+/// The PostgreSQL type OID of a column whose Arrow type does not say it (the crate's
+/// pg_attribute types every Utf8 column as text).
+pub(crate) fn type_oid(t: ColumnType) -> Option<i32> {
+    match t {
+        ColumnType::Jsonb => Some(JSONB_OID),
+        ColumnType::Varchar { .. } => Some(VARCHAR_OID),
+        ColumnType::Char { .. } => Some(BPCHAR_OID),
+        _ => None,
+    }
+}
 
 /// A batch with some columns, found by name, replaced.
 fn with_columns(batch: &RecordBatch, replace: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
@@ -125,12 +139,14 @@ pub(super) fn pg_class(class: RecordBatch, rels: &[Relation]) -> Result<RecordBa
     Ok(concat_batches(&patched.schema(), &[patched, indexes])?)
 }
 
-/// `numeric(p,s)` as PostgreSQL stores it in `atttypmod`: `((p << 16) | s) + 4`.
-fn typmod(t: ColumnType) -> i32 {
+/// A column's `atttypmod` as PostgreSQL stores it: `((p << 16) | s) + 4` for
+/// `numeric(p,s)`, `n + 4` for `varchar(n)` and `char(n)`, -1 for everything else.
+pub(crate) fn typmod(t: ColumnType) -> i32 {
     match t {
         ColumnType::Numeric { precision, scale } => {
             (((precision as i32) << 16) | (scale as i32 & 0xffff)) + 4
         }
+        ColumnType::Varchar { length: Some(n) } | ColumnType::Char { length: n } => n as i32 + 4,
         _ => -1,
     }
 }
@@ -157,11 +173,7 @@ pub(super) fn pg_attribute(attrs: RecordBatch, rels: &[Relation]) -> Result<Reco
             .and_then(|r| r.def.column(names.value(i)));
         match column {
             Some(c) => {
-                new_types.push(if c.ty == ColumnType::Jsonb {
-                    JSONB_OID
-                } else {
-                    types.value(i)
-                });
+                new_types.push(type_oid(c.ty).unwrap_or(types.value(i)));
                 new_typmods.push(typmod(c.ty));
                 new_notnull.push(!c.nullable);
             }
@@ -197,5 +209,9 @@ mod tests {
             655366
         );
         assert_eq!(typmod(ColumnType::Text), -1);
+        // PostgreSQL: varchar(20) and char(20) have atttypmod 24; varchar none.
+        assert_eq!(typmod(ColumnType::Varchar { length: Some(20) }), 24);
+        assert_eq!(typmod(ColumnType::Char { length: 20 }), 24);
+        assert_eq!(typmod(ColumnType::Varchar { length: None }), -1);
     }
 }
