@@ -223,15 +223,24 @@ impl ScalarUDFImpl for SizePretty {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let sizes = arrow::compute::cast(&arrays[0], &DataType::Int64)?;
-        let out: arrow::array::StringArray = sizes
-            .as_primitive::<arrow::datatypes::Int64Type>()
-            .iter()
-            .map(|v| v.map(size_pretty))
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
+        int_to_text(args, size_pretty)
     }
+}
+
+/// Text of `f` over the first argument read as int64, NULL for NULL: the shape of
+/// `pg_size_pretty` and `pg_encoding_to_char`.
+fn int_to_text<S: AsRef<str>>(
+    args: ScalarFunctionArgs,
+    f: impl Fn(i64) -> S,
+) -> Result<ColumnarValue> {
+    let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+    let n = arrow::compute::cast(&arrays[0], &DataType::Int64)?;
+    let out: arrow::array::StringArray = n
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .iter()
+        .map(|v| v.map(&f))
+        .collect();
+    Ok(ColumnarValue::Array(Arc::new(out)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -440,22 +449,13 @@ impl ScalarUDFImpl for EncodingName {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let n = arrow::compute::cast(&arrays[0], &DataType::Int64)?;
-        let out: arrow::array::StringArray = n
-            .as_primitive::<arrow::datatypes::Int64Type>()
-            .iter()
-            .map(|v| {
-                v.map(|v| {
-                    usize::try_from(v)
-                        .ok()
-                        .and_then(|i| ENCODINGS.get(i))
-                        .copied()
-                        .unwrap_or("")
-                })
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
+        int_to_text(args, |v| {
+            usize::try_from(v)
+                .ok()
+                .and_then(|i| ENCODINGS.get(i))
+                .copied()
+                .unwrap_or("")
+        })
     }
 }
 
