@@ -45,8 +45,9 @@ impl Order {
         shared: &SourceShared,
         source: &str,
     ) -> bool {
-        let next = *self.slot(partition);
-        if offset < next {
+        let next = self.slot(partition);
+        if offset < *next {
+            let next = *next;
             if !self.resuming.contains(&partition) {
                 tracing::debug!(
                     source,
@@ -59,10 +60,11 @@ impl Order {
             }
             return false;
         }
-        if self.resuming.remove(&partition) {
+        *next = offset + 1;
+        // Per record on the hot path: the set is empty once every lookback has ended.
+        if !self.resuming.is_empty() && self.resuming.remove(&partition) {
             tracing::debug!(source, partition, offset, "resumed after the lookback");
         }
-        *self.slot(partition) = offset + 1;
         true
     }
 }
