@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod cache;
 pub mod config;
 pub mod engine;
+pub mod lookup;
 pub mod maintenance;
 pub mod manifest;
 pub mod metrics;

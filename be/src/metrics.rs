@@ -125,6 +125,15 @@ pub static SEGMENTS_PRUNED: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("valid metric"),
     )
 });
+pub static KEY_LOOKUPS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "eddy_be_scan_key_lookups_total",
+            "Scans answered from the primary-key index (every key column pinned by equality)",
+        )
+        .expect("valid metric"),
+    )
+});
 pub static WAL_FSYNCS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new("eddy_be_wal_fsyncs_total", "WAL group commits (fsyncs)")
@@ -258,6 +267,7 @@ pub fn init(memtable_bytes_max: u64) {
     LazyLock::force(&COMPACTED_SEGMENTS);
     LazyLock::force(&RETENTION_DROPPED_SEGMENTS);
     LazyLock::force(&SEGMENTS_PRUNED);
+    LazyLock::force(&KEY_LOOKUPS);
     LazyLock::force(&WAL_FSYNCS);
     LazyLock::force(&WAL_BYTES);
     LazyLock::force(&WAL_QUEUE_CAPACITY);

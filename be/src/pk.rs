@@ -78,6 +78,24 @@ impl PkIndex {
         self.map.is_empty()
     }
 
+    /// The key columns, in key order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Where the live rows of these keys are (one array per key column, in key order);
+    /// keys that no live row holds are left out.
+    pub fn locate(&self, keys: &[ArrayRef]) -> Result<Vec<RowLoc>> {
+        let rows = self
+            .converter
+            .convert_columns(keys)
+            .map_err(|e| Error::new(ErrorCode::InvalidValue, format!("encode key: {e}")))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| self.map.get(r.as_ref()).copied())
+            .collect())
+    }
+
     /// Encodes the key columns of `batch`.
     pub fn keys(&self, batch: &RecordBatch) -> Result<Rows> {
         let cols = self

@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arrow::array::{new_null_array, ArrayRef};
+use arrow::array::{new_null_array, ArrayRef, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use eddy_proto::{
@@ -21,6 +22,7 @@ use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream
 use parquet::arrow::ProjectionMask;
 use roaring::RoaringBitmap;
 
+use crate::pk::RowLoc;
 use crate::segment::{SegmentHandle, SegmentMeta};
 use crate::table::{adapt_batch, filter_deleted, TableState};
 
@@ -39,6 +41,8 @@ pub struct SegmentRead {
 enum Work {
     Batch(RecordBatch),
     Segment(SegmentRead),
+    /// These rows (numbered within the segment, ascending) of a segment: a key lookup.
+    Rows(Arc<SegmentHandle>, Vec<u32>),
 }
 
 /// The snapshot behind one query of one table.
@@ -77,6 +81,7 @@ impl ScanSnapshot for TableScan {
                     match w {
                         Work::Batch(b) => Ok(stream::once(async { Ok(b) }).boxed()),
                         Work::Segment(r) => read_segment(r, schema).await,
+                        Work::Rows(seg, rows) => read_rows(seg, rows, schema).await,
                     }
                 }
             })
@@ -171,6 +176,9 @@ pub fn plan_scan(
             .map(|f| f.as_ref().clone().with_nullable(true))
             .collect::<Vec<_>>(),
     ));
+    if let Some(found) = crate::lookup::locate(st, preds)? {
+        return lookup_scan(st, schema, found);
+    }
     let n = target_partitions.max(1);
     let mut stats = ScanStats::default();
     let mut mem_batches = Vec::new();
@@ -269,6 +277,114 @@ pub fn plan_scan(
     })
 }
 
+/// The snapshot of a key lookup: the rows the primary-key index found, in one partition
+/// (a handful of rows gains nothing from parallelism). Every segment and memtable not
+/// holding one counts as pruned.
+fn lookup_scan(st: &TableState, schema: SchemaRef, mut found: Vec<RowLoc>) -> Result<TableScan> {
+    found.sort_by_key(|l| (l.unit, l.row));
+    found.dedup();
+    let mut stats = ScanStats {
+        segments_total: st.segments.len() as u64,
+        row_groups_total: st
+            .segments
+            .values()
+            .map(|s| s.meta.row_groups.len() as u64)
+            .sum(),
+        ..Default::default()
+    };
+    let mut partitions_all = BTreeSet::new();
+    let mut partitions_live = BTreeSet::new();
+    let mut work = Vec::new();
+    let mut row_groups_read = 0u64;
+    let memtables = std::iter::once(&st.active).chain(st.frozen.iter().map(|m| m.as_ref()));
+    for m in memtables {
+        let rows: Vec<u32> = found
+            .iter()
+            .filter(|l| l.unit == m.id)
+            .map(|l| l.row)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let mut base = 0u32;
+        for b in &m.batches {
+            let end = base + b.num_rows() as u32;
+            let local: Vec<u32> = rows
+                .iter()
+                .filter(|r| (base..end).contains(*r))
+                .map(|r| r - base)
+                .collect();
+            base = end;
+            if local.is_empty() {
+                continue;
+            }
+            let taken = take_record_batch(b, &UInt32Array::from(local))
+                .map_err(|e| Error::new(ErrorCode::Internal, format!("key lookup: {e}")))?;
+            stats.memtable_rows += taken.num_rows() as u64;
+            work.push(Work::Batch(adapt_batch(&schema, &taken)?));
+        }
+    }
+    for seg in st.segments.values() {
+        partitions_all.insert(seg.meta.partition.clone());
+        let rows: Vec<u32> = found
+            .iter()
+            .filter(|l| l.unit == seg.meta.id)
+            .map(|l| l.row)
+            .collect();
+        if rows.is_empty() {
+            stats.segments_pruned += 1;
+            continue;
+        }
+        partitions_live.insert(seg.meta.partition.clone());
+        let starts = seg.meta.row_group_starts();
+        let mut groups: Vec<usize> = rows
+            .iter()
+            .map(|r| starts.partition_point(|s| *s <= *r as u64) - 1)
+            .collect();
+        groups.dedup();
+        row_groups_read += groups.len() as u64;
+        work.push(Work::Rows(Arc::clone(seg), rows));
+    }
+    stats.row_groups_pruned = stats.row_groups_total - row_groups_read;
+    stats.key_lookup_rows = Some(found.len() as u64);
+    stats.partitions_total = partitions_all.len() as u64;
+    stats.partitions_pruned = (partitions_all.len() - partitions_live.len()) as u64;
+    crate::metrics::SEGMENTS_PRUNED.inc_by(stats.segments_pruned);
+    crate::metrics::KEY_LOOKUPS.inc();
+    Ok(TableScan {
+        schema,
+        stats,
+        partitions: vec![work],
+    })
+}
+
+/// Streams rows of a segment by number (ascending), each row group decoded (or taken from
+/// the cache) once.
+async fn read_rows(
+    seg: Arc<SegmentHandle>,
+    rows: Vec<u32>,
+    schema: SchemaRef,
+) -> Result<BatchStream> {
+    let starts = seg.meta.row_group_starts();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let rg = starts.partition_point(|s| *s <= rows[i] as u64) - 1;
+        let end = starts.get(rg + 1).copied().unwrap_or(u64::MAX);
+        let start = starts[rg];
+        let mut local = Vec::new();
+        while i < rows.len() && (rows[i] as u64) < end {
+            local.push((rows[i] as u64 - start) as u32);
+            i += 1;
+        }
+        let batch = row_group_batch(&seg, rg, &schema).await?;
+        let taken = take_record_batch(&batch, &UInt32Array::from(local))
+            .map_err(|e| read_err(&seg.meta.path, e))?;
+        out.push(Ok(taken));
+    }
+    Ok(Box::pin(stream::iter(out)))
+}
+
 fn read_err(path: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorCode::StorageIo, format!("read segment {path}: {e}"))
 }
@@ -311,13 +427,36 @@ fn object_reader(seg: &SegmentHandle) -> ParquetObjectReader {
         .with_file_size(seg.meta.bytes)
 }
 
-/// Reads one row group: cached columns from memory, the rest decoded from Parquet.
+/// Reads one row group without its deleted rows, in batches of DataFusion's usual size.
 async fn read_row_group(
     seg: &SegmentHandle,
     rg: usize,
     deleted: Option<&RoaringBitmap>,
     schema: &SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
+    let mut batch = row_group_batch(seg, rg, schema).await?;
+    if let Some(d) = deleted {
+        let start = seg.meta.row_group_starts()[rg] as u32;
+        batch = filter_deleted(&batch, start, Some(d))?;
+    }
+    // Hand DataFusion batches of its usual size (zero-copy slices).
+    let mut out = Vec::with_capacity(batch.num_rows().div_ceil(READ_BATCH_ROWS));
+    let mut off = 0;
+    while off < batch.num_rows() {
+        let len = READ_BATCH_ROWS.min(batch.num_rows() - off);
+        out.push(batch.slice(off, len));
+        off += len;
+    }
+    Ok(out)
+}
+
+/// One whole row group, deleted rows included: cached columns from memory, the rest
+/// decoded from Parquet (and cached).
+async fn row_group_batch(
+    seg: &SegmentHandle,
+    rg: usize,
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
     let meta = &seg.meta;
     let path = &meta.path;
     let rows = meta.row_groups[rg].rows as usize;
@@ -376,19 +515,6 @@ async fn read_row_group(
         .map(|(a, f)| a.unwrap_or_else(|| new_null_array(f.data_type(), rows)))
         .collect();
     let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
-    let mut batch = RecordBatch::try_new_with_options(Arc::clone(schema), cols, &options)
-        .map_err(|e| read_err(path, e))?;
-    if let Some(d) = deleted {
-        let start = meta.row_group_starts()[rg] as u32;
-        batch = filter_deleted(&batch, start, Some(d))?;
-    }
-    // Hand DataFusion batches of its usual size (zero-copy slices).
-    let mut out = Vec::with_capacity(batch.num_rows().div_ceil(READ_BATCH_ROWS));
-    let mut off = 0;
-    while off < batch.num_rows() {
-        let len = READ_BATCH_ROWS.min(batch.num_rows() - off);
-        out.push(batch.slice(off, len));
-        off += len;
-    }
-    Ok(out)
+    RecordBatch::try_new_with_options(Arc::clone(schema), cols, &options)
+        .map_err(|e| read_err(path, e))
 }

@@ -161,6 +161,24 @@ pub fn to_predicates(e: &Expr) -> Vec<Predicate> {
             v.extend(to_predicates(right));
             v
         }
+        // `c = 1 OR c = 2` (DataFusion's form of a short IN list): `c IN (1, 2)`.
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let one_eq = |e: &Expr| match to_predicates(e).as_slice() {
+                [p] if p.op == PredicateOp::Eq => Some(p.clone()),
+                _ => None,
+            };
+            match (one_eq(left), one_eq(right)) {
+                (Some(mut a), Some(b)) if a.column == b.column => {
+                    a.values.extend(b.values);
+                    vec![a]
+                }
+                _ => vec![],
+            }
+        }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let (col, lit, flipped) = match (
                 column_name(left),
@@ -260,7 +278,11 @@ impl DisplayAs for EddyScanExec {
             s.row_groups_pruned,
             s.row_groups_total,
             s.memtable_rows
-        )
+        )?;
+        if let Some(n) = s.key_lookup_rows {
+            write!(f, ", key_lookup_rows={n}")?;
+        }
+        Ok(())
     }
 }
 

@@ -53,6 +53,8 @@ pub struct ScanStats {
     pub row_groups_total: u64,
     pub row_groups_pruned: u64,
     pub memtable_rows: u64,
+    /// Rows found through the primary-key index (`Some` when the scan was a key lookup).
+    pub key_lookup_rows: Option<u64>,
 }
 
 /// A consistent, point-in-time view of a table for one query.

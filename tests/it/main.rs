@@ -12,6 +12,7 @@ mod durability;
 mod flight;
 mod http_ingest;
 mod kafka;
+mod key_lookup;
 mod pg_catalog;
 mod pg_protocol;
 mod rollups;
