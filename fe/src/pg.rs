@@ -9,6 +9,7 @@
 
 mod activity;
 mod copy;
+mod cork;
 mod cursor;
 mod datetime;
 mod encode;
@@ -57,7 +58,7 @@ use crate::auth::Authenticator;
 use crate::catalog::pg::PgCatalogState;
 use crate::error::error_info;
 use crate::metrics;
-use crate::query::{Outcome, Parsed, QueryEngine};
+use crate::query::{Outcome, Parsed, Planning, QueryEngine};
 
 pub use self::local_time::SessionTimeZone;
 pub use self::startup::PasswordMethod;
@@ -143,7 +144,22 @@ fn aborted() -> ErrorInfo {
 }
 
 impl PgHandler {
-    /// The planning state of a statement in `session`.
+    /// The planning state of a statement in `session`: the one built for the session's
+    /// current settings, or a new one.
+    fn planning_for<C: ClientInfo>(
+        &self,
+        client: &C,
+        session: &Session,
+    ) -> PgWireResult<Arc<Planning>> {
+        let generation = self.engine.generation();
+        if let Some(p) = session.planning(generation) {
+            return Ok(p);
+        }
+        let p = Arc::new(Planning::new(self.state_for(client, session)?));
+        session.keep_planning(generation, Arc::clone(&p));
+        Ok(p)
+    }
+
     fn state_for<C: ClientInfo>(
         &self,
         client: &C,
@@ -198,10 +214,10 @@ impl PgHandler {
                     mut query,
                 }) => {
                     rewrite::postgres_functions(&mut query);
-                    let state = self.state_for(client, session)?;
+                    let planning = self.planning_for(client, session)?;
                     let plan = self
                         .engine
-                        .plan(*query, &state)
+                        .plan(*query, &planning.state)
                         .await
                         .map_err(|e| eddy_error(&e))?;
                     return Ok(PgStatement::Cursor(CursorStmt::Declare {
@@ -220,10 +236,10 @@ impl PgHandler {
             return Ok(PgStatement::Eddy(parsed));
         };
         rewrite::postgres_functions(&mut s);
-        let state = self.state_for(client, session)?;
+        let planning = self.planning_for(client, session)?;
         let plan = self
             .engine
-            .plan(*s, &state)
+            .plan(*s, &planning.state)
             .await
             .map_err(|e| eddy_error(&e))?;
         Ok(PgStatement::Planned(plan))
@@ -268,11 +284,11 @@ impl PgHandler {
                     None => plan,
                 };
                 out.declared = encode::declared_types(&plan, self.engine.be().as_ref());
-                let state = self.state_for(client, session)?;
+                let planning = self.planning_for(client, session)?;
                 guard
                     .run(async {
                         self.engine
-                            .execute_plan(plan, &state)
+                            .execute_plan(plan, &planning)
                             .await
                             .map_err(|e| eddy_error(&e))
                     })
@@ -284,11 +300,11 @@ impl PgHandler {
                     .await
             }
             PgStatement::Eddy(p) => {
-                let state = self.state_for(client, session)?;
+                let planning = self.planning_for(client, session)?;
                 guard
                     .run(async {
                         self.engine
-                            .execute_in(p, &state)
+                            .execute_in(p, &planning)
                             .await
                             .map_err(|e| eddy_error(&e))
                     })
@@ -343,11 +359,11 @@ impl PgHandler {
                         "DECLARE CURSOR can only be used in transaction blocks",
                     )));
                 }
-                let state = self.state_for(client, session)?;
+                let planning = self.planning_for(client, session)?;
                 let outcome = guard
                     .run(async {
                         self.engine
-                            .execute_plan(plan, &state)
+                            .execute_plan(plan, &planning)
                             .await
                             .map_err(|e| eddy_error(&e))
                     })
@@ -509,6 +525,8 @@ impl SimpleQueryHandler for PgHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(client)?;
+        // A simple query after an unfinished extended batch: answer it at once.
+        session.release();
         let statements = match self.engine.parse(query) {
             Ok(s) => s,
             Err(e) => {
@@ -570,6 +588,8 @@ struct Factory {
     startup: Arc<StartupConfig>,
     /// This connection's: cancelled by `pg_terminate_backend`.
     terminated: CancellationToken,
+    /// This connection's socket cork (see [`cork`]).
+    cork: Arc<cork::Cork>,
 }
 
 impl PgWireServerHandlers for Factory {
@@ -589,6 +609,7 @@ impl PgWireServerHandlers for Factory {
         Arc::new(Startup::new(
             Arc::clone(&self.startup),
             self.terminated.clone(),
+            Arc::clone(&self.cork),
         ))
     }
 
@@ -649,6 +670,7 @@ pub async fn serve(
             }
         };
         let _ = socket.set_nodelay(true);
+        let cork = Arc::new(cork::Cork::of(&socket));
         let terminated = CancellationToken::new();
         let tls = tls.clone();
         let f = Arc::new(Factory {
@@ -656,6 +678,7 @@ pub async fn serve(
             extended: Arc::clone(&extended),
             startup: Arc::clone(&startup),
             terminated: terminated.clone(),
+            cork,
         });
         tokio::spawn(async move {
             metrics::CONNECTIONS.inc();

@@ -2,6 +2,7 @@
 //! key, COPY FROM STDIN, CHECKPOINT) go to the BE directly; everything else is planned and
 //! run by DataFusion over the BE's tables.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::AsArray;
@@ -11,9 +12,9 @@ use bytes::Bytes;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::{SendableRecordBatchStream, SessionState};
+use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
-use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     AlterTableOperation, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget,
@@ -61,8 +62,35 @@ pub enum Parsed {
     Eddy(EddyStatement),
 }
 
+/// What statements of one session are planned and run with: its `SessionState` and the
+/// `TaskContext` made from it, built once and shared until a setting changes. Both copy
+/// DataFusion's function registry, so building them per statement would cost more than
+/// planning a small query.
+pub struct Planning {
+    pub state: SessionState,
+    pub task: Arc<TaskContext>,
+}
+
+impl Planning {
+    pub fn new(state: SessionState) -> Self {
+        let task = state.task_ctx();
+        Self { state, task }
+    }
+}
+
+impl std::fmt::Debug for Planning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planning")
+            .field("session_id", &self.state.session_id())
+            .finish()
+    }
+}
+
 pub struct QueryEngine {
     be: Arc<dyn BeService>,
+    /// Bumped whenever a statement changes the shared context (a DataFusion `SET`, `CREATE
+    /// SCHEMA`, `CREATE VIEW` ...): sessions rebuild their [`Planning`] then.
+    generation: AtomicU64,
     ctx: SessionContext,
     /// sqlparser plus the rewrites that let DataFusion plan the catalog queries psql,
     /// SQLAlchemy and Grafana send (`pg_catalog.` qualifiers, `::regclass`, ...).
@@ -158,6 +186,7 @@ impl QueryEngine {
         crate::metrics::init(config.memory_pool_bytes);
         Ok(Self {
             be,
+            generation: AtomicU64::new(0),
             ctx,
             compat: PostgresCompatibilityParser::new(),
             rewrite,
@@ -202,6 +231,11 @@ impl QueryEngine {
         state
     }
 
+    /// The generation of the shared context (see [`Planning`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Whether a schema of that name exists (for `search_path`).
     pub fn has_schema(&self, name: &str) -> bool {
         self.ctx
@@ -244,8 +278,8 @@ impl QueryEngine {
     }
 
     pub async fn execute(&self, stmt: Parsed) -> Result<Outcome> {
-        let state = self.ctx.state();
-        self.execute_in(stmt, &state).await
+        let planning = Planning::new(self.ctx.state());
+        self.execute_in(stmt, &planning).await
     }
 
     async fn execute_eddy(&self, stmt: EddyStatement) -> Result<Outcome> {
@@ -278,7 +312,7 @@ impl QueryEngine {
     }
 
     /// Runs one statement with a session's planning state.
-    pub async fn execute_in(&self, stmt: Parsed, state: &SessionState) -> Result<Outcome> {
+    pub async fn execute_in(&self, stmt: Parsed, planning: &Planning) -> Result<Outcome> {
         let stmt = match stmt {
             Parsed::Eddy(e) => return self.execute_eddy(e).await,
             Parsed::Sql(s) => *s,
@@ -354,27 +388,46 @@ impl QueryEngine {
             Statement::Commit { .. } => Ok(cmd("COMMIT", None)),
             Statement::Rollback { .. } => Ok(cmd("ROLLBACK", None)),
             other => {
-                let plan = self.plan(other, state).await?;
-                self.execute_plan(plan, state).await
+                let plan = self.plan(other, &planning.state).await?;
+                self.execute_plan(plan, planning).await
             }
         }
     }
 
     /// Runs a plan from [`Self::plan`] (with its placeholders already replaced).
-    pub async fn execute_plan(&self, plan: LogicalPlan, state: &SessionState) -> Result<Outcome> {
-        let insert = matches!(&plan, LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)));
+    pub async fn execute_plan(&self, plan: LogicalPlan, planning: &Planning) -> Result<Outcome> {
         // DDL and SET statements DataFusion knows change the shared context; queries run
         // on the session's own state.
-        let df = if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
-            self.ctx
+        if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
+            let df = self
+                .ctx
                 .execute_logical_plan(plan)
                 .await
-                .map_err(classify)?
-        } else {
-            DataFrame::new(state.clone(), plan)
+                .map_err(classify)?;
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            let stream = df.execute_stream().await.map_err(classify)?;
+            return Ok(Outcome::Rows(stream));
+        }
+        let insert = matches!(&plan, LogicalPlan::Dml(d) if matches!(d.op, WriteOp::Insert(_)));
+        let notes = match &plan {
+            LogicalPlan::Explain(e) => self
+                .rewrite
+                .explain(&e.plan, planning.state.config_options()),
+            LogicalPlan::Analyze(a) => self
+                .rewrite
+                .explain(&a.input, planning.state.config_options()),
+            _ => Vec::new(),
         };
+        let physical = planning
+            .state
+            .create_physical_plan(&plan)
+            .await
+            .map_err(classify)?;
+        let task = Arc::clone(&planning.task);
         if insert {
-            let batches = df.collect().await.map_err(classify)?;
+            let batches = datafusion::physical_plan::collect(physical, task)
+                .await
+                .map_err(classify)?;
             let n: u64 = batches
                 .iter()
                 .filter(|b| b.num_columns() > 0)
@@ -391,12 +444,7 @@ impl QueryEngine {
                 rows: Some(n as usize),
             });
         }
-        let notes = match df.logical_plan() {
-            LogicalPlan::Explain(e) => self.rewrite.explain(&e.plan, state.config_options()),
-            LogicalPlan::Analyze(a) => self.rewrite.explain(&a.input, state.config_options()),
-            _ => Vec::new(),
-        };
-        let stream = df.execute_stream().await.map_err(classify)?;
+        let stream = datafusion::physical_plan::execute_stream(physical, task).map_err(classify)?;
         if notes.is_empty() {
             return Ok(Outcome::Rows(stream));
         }

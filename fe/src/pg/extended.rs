@@ -16,12 +16,15 @@ use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::PgWireConnectionState;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{
-    Describe, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+    Bind, BindComplete, Describe, Execute, Flush, Parse, ParseComplete, Sync as PgSync,
+    TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
+use pgwire::messages::response::ReadyForQuery;
 use pgwire::messages::PgWireBackendMessage;
 
 use super::cursor::CursorStmt;
@@ -232,26 +235,74 @@ impl ExtendedQueryHandler for Extended {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let name = message
-            .name
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NAME.to_owned());
-        match StoredStatement::parse(client, &message, self.query_parser()).await? {
-            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
-            None => client.portal_store().put_empty_statement(&name),
-        }
         let session = session_of(client)?;
-        session
-            .statement_sql
-            .lock()
-            .insert(name.clone(), Arc::from(message.query.as_str()));
-        if message.name.is_some() {
-            session.prepared.lock().insert(name);
+        session.hold();
+        let r = self.parse(client, &session, message).await;
+        released_on_error(&session, r)
+    }
+
+    /// pgwire's, answering BindComplete without a flush (see [`super::cork`]).
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        session.hold();
+        let r = bind(client, &message).await;
+        released_on_error(&session, r)
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        session.hold();
+        let r = self._on_execute(client, message).await;
+        // COPY FROM STDIN: the client waits for CopyInResponse before it sends data.
+        if matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            session.release();
         }
-        client
-            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
-            .await?;
-        Ok(())
+        released_on_error(&session, r)
+    }
+
+    async fn on_flush<C>(&self, client: &mut C, _message: Flush) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let r = client.flush().await;
+        if let Ok(session) = session_of(client) {
+            session.release();
+        }
+        Ok(r?)
+    }
+
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        let status = client.transaction_status();
+        let r = client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await;
+        if let Ok(session) = session_of(client) {
+            session.release();
+        }
+        Ok(r?)
     }
 
     /// Like pgwire's, but a statement without result columns answers NoData (as
@@ -263,9 +314,91 @@ impl ExtendedQueryHandler for Extended {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let session = session_of(client)?;
+        session.hold();
+        let r = self.describe(client, &session, message).await;
+        released_on_error(&session, r)
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PgStatement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        let stmt = portal.statement.statement.clone();
+        let bind = |plan: LogicalPlan| bind_parameters(plan, portal);
+        let sql = session
+            .statement_sql
+            .lock()
+            .get(&portal.statement.id)
+            .cloned();
+        session.statement_started(sql.as_deref().unwrap_or_default());
+        let before = client.transaction_status();
+        let result = self
+            .handler
+            .run(
+                client,
+                &session,
+                stmt,
+                Some(&bind),
+                &portal.result_column_format,
+            )
+            .await;
+        super::activity::finish_with(&session, before, result)
+    }
+}
+
+impl Extended {
+    async fn parse<C>(&self, client: &mut C, session: &Session, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message
+            .name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAME.to_owned());
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        session
+            .statement_sql
+            .lock()
+            .insert(name.clone(), Arc::from(message.query.as_str()));
+        if message.name.is_some() {
+            session.prepared.lock().insert(name);
+        }
+        client
+            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    async fn describe<C>(
+        &self,
+        client: &mut C,
+        session: &Session,
+        message: Describe,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         let be = self.handler.engine.be().as_ref();
-        let session = session_of(client)?;
         let (params, fields) = match message.target_type {
             TARGET_TYPE_BYTE_STATEMENT => match client.portal_store().get_statement(name) {
                 Some(Entry::Value(stmt)) => {
@@ -324,39 +457,47 @@ impl ExtendedQueryHandler for Extended {
         }
         Ok(())
     }
+}
 
-    async fn do_query<C>(
-        &self,
-        client: &mut C,
-        portal: &Portal<PgStatement>,
-        _max_rows: usize,
-    ) -> PgWireResult<Response>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let session = session_of(client)?;
-        let stmt = portal.statement.statement.clone();
-        let bind = |plan: LogicalPlan| bind_parameters(plan, portal);
-        let sql = session
-            .statement_sql
-            .lock()
-            .get(&portal.statement.id)
-            .cloned();
-        session.statement_started(sql.as_deref().unwrap_or_default());
-        let before = client.transaction_status();
-        let result = self
-            .handler
-            .run(
-                client,
-                &session,
-                stmt,
-                Some(&bind),
-                &portal.result_column_format,
-            )
-            .await;
-        super::activity::finish_with(&session, before, result)
+/// pgwire's Bind, answering BindComplete without a flush (see [`super::cork`]).
+async fn bind<C>(client: &mut C, message: &Bind) -> PgWireResult<()>
+where
+    C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::PortalStore: PortalStore<Statement = PgStatement>,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let statement_name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+    let portal_name = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+    match client.portal_store().get_statement(statement_name) {
+        Some(Entry::Value(statement)) => {
+            let portal = Portal::try_new(message, statement)?;
+            client.portal_store().put_portal(Arc::new(portal));
+        }
+        Some(Entry::Empty) => {
+            if !message.parameters.is_empty() {
+                return Err(user_error(pg_error(
+                    "08P01",
+                    format!(
+                        "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires 0",
+                        message.parameters.len()
+                    ),
+                )));
+            }
+            client.portal_store().put_empty_portal(portal_name);
+        }
+        None => return Err(PgWireError::StatementNotFound(statement_name.to_owned())),
     }
+    client
+        .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
+        .await?;
+    Ok(())
+}
+
+/// An error ends the batch: PostgreSQL sends ErrorResponse at once.
+fn released_on_error<T>(session: &Session, r: PgWireResult<T>) -> PgWireResult<T> {
+    if r.is_err() {
+        session.release();
+    }
+    r
 }

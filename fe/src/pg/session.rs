@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::activity::{now_micros, Activity, Finish};
 use super::cursor::Cursors;
 use super::datetime::SessionTz;
+use crate::query::Planning;
 
 /// The settings a session starts with, in PostgreSQL's spelling (what `SHOW` prints as
 /// the column name). Drivers read several of them at connect time.
@@ -226,6 +227,12 @@ pub(crate) struct Session {
     pub(crate) started_micros: i64,
     /// The client's address.
     pub(crate) client: Option<std::net::SocketAddr>,
+    /// The planning state of the current settings and the engine generation it was built
+    /// for: building it clones DataFusion's function registry, which costs more than
+    /// planning `SELECT 1`, so statements share it until a setting changes.
+    planning: Mutex<Option<(u64, Arc<Planning>)>>,
+    /// The connection socket's cork, for the extended protocol's handlers.
+    cork: Option<Arc<super::cork::Cork>>,
 }
 
 /// What `SET` changed that the client must be told about.
@@ -273,6 +280,8 @@ impl Session {
             activity: Arc::new(Mutex::new(Activity::new(now))),
             started_micros: now,
             client: None,
+            planning: Mutex::new(None),
+            cork: None,
         }
     }
 
@@ -288,10 +297,48 @@ impl Session {
         self
     }
 
+    pub(crate) fn with_cork(mut self, cork: Arc<super::cork::Cork>) -> Self {
+        self.cork = Some(cork);
+        self
+    }
+
+    /// Holds the connection's answers back until [`Self::release`] (see [`super::cork`]).
+    pub(crate) fn hold(&self) {
+        if let Some(c) = &self.cork {
+            c.hold();
+        }
+    }
+
+    pub(crate) fn release(&self) {
+        if let Some(c) = &self.cork {
+            c.release();
+        }
+    }
+
     /// `pg_terminate_backend`: stops the running statement and closes the connection.
     pub(crate) fn terminate(&self) {
         self.cancel();
         self.terminated.cancel();
+    }
+
+    /// Sets a variable; every change invalidates the cached planning state.
+    fn put(&self, name: String, value: String) -> Option<String> {
+        let old = self.vars.lock().insert(name, value);
+        self.planning.lock().take();
+        old
+    }
+
+    /// The planning state built for `generation` of the engine's shared context, if it is
+    /// still current (no setting changed since).
+    pub(crate) fn planning(&self, generation: u64) -> Option<Arc<Planning>> {
+        match &*self.planning.lock() {
+            Some((g, p)) if *g == generation => Some(Arc::clone(p)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn keep_planning(&self, generation: u64, planning: Arc<Planning>) {
+        *self.planning.lock() = Some((generation, planning));
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<String> {
@@ -408,7 +455,7 @@ impl Session {
             }
             _ => value,
         };
-        self.vars.lock().insert(name.clone(), value.clone());
+        self.put(name.clone(), value.clone());
         let reported = if REPORTED.contains(&name.as_str()) {
             vec![(name, value)]
         } else {
@@ -442,7 +489,7 @@ impl Session {
                 continue;
             }
             let v = self.default_of(&n);
-            let old = self.vars.lock().insert(n.clone(), v.clone());
+            let old = self.put(n.clone(), v.clone());
             if REPORTED.contains(&n.as_str()) && old.as_deref() != Some(v.as_str()) {
                 reported.push((n, v));
             }
