@@ -19,6 +19,7 @@ pub mod flight;
 pub mod http;
 pub mod metrics;
 pub mod pg;
+pub mod pg_literals;
 pub mod provider;
 pub mod query;
 pub mod rollup_catalog;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::ScalarValue;
+use datafusion::common::{ScalarValue, Statistics};
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
@@ -312,6 +313,22 @@ impl ExecutionPlan for EddyScanExec {
         _children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
+    }
+
+    /// The row count when the snapshot knows it exactly: a key lookup, or only memtable
+    /// rows (every segment pruned). DataFusion then skips repartitioning a handful of rows
+    /// across threads, which costs more than filtering them.
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.snapshot.schema());
+        if partition.is_none() {
+            let s = self.snapshot.stats();
+            if let Some(n) = s.key_lookup_rows {
+                stats.num_rows = Precision::Exact(n as usize);
+            } else if s.segments_pruned == s.segments_total {
+                stats.num_rows = Precision::Exact(s.memtable_rows as usize);
+            }
+        }
+        Ok(Arc::new(stats))
     }
 
     fn execute(

@@ -138,7 +138,7 @@ impl QueryEngine {
             )))
             .build_arc()
             .map_err(classify)?;
-        let ctx = SessionContext::new_with_config_rt(session, runtime);
+        let mut ctx = SessionContext::new_with_config_rt(session, runtime);
         let catalog = MemoryCatalogProvider::new();
         catalog
             .register_schema(
@@ -179,6 +179,11 @@ impl QueryEngine {
         // pg_table_is_visible, quote_ident ...).
         datafusion_pg_catalog::setup_pg_catalog(&ctx, "eddy", EmptyContextProvider)
             .map_err(|e| classify(*e))?;
+        datafusion::execution::FunctionRegistry::register_expr_planner(
+            &mut ctx,
+            Arc::new(crate::pg_literals::PgLiterals),
+        )
+        .map_err(classify)?;
         ctx.register_udf(crate::pg::version_udf());
         for f in crate::pg::catalog_udfs() {
             ctx.register_udf(f);
@@ -271,10 +276,11 @@ impl QueryEngine {
     /// where DataFusion can infer them.
     pub async fn plan(&self, stmt: Statement, state: &SessionState) -> Result<LogicalPlan> {
         self.rewrite.refresh(state).await;
-        state
+        let plan = state
             .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        crate::pg_literals::narrow(plan).map_err(classify)
     }
 
     pub async fn execute(&self, stmt: Parsed) -> Result<Outcome> {

@@ -107,3 +107,21 @@ def test_settings_and_cancel_by_timeout(eddy):
         assert await c.fetchval("SELECT 1") == 1
         await c.close()
     run(go())
+
+
+def test_jsonb_and_integer_literals_decode_as_on_postgres(eddy):
+    """A jsonb column is described as jsonb (3802) and sent in binary with its version
+    byte, which asyncpg strips; an integer literal that fits is int4."""
+    async def go():
+        c = await connect(eddy)
+        await c.execute("CREATE TABLE docs (id bigint PRIMARY KEY, doc jsonb)")
+        await c.execute("""INSERT INTO docs VALUES (1, '{"k": [1, 2]}'), (2, NULL)""")
+        st = await c.prepare("SELECT id, doc FROM docs ORDER BY id")
+        assert [a.type.name for a in st.get_attributes()] == ["int8", "jsonb"]
+        rows = [tuple(r) for r in await st.fetch()]
+        assert rows == [(1, '{"k": [1, 2]}'), (2, None)]
+        st = await c.prepare("SELECT 1 AS one, 2147483648 AS big, $1::int + 1 AS n")
+        assert [a.type.name for a in st.get_attributes()] == ["int4", "int8", "int4"]
+        assert tuple(await st.fetchrow(41)) == (1, 2147483648, 42)
+        await c.close()
+    run(go())

@@ -86,14 +86,7 @@ CASES = [
 ]
 
 # What eddy gets wrong today; each case still asserts PostgreSQL's answer.
-XFAIL = {
-    "integer_literal_int4": "eddy types the integer literal in `SELECT 1` as int8 (RowDescription type OID 20, "
-                            "PostgreSQL: int4, 23), so pg returns the string '1' instead of the number 1",
-    "param_cast_plus_literal": "`SELECT $1::int + 1` is int8 in eddy (type OID 20, the literal 1 is int8), int4 in "
-                               "PostgreSQL, so pg returns the string '42' instead of the number 42",
-    "jsonb_parsed": "eddy describes a jsonb column as text (RowDescription type OID 25, PostgreSQL: jsonb, 3802), "
-                    "so pg returns the JSON text instead of parsing it",
-}
+XFAIL = {}
 
 
 def test_every_case_is_listed():

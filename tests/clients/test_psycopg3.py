@@ -182,3 +182,20 @@ def test_timestamps_print_like_postgres_in_the_session_time_zone(eddy):
             conn.execute("SET TimeZone = 'Mars/Olympus_Mons'")
         conn.execute("RESET TimeZone")
         assert text_rows()[0][1] == "2024-01-01 00:00:00+00"
+
+
+def test_jsonb_is_parsed_in_text_and_binary(eddy):
+    """psycopg loads jsonb (type 3802) into Python objects, from text and from binary (a
+    version byte, then the JSON text)."""
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE pdocs (id bigint PRIMARY KEY, doc jsonb)")
+        conn.execute("""INSERT INTO pdocs VALUES (1, '{"k": [1, 2], "s": "v"}'), (2, NULL)""")
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                cur.execute("SELECT id, doc FROM pdocs ORDER BY id")
+                assert cur.fetchall() == [(1, {"k": [1, 2], "s": "v"}), (2, None)], binary
+                assert [d.type_code for d in cur.description] == [20, 3802]
+            with conn.cursor(binary=binary) as cur:
+                cur.execute("SELECT 1 AS one, 2147483648 AS big")
+                assert cur.fetchone() == (1, 2147483648)
+                assert [d.type_code for d in cur.description] == [23, 20]

@@ -69,6 +69,7 @@ impl Declared {
             ColumnType::Varchar { .. } => Type::VARCHAR,
             ColumnType::Char { .. } => Type::BPCHAR,
             ColumnType::Numeric { .. } => Type::NUMERIC,
+            ColumnType::Jsonb => Type::JSONB,
             _ => return None,
         };
         Some(Declared {
@@ -153,7 +154,7 @@ pub(crate) fn fields(
         // Only where the Arrow type is the declared type's representation, so a
         // projection that changed the type is described by what it sends.
         let same_repr = match (&d.ty, schema.field(i).data_type()) {
-            (t, DataType::Utf8) => *t == Type::VARCHAR || *t == Type::BPCHAR,
+            (t, DataType::Utf8) => *t == Type::VARCHAR || *t == Type::BPCHAR || *t == Type::JSONB,
             (t, DataType::Decimal128(..)) => *t == Type::NUMERIC,
             _ => false,
         };
@@ -278,12 +279,21 @@ pub(crate) fn rows_response<T: Send + Sync + 'static>(
         })
         .map(|(i, _)| i)
         .collect();
+    let binary_jsonb: Vec<usize> = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| *f.datatype() == Type::JSONB && !format.is_text(*i))
+        .map(|(i, _)| i)
+        .collect();
     let tz = out.time_zone;
     let f2 = Arc::clone(&fields);
     let rows = guarded(stream, guard)
         .map(move |batch| {
             let _keep = &keep;
-            match batch.and_then(|b| as_pg_text(b, &text_cols, tz)) {
+            let batch = batch
+                .and_then(|b| as_pg_text(b, &text_cols, tz))
+                .and_then(|b| as_binary_jsonb(b, &binary_jsonb));
+            match batch {
                 Ok(b) => stream::iter(arrow_pg::datatypes::encode_recordbatch(Arc::clone(&f2), b))
                     .boxed(),
                 Err(e) => stream::once(async move { Err(e) }).boxed(),
@@ -291,6 +301,23 @@ pub(crate) fn rows_response<T: Send + Sync + 'static>(
         })
         .flatten();
     Ok(QueryResponse::new(fields, rows))
+}
+
+/// Binary jsonb is a version byte (1) and the JSON text; arrow-pg writes a string column's
+/// bytes as they are, so the byte goes in front of each value here.
+fn as_binary_jsonb(batch: RecordBatch, cols: &[usize]) -> PgWireResult<RecordBatch> {
+    if cols.is_empty() {
+        return Ok(batch);
+    }
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    for &i in cols {
+        let Some(a) = columns[i].as_string_opt::<i32>() else {
+            continue;
+        };
+        let versioned: StringArray = a.iter().map(|v| v.map(|s| format!("\u{1}{s}"))).collect();
+        columns[i] = Arc::new(versioned);
+    }
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| PgWireError::ApiError(Box::new(e)))
 }
 
 /// Replaces text-format float and date/time columns with their PostgreSQL spelling

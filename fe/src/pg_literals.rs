@@ -1,0 +1,228 @@
+//! Constants typed as PostgreSQL types them.
+//!
+//! An untyped string compared with a boolean is a boolean in PostgreSQL (`indisprimary =
+//! 'f'`, which SQLAlchemy's index reflection sends); DataFusion refuses to compare
+//! Boolean with Utf8. [`PgLiterals`], consulted while SQL becomes a plan, reads such a
+//! string as PostgreSQL's boolean input does.
+//!
+//! PostgreSQL gives an integer literal the type `integer` (int4) when it fits and
+//! `bigint` otherwise, so `SELECT 1` and `SELECT $1::int + 1` answer int4, which drivers
+//! decode as numbers (node-postgres returns int8 as a string). DataFusion types every
+//! integer literal Int64. This pass, run on each freshly planned statement (before its
+//! result and parameter types are described to the client), narrows in-range Int64
+//! literals of the select list and the filters to Int32; type coercion widens them again
+//! wherever they meet a bigint. Function arguments, aggregates, window frames, LIMIT,
+//! VALUES and DML are left alone: their types are the functions' and tables' business.
+
+use arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
+use datafusion::sql::sqlparser::ast::BinaryOperator;
+
+/// Reads a string compared with a boolean as a boolean (see the module).
+#[derive(Debug, Default)]
+pub struct PgLiterals;
+
+impl ExprPlanner for PgLiterals {
+    fn plan_binary_op(
+        &self,
+        mut expr: RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> Result<PlannerResult<RawBinaryExpr>> {
+        use BinaryOperator::*;
+        if matches!(expr.op, Eq | NotEq | Lt | LtEq | Gt | GtEq) {
+            let is_bool = |e: &Expr| matches!(e.get_type(schema), Ok(DataType::Boolean));
+            if is_bool(&expr.left) {
+                if let Some(b) = boolean_input(&expr.right) {
+                    expr.right = b;
+                }
+            } else if is_bool(&expr.right) {
+                if let Some(b) = boolean_input(&expr.left) {
+                    expr.left = b;
+                }
+            }
+        }
+        Ok(PlannerResult::Original(expr))
+    }
+}
+
+/// A string literal spelled as PostgreSQL's boolean input accepts it (`t`, `true`, `yes`,
+/// `on`, `1` and their false counterparts, any case, unique prefixes), as a boolean.
+fn boolean_input(e: &Expr) -> Option<Expr> {
+    let Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) = e else {
+        return None;
+    };
+    let s = s.trim().to_ascii_lowercase();
+    let prefix_of = |word: &str| !s.is_empty() && word.starts_with(s.as_str());
+    let v = if prefix_of("true") || prefix_of("yes") || s == "on" || s == "1" {
+        true
+    } else if prefix_of("false") || prefix_of("no") || s == "off" || s == "of" || s == "0" {
+        false
+    } else {
+        return None;
+    };
+    Some(Expr::Literal(ScalarValue::Boolean(Some(v)), None))
+}
+
+/// The plan with its select-list and filter integer literals narrowed (see the module).
+pub fn narrow(plan: LogicalPlan) -> Result<LogicalPlan> {
+    if !applies(&plan) {
+        return Ok(plan);
+    }
+    plan.transform_up(|node| match node {
+        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) => {
+            let t = node.map_expressions(narrow_expr)?;
+            if t.transformed {
+                t.map_data(|p| p.recompute_schema())
+            } else {
+                Ok(t)
+            }
+        }
+        // Nodes whose schema derives from their inputs' are rebuilt with them.
+        LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Join(_)
+        | LogicalPlan::Window(_)
+        | LogicalPlan::Aggregate(_)
+        | LogicalPlan::Distinct(_) => Ok(Transformed::yes(node.recompute_schema()?)),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
+/// Queries only, and not those whose schema a node would keep from before the change
+/// (a UNION keeps its first input's types; VALUES and UNNEST fix their own).
+fn applies(plan: &LogicalPlan) -> bool {
+    if matches!(
+        plan,
+        LogicalPlan::Dml(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Explain(_)
+            | LogicalPlan::Analyze(_)
+            | LogicalPlan::DescribeTable(_)
+    ) {
+        return false;
+    }
+    let mut ok = true;
+    let _ = plan.apply(|p| {
+        if matches!(
+            p,
+            LogicalPlan::Union(_)
+                | LogicalPlan::Values(_)
+                | LogicalPlan::RecursiveQuery(_)
+                | LogicalPlan::Extension(_)
+                | LogicalPlan::Unnest(_)
+        ) {
+            ok = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    ok
+}
+
+fn narrow_expr(e: Expr) -> Result<Transformed<Expr>> {
+    e.transform_down(|e| match e {
+        Expr::Literal(ScalarValue::Int64(Some(v)), meta) if i32::try_from(v).is_ok() => Ok(
+            Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v as i32)), meta)),
+        ),
+        // Arguments keep the types functions were resolved for; subqueries are planned apart.
+        Expr::ScalarFunction(_)
+        | Expr::AggregateFunction(_)
+        | Expr::WindowFunction(_)
+        | Expr::ScalarSubquery(_)
+        | Expr::InSubquery(_)
+        | Expr::Exists(_)
+        | Expr::SetComparison(_)
+        | Expr::HigherOrderFunction(_)
+        | Expr::Unnest(_)
+        | Expr::Placeholder(_) => Ok(Transformed::new(e, false, TreeNodeRecursion::Jump)),
+        other => Ok(Transformed::no(other)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::DataType;
+    use datafusion::prelude::SessionContext;
+
+    async fn types(sql: &str) -> Vec<DataType> {
+        let ctx = SessionContext::new();
+        let plan = ctx.state().create_logical_plan(sql).await.unwrap();
+        let plan = narrow(plan).unwrap();
+        plan.schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect()
+    }
+
+    #[test]
+    fn boolean_input_spellings() {
+        let b = |s: &str| boolean_input(&Expr::Literal(ScalarValue::Utf8(Some(s.into())), None));
+        let t = Some(Expr::Literal(ScalarValue::Boolean(Some(true)), None));
+        let f = Some(Expr::Literal(ScalarValue::Boolean(Some(false)), None));
+        for s in ["t", "TRUE", " yes ", "on", "1", "tr"] {
+            assert_eq!(b(s), t, "{s}");
+        }
+        for s in ["f", "false", "No", "off", "0", "fal"] {
+            assert_eq!(b(s), f, "{s}");
+        }
+        for s in ["o", "", "maybe", "2"] {
+            assert_eq!(b(s), None, "{s}");
+        }
+    }
+
+    #[tokio::test]
+    async fn strings_compared_with_booleans_are_booleans() {
+        let mut ctx = SessionContext::new();
+        datafusion::execution::FunctionRegistry::register_expr_planner(
+            &mut ctx,
+            std::sync::Arc::new(PgLiterals),
+        )
+        .unwrap();
+        let df = ctx
+            .sql("SELECT x FROM (VALUES (true), (false)) v(x) WHERE x = 'f' OR 't' <> x")
+            .await
+            .unwrap();
+        let batches = df.collect().await.unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    }
+
+    #[tokio::test]
+    async fn literals_are_int4_when_they_fit() {
+        assert_eq!(
+            types("SELECT 1, 1 + 1, 2147483648, -5, 1.5").await,
+            vec![
+                DataType::Int32,
+                DataType::Int32,
+                DataType::Int64,
+                DataType::Int32,
+                DataType::Float64
+            ]
+        );
+        assert_eq!(
+            types("SELECT x + 1 FROM (SELECT 1 AS x) s").await,
+            vec![DataType::Int32]
+        );
+        assert_eq!(types("SELECT $1::int + 1").await, vec![DataType::Int32]);
+    }
+
+    #[tokio::test]
+    async fn bigint_operands_and_functions_keep_int8() {
+        assert_eq!(types("SELECT 1::bigint + 1").await, vec![DataType::Int64]);
+        assert_eq!(types("SELECT abs(1)").await, vec![DataType::Int64]);
+        assert_eq!(
+            types("SELECT 1 UNION ALL SELECT 2").await,
+            vec![DataType::Int64]
+        );
+        assert_eq!(
+            types("SELECT count(*) FROM (SELECT 1) s").await,
+            vec![DataType::Int64]
+        );
+    }
+}
