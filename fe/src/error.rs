@@ -68,7 +68,9 @@ pub fn classify(e: DataFusionError) -> Error {
             let code = if msg.contains("Cast error") || msg.contains("Parser error") {
                 ErrorCode::InvalidValue
             } else if msg.contains("Divide by zero") {
-                return Error::new(ErrorCode::InvalidValue, "division by zero");
+                return Error::new(ErrorCode::DivisionByZero, "division by zero");
+            } else if msg.contains("Arithmetic overflow") {
+                ErrorCode::OutOfRange
             } else {
                 ErrorCode::QueryFailed
             };
@@ -109,6 +111,8 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::InvalidStatement
         | ErrorCode::StringTooLong
         | ErrorCode::WrongObjectType
+        | ErrorCode::DivisionByZero
+        | ErrorCode::OutOfRange
         | ErrorCode::InvalidTableDefinition
         | ErrorCode::DecodeInput
         | ErrorCode::InvalidSourceOption => tonic::Code::InvalidArgument,

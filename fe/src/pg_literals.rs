@@ -6,13 +6,13 @@
 //! string as PostgreSQL's boolean input does.
 //!
 //! PostgreSQL gives an integer literal the type `integer` (int4) when it fits and
-//! `bigint` otherwise, so `SELECT 1` and `SELECT $1::int + 1` answer int4, which drivers
-//! decode as numbers (node-postgres returns int8 as a string). DataFusion types every
-//! integer literal Int64. This pass, run on each freshly planned statement (before its
-//! result and parameter types are described to the client), narrows in-range Int64
-//! literals of the select list and the filters to Int32; type coercion widens them again
-//! wherever they meet a bigint. Function arguments, aggregates, window frames, LIMIT,
-//! VALUES and DML are left alone: their types are the functions' and tables' business.
+//! `bigint` otherwise, so `SELECT 1` answers int4, which drivers decode as a number
+//! (node-postgres returns int8 as a string). DataFusion types every integer literal
+//! Int64. This pass, run on each freshly planned statement (before its result types are
+//! described to the client), narrows the result columns that are integer constants to
+//! Int32. Only those: DataFusion's integer arithmetic wraps on overflow where PostgreSQL
+//! raises 22003, so narrowing an operand (`$1::int + 1`, `x * 100000`) could turn a
+//! correct int8 result into a silently wrapped int4 one.
 
 use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -66,82 +66,42 @@ fn boolean_input(e: &Expr) -> Option<Expr> {
     Some(Expr::Literal(ScalarValue::Boolean(Some(v)), None))
 }
 
-/// The plan with its select-list and filter integer literals narrowed (see the module).
+/// The plan with the integer constants of its result columns narrowed (see the module).
 pub fn narrow(plan: LogicalPlan) -> Result<LogicalPlan> {
-    if !applies(&plan) {
-        return Ok(plan);
-    }
-    plan.transform_up(|node| match node {
-        LogicalPlan::Projection(_) | LogicalPlan::Filter(_) => {
-            let t = node.map_expressions(narrow_expr)?;
+    match plan {
+        LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
+            let t = plan.map_children(|c| narrow(c).map(Transformed::yes))?;
+            Ok(t.data)
+        }
+        LogicalPlan::Projection(_) => {
+            let t = plan.map_expressions(|e| Ok(narrow_output(e)))?;
             if t.transformed {
-                t.map_data(|p| p.recompute_schema())
+                t.data.recompute_schema()
             } else {
-                Ok(t)
+                Ok(t.data)
             }
         }
-        // Nodes whose schema derives from their inputs' are rebuilt with them.
-        LogicalPlan::SubqueryAlias(_)
-        | LogicalPlan::Join(_)
-        | LogicalPlan::Window(_)
-        | LogicalPlan::Aggregate(_)
-        | LogicalPlan::Distinct(_) => Ok(Transformed::yes(node.recompute_schema()?)),
-        other => Ok(Transformed::no(other)),
-    })
-    .map(|t| t.data)
-}
-
-/// Queries only, and not those whose schema a node would keep from before the change
-/// (a UNION keeps its first input's types; VALUES and UNNEST fix their own).
-fn applies(plan: &LogicalPlan) -> bool {
-    if matches!(
-        plan,
-        LogicalPlan::Dml(_)
-            | LogicalPlan::Ddl(_)
-            | LogicalPlan::Statement(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Explain(_)
-            | LogicalPlan::Analyze(_)
-            | LogicalPlan::DescribeTable(_)
-    ) {
-        return false;
+        other => Ok(other),
     }
-    let mut ok = true;
-    let _ = plan.apply(|p| {
-        if matches!(
-            p,
-            LogicalPlan::Union(_)
-                | LogicalPlan::Values(_)
-                | LogicalPlan::RecursiveQuery(_)
-                | LogicalPlan::Extension(_)
-                | LogicalPlan::Unnest(_)
-        ) {
-            ok = false;
-            return Ok(TreeNodeRecursion::Stop);
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    ok
 }
 
-fn narrow_expr(e: Expr) -> Result<Transformed<Expr>> {
-    e.transform_down(|e| match e {
-        Expr::Literal(ScalarValue::Int64(Some(v)), meta) if i32::try_from(v).is_ok() => Ok(
-            Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v as i32)), meta)),
-        ),
-        // Arguments keep the types functions were resolved for; subqueries are planned apart.
-        Expr::ScalarFunction(_)
-        | Expr::AggregateFunction(_)
-        | Expr::WindowFunction(_)
-        | Expr::ScalarSubquery(_)
-        | Expr::InSubquery(_)
-        | Expr::Exists(_)
-        | Expr::SetComparison(_)
-        | Expr::HigherOrderFunction(_)
-        | Expr::Unnest(_)
-        | Expr::Placeholder(_) => Ok(Transformed::new(e, false, TreeNodeRecursion::Jump)),
-        other => Ok(Transformed::no(other)),
-    })
+/// A result column that is an integer constant (possibly named): int4 when it fits.
+fn narrow_output(e: Expr) -> Transformed<Expr> {
+    match e {
+        Expr::Literal(ScalarValue::Int64(Some(v)), meta) if i32::try_from(v).is_ok() => {
+            Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v as i32)), meta))
+        }
+        Expr::Alias(mut a) => {
+            let inner = narrow_output(*a.expr);
+            a.expr = Box::new(inner.data);
+            Transformed::new(
+                Expr::Alias(a),
+                inner.transformed,
+                TreeNodeRecursion::Continue,
+            )
+        }
+        other => Transformed::no(other),
+    }
 }
 
 #[cfg(test)]
@@ -194,34 +154,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn literals_are_int4_when_they_fit() {
+    async fn result_constants_are_int4_when_they_fit() {
         assert_eq!(
-            types("SELECT 1, 1 + 1, 2147483648, -5, 1.5").await,
+            types("SELECT 1, 1 AS one, 2147483648, -5, 1.5, 1 + 1").await,
             vec![
                 DataType::Int32,
                 DataType::Int32,
                 DataType::Int64,
                 DataType::Int32,
-                DataType::Float64
+                DataType::Float64,
+                DataType::Int64
             ]
         );
         assert_eq!(
-            types("SELECT x + 1 FROM (SELECT 1 AS x) s").await,
+            types("SELECT 1 ORDER BY 1 LIMIT 1").await,
             vec![DataType::Int32]
         );
-        assert_eq!(types("SELECT $1::int + 1").await, vec![DataType::Int32]);
     }
 
     #[tokio::test]
-    async fn bigint_operands_and_functions_keep_int8() {
-        assert_eq!(types("SELECT 1::bigint + 1").await, vec![DataType::Int64]);
+    async fn operands_keep_int8() {
+        // Narrowing these would make 50000 * x wrap where it is right today.
+        assert_eq!(
+            types("SELECT x * 50000 FROM (SELECT 50000 AS x) s").await,
+            vec![DataType::Int64]
+        );
+        assert_eq!(types("SELECT $1::int + 1").await, vec![DataType::Int64]);
         assert_eq!(types("SELECT abs(1)").await, vec![DataType::Int64]);
         assert_eq!(
             types("SELECT 1 UNION ALL SELECT 2").await,
-            vec![DataType::Int64]
-        );
-        assert_eq!(
-            types("SELECT count(*) FROM (SELECT 1) s").await,
             vec![DataType::Int64]
         );
     }

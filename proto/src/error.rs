@@ -28,6 +28,10 @@ pub enum ErrorCode {
     /// An object is not of the kind the statement needs (the definition of an aggregate
     /// asked for as a function's).
     WrongObjectType = 2005,
+    /// Division by zero.
+    DivisionByZero = 2006,
+    /// An arithmetic result does not fit its type (`2147483647 + 1` in integer).
+    OutOfRange = 2007,
     /// Planning or executing a query failed.
     QueryFailed = 3000,
     /// The table does not exist.
@@ -70,6 +74,8 @@ impl ErrorCode {
             ErrorCode::InvalidStatement => "42P17",
             ErrorCode::StringTooLong => "22001",
             ErrorCode::WrongObjectType => "42809",
+            ErrorCode::DivisionByZero => "22012",
+            ErrorCode::OutOfRange => "22003",
             ErrorCode::QueryFailed => "XX000",
             ErrorCode::TableNotFound => "42P01",
             ErrorCode::TableAlreadyExists => "42P07",
@@ -105,6 +111,8 @@ impl ErrorCode {
             | ErrorCode::InvalidStatement
             | ErrorCode::StringTooLong
             | ErrorCode::WrongObjectType
+            | ErrorCode::DivisionByZero
+            | ErrorCode::OutOfRange
             | ErrorCode::InvalidTableDefinition
             | ErrorCode::DecodeInput
             | ErrorCode::InvalidSourceOption => 400,

@@ -120,8 +120,8 @@ def test_jsonb_and_integer_literals_decode_as_on_postgres(eddy):
         assert [a.type.name for a in st.get_attributes()] == ["int8", "jsonb"]
         rows = [tuple(r) for r in await st.fetch()]
         assert rows == [(1, '{"k": [1, 2]}'), (2, None)]
-        st = await c.prepare("SELECT 1 AS one, 2147483648 AS big, $1::int + 1 AS n")
-        assert [a.type.name for a in st.get_attributes()] == ["int4", "int8", "int4"]
-        assert tuple(await st.fetchrow(41)) == (1, 2147483648, 42)
+        st = await c.prepare("SELECT 1 AS one, 2147483648 AS big")
+        assert [a.type.name for a in st.get_attributes()] == ["int4", "int8"]
+        assert tuple(await st.fetchrow()) == (1, 2147483648)
         await c.close()
     run(go())

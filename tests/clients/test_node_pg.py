@@ -86,7 +86,11 @@ CASES = [
 ]
 
 # What eddy gets wrong today; each case still asserts PostgreSQL's answer.
-XFAIL = {}
+XFAIL = {
+    "param_cast_plus_literal": "`SELECT $1::int + 1` is int8 in eddy (type OID 20): only result columns that are "
+                               "integer constants are int4, because DataFusion's int4 arithmetic wraps on overflow "
+                               "where PostgreSQL raises 22003; pg returns the string '42' instead of the number 42",
+}
 
 
 def test_every_case_is_listed():
