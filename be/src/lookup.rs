@@ -85,90 +85,48 @@ fn internal(e: arrow::error::ArrowError) -> eddy_proto::Error {
 /// timestamp into a microsecond timestamp column ...). `None` means "cannot say exactly",
 /// and the scan falls back to pruning.
 fn values_array(values: &[Scalar], dt: &DataType) -> Option<ArrayRef> {
-    let all = |f: &dyn Fn(&Scalar) -> bool| values.iter().all(f);
+    // Every value through `f`, or `None` if one is of another kind.
+    fn each<'a, T>(values: &'a [Scalar], f: impl Fn(&'a Scalar) -> Option<T>) -> Option<Vec<T>> {
+        values.iter().map(f).collect()
+    }
     let natural: ArrayRef = match dt {
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => {
-            if !all(&|v| matches!(v, Scalar::Int(_))) {
-                return None;
-            }
-            Arc::new(Int64Array::from_iter_values(values.iter().map(
-                |v| match v {
-                    Scalar::Int(x) => *x,
-                    _ => unreachable!("checked above"),
-                },
-            )))
-        }
+        dt if dt.is_integer() => Arc::new(Int64Array::from(each(values, |v| match v {
+            Scalar::Int(x) => Some(*x),
+            _ => None,
+        })?)),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            let strs: Option<Vec<&str>> = values
-                .iter()
-                .map(|v| match v {
-                    Scalar::Str(s) => Some(s.as_str()),
-                    _ => None,
-                })
-                .collect();
-            Arc::new(StringArray::from(strs?))
+            Arc::new(StringArray::from(each(values, |v| match v {
+                Scalar::Str(s) => Some(s.as_str()),
+                _ => None,
+            })?))
         }
-        DataType::Boolean => {
-            let b: Option<Vec<bool>> = values
-                .iter()
-                .map(|v| match v {
-                    Scalar::Bool(b) => Some(*b),
-                    _ => None,
-                })
-                .collect();
-            Arc::new(BooleanArray::from(b?))
-        }
-        DataType::Date32 => {
-            let d: Option<Vec<i32>> = values
-                .iter()
-                .map(|v| match v {
-                    Scalar::Date(d) => Some(*d),
-                    _ => None,
-                })
-                .collect();
-            Arc::new(Date32Array::from(d?))
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-            let t: Option<Vec<i64>> = values
-                .iter()
-                .map(|v| match v {
-                    Scalar::TimestampMicros(t) => Some(*t),
-                    _ => None,
-                })
-                .collect();
-            Arc::new(TimestampMicrosecondArray::from(t?).with_timezone_opt(tz.clone()))
-        }
-        DataType::Decimal128(p, s) => {
-            let d: Option<Vec<i128>> = values
-                .iter()
-                .map(|v| match v {
-                    Scalar::Decimal(x, vs) if vs == s => Some(*x),
-                    _ => None,
-                })
-                .collect();
-            Arc::new(
-                Decimal128Array::from(d?)
-                    .with_precision_and_scale(*p, *s)
-                    .ok()?,
-            )
-        }
-        DataType::Float64 => {
-            let f: Option<Vec<f64>> = values
-                .iter()
-                .map(|v| match v {
-                    Scalar::Float(f) => Some(*f),
-                    _ => None,
-                })
-                .collect();
-            Arc::new(Float64Array::from(f?))
-        }
+        DataType::Boolean => Arc::new(BooleanArray::from(each(values, |v| match v {
+            Scalar::Bool(b) => Some(*b),
+            _ => None,
+        })?)),
+        DataType::Date32 => Arc::new(Date32Array::from(each(values, |v| match v {
+            Scalar::Date(d) => Some(*d),
+            _ => None,
+        })?)),
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => Arc::new(
+            TimestampMicrosecondArray::from(each(values, |v| match v {
+                Scalar::TimestampMicros(t) => Some(*t),
+                _ => None,
+            })?)
+            .with_timezone_opt(tz.clone()),
+        ),
+        DataType::Decimal128(p, s) => Arc::new(
+            Decimal128Array::from(each(values, |v| match v {
+                Scalar::Decimal(x, vs) if vs == s => Some(*x),
+                _ => None,
+            })?)
+            .with_precision_and_scale(*p, *s)
+            .ok()?,
+        ),
+        DataType::Float64 => Arc::new(Float64Array::from(each(values, |v| match v {
+            Scalar::Float(f) => Some(*f),
+            _ => None,
+        })?)),
         _ => return None,
     };
     if natural.data_type() == dt {
