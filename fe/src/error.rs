@@ -16,6 +16,12 @@ fn quoted_last(msg: &str) -> Option<String> {
     Some(msg[start..end].rsplit('.').next()?.to_string())
 }
 
+/// The name in DataFusion's "Invalid function 'name'." planning error.
+fn undefined_function(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("Invalid function '")?;
+    Some(&rest[..rest.find('\'')?])
+}
+
 /// Turns any DataFusion error into an eddy error, after unwrapping to its root cause.
 pub fn classify(e: DataFusionError) -> Error {
     let root = e.find_root();
@@ -58,7 +64,16 @@ pub fn classify(e: DataFusionError) -> Error {
                 format!("relation \"{name}\" does not exist"),
             )
         }
-        DataFusionError::Plan(msg) => Error::new(ErrorCode::QueryFailed, msg.clone()),
+        DataFusionError::Plan(msg) => match undefined_function(msg) {
+            Some(name) => Error::new(
+                ErrorCode::UndefinedFunction,
+                format!("function {name}() does not exist"),
+            ),
+            None if msg.contains("No function matches the given name and argument types") => {
+                Error::new(ErrorCode::UndefinedFunction, msg.clone())
+            }
+            None => Error::new(ErrorCode::QueryFailed, msg.clone()),
+        },
         DataFusionError::NotImplemented(msg) => Error::new(ErrorCode::Unsupported, msg.clone()),
         DataFusionError::ResourcesExhausted(msg) => {
             Error::new(ErrorCode::ResourceExhausted, msg.clone())
@@ -116,9 +131,10 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::InvalidTableDefinition
         | ErrorCode::DecodeInput
         | ErrorCode::InvalidSourceOption => tonic::Code::InvalidArgument,
-        ErrorCode::TableNotFound | ErrorCode::ColumnNotFound | ErrorCode::SourceNotFound => {
-            tonic::Code::NotFound
-        }
+        ErrorCode::TableNotFound
+        | ErrorCode::ColumnNotFound
+        | ErrorCode::SourceNotFound
+        | ErrorCode::UndefinedFunction => tonic::Code::NotFound,
         ErrorCode::TableAlreadyExists
         | ErrorCode::ColumnAlreadyExists
         | ErrorCode::SourceAlreadyExists => tonic::Code::AlreadyExists,

@@ -20,6 +20,7 @@ pub mod http;
 pub mod metrics;
 pub mod pg;
 pub mod pg_literals;
+pub mod prepared;
 pub mod provider;
 pub mod query;
 pub mod rollup_catalog;

@@ -22,13 +22,14 @@ mod startup;
 mod tls;
 
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
+use datafusion::common::ParamValues;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::memory::MemoryStream;
@@ -52,12 +53,13 @@ use tokio_util::sync::CancellationToken;
 use self::copy::CopyState;
 use self::cursor::CursorStmt;
 use self::encode::{Guard, Output};
-use self::session::{pg_error, Session, SessionStmt};
+use self::session::{pg_error, PlanningLease, Session, SessionStmt};
 use self::startup::{Registry, Startup, StartupConfig};
 use crate::auth::Authenticator;
 use crate::catalog::pg::PgCatalogState;
 use crate::error::error_info;
 use crate::metrics;
+use crate::prepared::Prepared;
 use crate::query::{Outcome, Parsed, Planning, QueryEngine};
 
 pub use self::local_time::SessionTimeZone;
@@ -80,11 +82,38 @@ pub(crate) enum PgStatement {
     /// Reads or changes only the session.
     Session(SessionStmt),
     /// Planned by DataFusion; may hold placeholders.
-    Planned(LogicalPlan),
+    Planned(Arc<Planned>),
     /// eddy's own statements (DDL, DELETE, COPY, CHECKPOINT, sources).
     Eddy(Parsed),
     /// DECLARE / FETCH / CLOSE.
     Cursor(CursorStmt),
+}
+
+/// A statement DataFusion plans, with what the front end derives from it once.
+#[derive(Debug)]
+pub(crate) struct Planned {
+    pub(crate) prepared: Prepared,
+    /// The declared types of the result columns (see [`encode::declared_types`]).
+    declared: OnceLock<Vec<Option<encode::Declared>>>,
+}
+
+impl Planned {
+    fn new(plan: LogicalPlan) -> PgWireResult<Self> {
+        Ok(Self {
+            prepared: Prepared::new(plan).map_err(|e| eddy_error(&e))?,
+            declared: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn plan(&self) -> &LogicalPlan {
+        self.prepared.plan()
+    }
+
+    fn declared(&self, be: &dyn eddy_proto::BeService) -> Vec<Option<encode::Declared>> {
+        self.declared
+            .get_or_init(|| encode::declared_types(self.plan(), be))
+            .clone()
+    }
 }
 
 impl PgStatement {
@@ -146,18 +175,14 @@ fn aborted() -> ErrorInfo {
 impl PgHandler {
     /// The planning state of a statement in `session`: the one built for the session's
     /// current settings, or a new one.
-    fn planning_for<C: ClientInfo>(
+    fn planning_for<'s, C: ClientInfo>(
         &self,
         client: &C,
-        session: &Session,
-    ) -> PgWireResult<Arc<Planning>> {
-        let generation = self.engine.generation();
-        if let Some(p) = session.planning(generation) {
-            return Ok(p);
-        }
-        let p = Arc::new(Planning::new(self.state_for(client, session)?));
-        session.keep_planning(generation, Arc::clone(&p));
-        Ok(p)
+        session: &'s Session,
+    ) -> PgWireResult<PlanningLease<'s>> {
+        session.lease_planning(self.engine.generation(), || {
+            Ok(Planning::new(self.state_for(client, session)?))
+        })
     }
 
     fn state_for<C: ClientInfo>(
@@ -242,7 +267,7 @@ impl PgHandler {
             .plan(*s, &planning.state)
             .await
             .map_err(|e| eddy_error(&e))?;
-        Ok(PgStatement::Planned(plan))
+        Ok(PgStatement::Planned(Arc::new(Planned::new(plan)?)))
     }
 
     /// Runs a statement; `plan_params` replaces a plan's placeholders first.
@@ -251,7 +276,7 @@ impl PgHandler {
         client: &mut C,
         session: &Arc<Session>,
         stmt: PgStatement,
-        bind: Option<&(dyn Fn(LogicalPlan) -> PgWireResult<LogicalPlan> + Send + Sync)>,
+        bind: Option<&(dyn Fn(&[Option<DataType>]) -> PgWireResult<ParamValues> + Send + Sync)>,
         format: &Format,
     ) -> PgWireResult<Response>
     where
@@ -278,17 +303,20 @@ impl PgHandler {
                     .session_statement(client, session, s, failed, format, &out, guard)
                     .await
             }
-            PgStatement::Planned(plan) => {
-                let plan = match bind {
-                    Some(f) => f(plan)?,
-                    None => plan,
-                };
-                out.declared = encode::declared_types(&plan, self.engine.be().as_ref());
+            PgStatement::Planned(planned) => {
+                let params = bind
+                    .map(|f| f(planned.prepared.param_types()))
+                    .transpose()?;
+                out.declared = planned.declared(self.engine.be().as_ref());
                 let planning = self.planning_for(client, session)?;
+                let bound = planned
+                    .prepared
+                    .bind(&planning, params)
+                    .map_err(|e| eddy_error(&e))?;
                 guard
                     .run(async {
                         self.engine
-                            .execute_plan(plan, &planning)
+                            .execute_bound(bound, &planning)
                             .await
                             .map_err(|e| eddy_error(&e))
                     })

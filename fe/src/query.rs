@@ -69,12 +69,20 @@ pub enum Parsed {
 pub struct Planning {
     pub state: SessionState,
     pub task: Arc<TaskContext>,
+    /// Unique among the planning states of the process (plans optimized with one are
+    /// reused only with it; see [`crate::prepared`]).
+    pub id: u64,
 }
 
 impl Planning {
     pub fn new(state: SessionState) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
         let task = state.task_ctx();
-        Self { state, task }
+        Self {
+            state,
+            task,
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
     }
 }
 
@@ -402,6 +410,24 @@ impl QueryEngine {
 
     /// Runs a plan from [`Self::plan`] (with its placeholders already replaced).
     pub async fn execute_plan(&self, plan: LogicalPlan, planning: &Planning) -> Result<Outcome> {
+        self.execute_bound(
+            crate::prepared::Bound {
+                plan,
+                optimized: false,
+            },
+            planning,
+        )
+        .await
+    }
+
+    /// Runs a prepared statement's plan with its parameters bound (see
+    /// [`crate::prepared::Prepared::bind`]).
+    pub async fn execute_bound(
+        &self,
+        bound: crate::prepared::Bound,
+        planning: &Planning,
+    ) -> Result<Outcome> {
+        let plan = bound.plan;
         // DDL and SET statements DataFusion knows change the shared context; queries run
         // on the session's own state.
         if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Statement(_)) {
@@ -424,11 +450,16 @@ impl QueryEngine {
                 .explain(&a.input, planning.state.config_options()),
             _ => Vec::new(),
         };
-        let physical = planning
-            .state
-            .create_physical_plan(&plan)
-            .await
-            .map_err(classify)?;
+        let physical = if bound.optimized {
+            planning
+                .state
+                .query_planner()
+                .create_physical_plan(&plan, &planning.state)
+                .await
+        } else {
+            planning.state.create_physical_plan(&plan).await
+        }
+        .map_err(classify)?;
         let task = Arc::clone(&planning.task);
         if insert {
             let batches = datafusion::physical_plan::collect(physical, task)

@@ -34,6 +34,8 @@ pub enum ErrorCode {
     OutOfRange = 2007,
     /// Planning or executing a query failed.
     QueryFailed = 3000,
+    /// No function (or operator) of that name takes those arguments.
+    UndefinedFunction = 3001,
     /// The table does not exist.
     TableNotFound = 4000,
     /// The table already exists.
@@ -77,6 +79,7 @@ impl ErrorCode {
             ErrorCode::DivisionByZero => "22012",
             ErrorCode::OutOfRange => "22003",
             ErrorCode::QueryFailed => "XX000",
+            ErrorCode::UndefinedFunction => "42883",
             ErrorCode::TableNotFound => "42P01",
             ErrorCode::TableAlreadyExists => "42P07",
             ErrorCode::ColumnNotFound => "42703",
@@ -100,7 +103,10 @@ impl ErrorCode {
             ErrorCode::ResourceExhausted => 429,
             ErrorCode::Cancelled => 499,
             ErrorCode::Unsupported => 501,
-            ErrorCode::TableNotFound | ErrorCode::ColumnNotFound | ErrorCode::SourceNotFound => 404,
+            ErrorCode::TableNotFound
+            | ErrorCode::ColumnNotFound
+            | ErrorCode::SourceNotFound
+            | ErrorCode::UndefinedFunction => 404,
             ErrorCode::TableAlreadyExists
             | ErrorCode::ColumnAlreadyExists
             | ErrorCode::SourceAlreadyExists

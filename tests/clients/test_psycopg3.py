@@ -87,6 +87,35 @@ def test_prepared_statements_after_repeated_runs(eddy, trades):
         conn.execute("DEALLOCATE ALL")
 
 
+def test_prepared_statements_read_current_data_and_clock(eddy):
+    """A prepared statement's plan is optimized once and reused: each run must still see
+    rows written since, bind its own parameters, and call stable functions afresh."""
+    with psycopg.connect(eddy.dsn(), autocommit=True, prepare_threshold=0) as conn:
+        conn.execute("CREATE TABLE prep_kv (id bigint PRIMARY KEY, v text NOT NULL)")
+        point = "SELECT id, v FROM prep_kv WHERE id = %s"
+        upper = "SELECT upper(v) FROM prep_kv WHERE id = %s"
+        for i in range(1, 6):
+            assert conn.execute(point, (i,)).fetchall() == [], f"id {i} before insert"
+            conn.execute("INSERT INTO prep_kv VALUES (%s, %s)", (i, f"v{i}"))
+            assert conn.execute(point, (i,)).fetchall() == [(i, f"v{i}")]
+            assert conn.execute(upper, (i,)).fetchall() == [(f"V{i}",)]
+        conn.execute("INSERT INTO prep_kv VALUES (3, 'three')")  # an upsert
+        assert conn.execute(point, (3,)).fetchall() == [(3, "three")]
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert conn._prepared._names, "psycopg did not prepare the statements"
+        clock = "SELECT clock_timestamp() < now() + interval '1 hour', now()"
+        first = conn.execute(clock).fetchone()[1]
+        time.sleep(0.05)
+        for _ in range(3):
+            conn.execute(clock)
+        assert conn.execute(clock).fetchone()[1] > first, "now() frozen in a reused plan"
+        # The same in the simple protocol: every statement has its own start time.
+        simple = [conn.execute("SELECT now(), statement_timestamp()", prepare=False).fetchone()
+                  for _ in range(2) if time.sleep(0.02) is None]
+        assert simple[1][0] > simple[0][0], "now() frozen across statements"
+        assert simple[0][0] == simple[0][1]
+
+
 def test_transactions_and_aborted_state(eddy, trades):
     with psycopg.connect(eddy.dsn()) as conn:  # not autocommit: psycopg sends BEGIN
         assert conn.execute("SELECT count(*) FROM trades").fetchone() == (3,)
@@ -108,6 +137,8 @@ def test_errors_carry_sqlstate(eddy, trades):
             conn.execute("SELECT nope FROM trades WHERE qty = %s", (1,))
         with pytest.raises(errors.SyntaxError):
             conn.execute("SELEC 1")
+        with pytest.raises(errors.UndefinedFunction, match="no_such_fn"):
+            conn.execute("SELECT no_such_fn(1)")
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 

@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::ParamValues;
-use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
 use futures::{Sink, SinkExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::ExtendedQueryHandler;
@@ -40,39 +38,6 @@ pub(crate) struct Parser {
     handler: Arc<PgHandler>,
 }
 
-/// The placeholder types DataFusion inferred, by position (`$1` first).
-fn placeholder_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
-    let types = plan
-        .get_parameter_types()
-        .map_err(|e| eddy_error(&classify(e)))?;
-    let mut types = types;
-    // DataFusion leaves `$1::bigint` untyped; PostgreSQL types it by the cast.
-    let _ = plan.apply_with_subqueries(|p| {
-        p.apply_expressions(|e| {
-            e.apply(|e| {
-                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
-                {
-                    if let Expr::Placeholder(ph) = expr.as_ref() {
-                        let slot = types.entry(ph.id.clone()).or_insert(None);
-                        if slot.is_none() {
-                            *slot = Some(field.data_type().clone());
-                        }
-                    }
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })
-    });
-    let n = types
-        .keys()
-        .filter_map(|k| k.strip_prefix('$').and_then(|i| i.parse::<usize>().ok()))
-        .max()
-        .unwrap_or(0);
-    Ok((1..=n)
-        .map(|i| types.get(&format!("${i}")).cloned().flatten())
-        .collect())
-}
-
 /// The result columns of a statement, as Describe reports them.
 fn result_fields(
     stmt: &PgStatement,
@@ -91,10 +56,10 @@ fn result_fields(
             }
             None => Ok(vec![]),
         },
-        PgStatement::Planned(plan) if PgStatement::returns_rows(plan) => encode::fields(
-            plan.schema().as_arrow(),
+        PgStatement::Planned(p) if PgStatement::returns_rows(p.plan()) => encode::fields(
+            p.plan().schema().as_arrow(),
             format,
-            &out.with_declared(encode::declared_types(plan, be)),
+            &out.with_declared(p.declared(be)),
         ),
         PgStatement::Session(SessionStmt::Show(name)) => {
             let names: Vec<String> = if name.eq_ignore_ascii_case("all") {
@@ -144,7 +109,9 @@ impl QueryParser for Parser {
 
     fn get_parameter_types(&self, stmt: &PgStatement) -> PgWireResult<Vec<Type>> {
         match stmt {
-            PgStatement::Planned(plan) => Ok(placeholder_types(plan)?
+            PgStatement::Planned(p) => Ok(p
+                .prepared
+                .param_types()
                 .iter()
                 .map(|t| {
                     t.as_ref()
@@ -189,14 +156,13 @@ impl Extended {
     }
 }
 
-/// Replaces a plan's placeholders with a portal's parameters, decoded with the client's
-/// declared types (or DataFusion's inferred ones) and cast to the inferred types, so an
-/// int2 parameter compares with a bigint column.
-fn bind_parameters(plan: LogicalPlan, portal: &Portal<PgStatement>) -> PgWireResult<LogicalPlan> {
-    if portal.parameter_len() == 0 {
-        return Ok(plan);
-    }
-    let inferred = placeholder_types(&plan)?;
+/// A portal's parameters, decoded with the client's declared types (or DataFusion's
+/// inferred ones) and cast to the inferred types, so an int2 parameter compares with a
+/// bigint column.
+fn bind_parameters(
+    inferred: &[Option<DataType>],
+    portal: &Portal<PgStatement>,
+) -> PgWireResult<ParamValues> {
     let refs: Vec<Option<&DataType>> = inferred.iter().map(|t| t.as_ref()).collect();
     let ParamValues::List(mut values) =
         arrow_pg::datatypes::df::deserialize_parameters(portal, &refs)?
@@ -215,8 +181,7 @@ fn bind_parameters(plan: LogicalPlan, portal: &Portal<PgStatement>) -> PgWireRes
             }
         }
     }
-    plan.with_param_values(ParamValues::List(values))
-        .map_err(|e| eddy_error(&classify(e)))
+    Ok(ParamValues::List(values))
 }
 
 #[async_trait]
@@ -334,7 +299,7 @@ impl ExtendedQueryHandler for Extended {
     {
         let session = session_of(client)?;
         let stmt = portal.statement.statement.clone();
-        let bind = |plan: LogicalPlan| bind_parameters(plan, portal);
+        let bind = |types: &[Option<DataType>]| bind_parameters(types, portal);
         let sql = session
             .statement_sql
             .lock()
@@ -348,7 +313,7 @@ impl ExtendedQueryHandler for Extended {
                 client,
                 &session,
                 stmt,
-                Some(&bind),
+                (portal.parameter_len() > 0).then_some(&bind as _),
                 &portal.result_column_format,
             )
             .await;

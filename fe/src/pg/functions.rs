@@ -1,7 +1,7 @@
 //! Functions drivers call right after connecting whose answer depends on the session
 //! (`pg_backend_pid()`, `current_schema()`, `current_user`, `current_setting(name)`),
-//! registered on each statement's planning state, the backend signalling functions, and
-//! `pg_size_pretty`.
+//! registered on each statement's planning state, the backend signalling functions,
+//! `clock_timestamp()` and `pg_size_pretty`.
 
 use std::sync::Arc;
 
@@ -102,6 +102,16 @@ pub(crate) fn register(
             signature: Signature::variadic_any(Volatility::Volatile),
         })))?;
     }
+    state.register_udf(Arc::new(ScalarUDF::new_from_impl(ClockTimestamp {
+        signature: Signature::exact(vec![], Volatility::Volatile),
+    })))?;
+    // PostgreSQL's names for the statement's start time, which is what `now()` gives.
+    let now = datafusion::functions::datetime::now(state.config_options());
+    state.register_udf(Arc::new(
+        now.as_ref()
+            .clone()
+            .with_aliases(["statement_timestamp", "transaction_timestamp"]),
+    ))?;
     let text = |s: &str| ScalarValue::Utf8(Some(s.to_string()));
     for f in [
         ConstFn::udf("pg_backend_pid", &[], ScalarValue::Int32(Some(pid))),
@@ -113,6 +123,37 @@ pub(crate) fn register(
         state.register_udf(f)?;
     }
     Ok(())
+}
+
+/// `clock_timestamp()`: the time when it is called, unlike `now()` (the statement's start).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ClockTimestamp {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ClockTimestamp {
+    fn name(&self) -> &str {
+        "clock_timestamp"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Timestamp(
+            arrow::datatypes::TimeUnit::Nanosecond,
+            Some("+00:00".into()),
+        ))
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let now = chrono::Utc::now().timestamp_nanos_opt();
+        Ok(ColumnarValue::Scalar(ScalarValue::TimestampNanosecond(
+            now,
+            Some("+00:00".into()),
+        )))
+    }
 }
 
 /// `current_setting(name [, missing_ok])`: a session setting as `SHOW` gives it (Grafana

@@ -227,10 +227,13 @@ pub(crate) struct Session {
     pub(crate) started_micros: i64,
     /// The client's address.
     pub(crate) client: Option<std::net::SocketAddr>,
-    /// The planning state of the current settings and the engine generation it was built
+    /// The planning state and the (engine generation, settings version) it was built
     /// for: building it clones DataFusion's function registry, which costs more than
-    /// planning `SELECT 1`, so statements share it until a setting changes.
-    planning: Mutex<Option<(u64, Arc<Planning>)>>,
+    /// planning `SELECT 1`, so statements reuse it until a setting changes. A statement
+    /// takes it out while it plans (see [`PlanningLease`]).
+    planning: Mutex<Option<((u64, u64), Planning)>>,
+    /// Bumped by every change of a setting.
+    settings_version: std::sync::atomic::AtomicU64,
     /// The connection socket's cork, for the extended protocol's handlers.
     cork: Option<Arc<super::cork::Cork>>,
 }
@@ -281,6 +284,7 @@ impl Session {
             started_micros: now,
             client: None,
             planning: Mutex::new(None),
+            settings_version: std::sync::atomic::AtomicU64::new(0),
             cork: None,
         }
     }
@@ -324,21 +328,39 @@ impl Session {
     /// Sets a variable; every change invalidates the cached planning state.
     fn put(&self, name: String, value: String) -> Option<String> {
         let old = self.vars.lock().insert(name, value);
+        self.settings_version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.planning.lock().take();
         old
     }
 
-    /// The planning state built for `generation` of the engine's shared context, if it is
-    /// still current (no setting changed since).
-    pub(crate) fn planning(&self, generation: u64) -> Option<Arc<Planning>> {
-        match &*self.planning.lock() {
-            Some((g, p)) if *g == generation => Some(Arc::clone(p)),
+    /// The planning state for `generation` of the engine's shared context and the
+    /// current settings, taken out of the session until the lease ends; `build` makes a
+    /// new one when none is kept. Its statement start time (`now()`) is set afresh.
+    pub(crate) fn lease_planning(
+        &self,
+        generation: u64,
+        build: impl FnOnce() -> Result<Planning, pgwire::error::PgWireError>,
+    ) -> Result<PlanningLease<'_>, pgwire::error::PgWireError> {
+        let key = (
+            generation,
+            self.settings_version
+                .load(std::sync::atomic::Ordering::Acquire),
+        );
+        let kept = match self.planning.lock().take() {
+            Some((k, p)) if k == key => Some(p),
             _ => None,
-        }
-    }
-
-    pub(crate) fn keep_planning(&self, generation: u64, planning: Arc<Planning>) {
-        *self.planning.lock() = Some((generation, planning));
+        };
+        let mut planning = match kept {
+            Some(p) => p,
+            None => build()?,
+        };
+        planning.state.mark_start_execution();
+        Ok(PlanningLease {
+            session: self,
+            key,
+            planning: Some(planning),
+        })
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<String> {
@@ -577,6 +599,36 @@ pub(crate) fn parse_duration_ms(v: &str) -> Option<u64> {
         _ => return None,
     };
     Some((n * factor).round() as u64)
+}
+
+/// A session's planning state on loan to one statement; it goes back to the session when
+/// the lease ends, unless a setting changed meanwhile.
+pub(crate) struct PlanningLease<'a> {
+    session: &'a Session,
+    key: (u64, u64),
+    planning: Option<Planning>,
+}
+
+impl std::ops::Deref for PlanningLease<'_> {
+    type Target = Planning;
+
+    fn deref(&self) -> &Planning {
+        self.planning.as_ref().expect("planning is kept until drop")
+    }
+}
+
+impl Drop for PlanningLease<'_> {
+    fn drop(&mut self) {
+        let current = self
+            .session
+            .settings_version
+            .load(std::sync::atomic::Ordering::Acquire);
+        if let Some(p) = self.planning.take() {
+            if current == self.key.1 {
+                *self.session.planning.lock() = Some((self.key, p));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
