@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod config;
 pub mod ddl;
 pub mod error;
+pub mod fast_plan;
 pub mod flight;
 pub mod http;
 pub mod metrics;

@@ -450,16 +450,10 @@ impl QueryEngine {
                 .explain(&a.input, planning.state.config_options()),
             _ => Vec::new(),
         };
-        let physical = if bound.optimized {
-            planning
-                .state
-                .query_planner()
-                .create_physical_plan(&plan, &planning.state)
-                .await
-        } else {
-            planning.state.create_physical_plan(&plan).await
-        }
-        .map_err(classify)?;
+        let physical = self
+            .physical_plan(plan, bound.optimized, &planning.state)
+            .await
+            .map_err(classify)?;
         let task = Arc::clone(&planning.task);
         if insert {
             let batches = datafusion::physical_plan::collect(physical, task)
@@ -488,6 +482,28 @@ impl QueryEngine {
         Ok(Outcome::Rows(crate::rollup_rewrite::with_notes(
             stream, notes,
         )))
+    }
+
+    /// What `SessionState::create_physical_plan` does (optimize unless `optimized`, then
+    /// plan), with the smallest plans planned by [`crate::fast_plan`].
+    async fn physical_plan(
+        &self,
+        plan: LogicalPlan,
+        optimized: bool,
+        state: &SessionState,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let plan = if optimized {
+            plan
+        } else {
+            state.optimize(&plan)?
+        };
+        if let Some(p) = crate::fast_plan::plan(&plan, state).await? {
+            return Ok(p);
+        }
+        state
+            .query_planner()
+            .create_physical_plan(&plan, state)
+            .await
     }
 
     /// Plans a query and collects its result (used by DELETE and tests).
