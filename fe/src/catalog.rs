@@ -65,6 +65,7 @@ fn be_table(be: &Arc<dyn BeService>, name: &str) -> Option<Arc<dyn TableProvider
             name: def.name.clone(),
             schema: nullable(&def.arrow_schema()),
             view: false,
+            key: def.primary_key.clone(),
         }) as Arc<dyn TableProvider>
     })
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod fast_plan;
 pub mod flight;
 pub mod http;
+pub mod key_filter;
 pub mod metrics;
 pub mod pg;
 pub mod pg_literals;

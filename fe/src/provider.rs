@@ -19,6 +19,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -36,6 +37,8 @@ pub struct EddyTable {
     pub schema: SchemaRef,
     /// A materialized view (reads its current state) rather than a table.
     pub view: bool,
+    /// The primary-key columns (none for an append table or a view).
+    pub key: Vec<String>,
 }
 
 #[async_trait]
@@ -56,8 +59,13 @@ impl TableProvider for EddyTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Predicates only prune; DataFusion still filters every row.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // Predicates prune, and DataFusion filters every row again, except for the
+        // primary-key equalities a key lookup answers exactly.
+        Ok(crate::key_filter::pushdown(
+            &self.key,
+            &self.schema,
+            filters,
+        ))
     }
 
     async fn scan(
@@ -67,7 +75,12 @@ impl TableProvider for EddyTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let names = projection.map(|p| {
+        let guard = crate::key_filter::guard(&self.key, &self.schema, projection, filters);
+        let read = match &guard {
+            Some(g) => g.read.as_ref(),
+            None => projection,
+        };
+        let names = read.map(|p| {
             p.iter()
                 .map(|i| self.schema.field(*i).name().clone())
                 .collect()
@@ -76,11 +89,18 @@ impl TableProvider for EddyTable {
             table: self.name.clone(),
             projection: names,
             predicates: filters.iter().flat_map(to_predicates).collect(),
-            limit,
+            // A guarded scan may filter after the BE: the limit (DataFusion keeps its own
+            // above the scan) must not cut rows before that.
+            limit: if guard.is_some() { None } else { limit },
             target_partitions: state.config().target_partitions(),
         };
         let snapshot = self.be.scan(request).await.map_err(to_datafusion)?;
-        Ok(Arc::new(EddyScanExec::new(self.name.clone(), snapshot)))
+        let looked_up = snapshot.stats().key_lookup_rows.is_some();
+        let scan = Arc::new(EddyScanExec::new(self.name.clone(), snapshot));
+        match guard {
+            Some(g) => g.finish(&self.key, &self.schema, state, scan, looked_up),
+            None => Ok(scan),
+        }
     }
 
     async fn insert_into(
@@ -247,6 +267,8 @@ pub struct EddyScanExec {
     table: String,
     snapshot: Arc<dyn ScanSnapshot>,
     properties: Arc<PlanProperties>,
+    /// Rows and batches sent, for EXPLAIN ANALYZE.
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl EddyScanExec {
@@ -261,6 +283,7 @@ impl EddyScanExec {
             table,
             snapshot,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 }
@@ -337,10 +360,17 @@ impl ExecutionPlan for EddyScanExec {
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let stream = self.snapshot.execute(partition).map_err(to_datafusion)?;
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.snapshot.schema(),
-            stream.map_err(to_datafusion),
+            stream
+                .map_err(to_datafusion)
+                .inspect_ok(move |b| baseline.record_output(b.num_rows())),
         )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 }
 

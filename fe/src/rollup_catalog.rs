@@ -20,6 +20,7 @@ pub fn view_table(be: &Arc<dyn BeService>, name: &str) -> Option<Arc<dyn TablePr
             name: info.def.name.clone(),
             schema: nullable(&info.schema),
             view: true,
+            key: vec![],
         }) as Arc<dyn TableProvider>
     })
 }
@@ -31,6 +32,7 @@ pub fn view_internal_table(be: &Arc<dyn BeService>, info: &RollupInfo) -> Arc<Ed
         name: info.def.name.clone(),
         schema: nullable(&info.internal_schema),
         view: true,
+        key: vec![],
     })
 }
 

@@ -97,6 +97,7 @@ impl TableFunctionImpl for SessionFunction {
             name: table.clone(),
             schema: Arc::clone(&schema),
             view: false,
+            key: vec![],
         });
         let (kc, tc) = (col(key.as_str()), col(time.as_str()));
         let micros = |e: Expr| cast(e, arrow::datatypes::DataType::Int64);
