@@ -35,25 +35,8 @@ pub async fn plan(
     plan: &LogicalPlan,
     state: &SessionState,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    // The chain of projections and filters from the top, down to the leaf.
-    let mut chain = Vec::new();
-    let mut node = plan;
-    let leaf = loop {
-        match node {
-            LogicalPlan::Projection(Projection { input, expr, .. }) if plain(expr) => {
-                chain.push(node);
-                node = input;
-            }
-            LogicalPlan::Filter(Filter {
-                input, predicate, ..
-            }) if plain(std::slice::from_ref(predicate)) => {
-                chain.push(node);
-                node = input;
-            }
-            LogicalPlan::TableScan(scan) if plain(&scan.filters) => break node,
-            LogicalPlan::EmptyRelation(_) => break node,
-            _ => return Ok(None),
-        }
+    let Some((chain, leaf)) = shape(plan) else {
+        return Ok(None);
     };
     let mut exec = match leaf {
         LogicalPlan::TableScan(scan) => match scan_exec(scan, state).await? {
@@ -124,6 +107,36 @@ pub async fn plan(
         };
     }
     Ok(Some(exec))
+}
+
+/// The projections and filters from the top of a plan this module plans, and its leaf.
+fn shape(plan: &LogicalPlan) -> Option<(Vec<&LogicalPlan>, &LogicalPlan)> {
+    let mut chain = Vec::new();
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Projection(Projection { input, expr, .. }) if plain(expr) => {
+                chain.push(node);
+                node = input;
+            }
+            LogicalPlan::Filter(Filter {
+                input, predicate, ..
+            }) if plain(std::slice::from_ref(predicate)) => {
+                chain.push(node);
+                node = input;
+            }
+            LogicalPlan::TableScan(scan) if plain(&scan.filters) => return Some((chain, node)),
+            LogicalPlan::EmptyRelation(_) => return Some((chain, node)),
+            _ => return None,
+        }
+    }
+}
+
+/// Whether [`plan`] plans `plan` into operators that read no table and keep no state
+/// between runs (projections and filters of an empty relation), so its physical plan
+/// can run again.
+pub fn is_constant(plan: &LogicalPlan) -> bool {
+    matches!(shape(plan), Some((_, LogicalPlan::EmptyRelation(_))))
 }
 
 /// The provider's scan, as DataFusion's planner asks for it.

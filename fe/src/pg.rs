@@ -309,14 +309,10 @@ impl PgHandler {
                     .transpose()?;
                 out.declared = planned.declared(self.engine.be().as_ref());
                 let planning = self.planning_for(client, session)?;
-                let bound = planned
-                    .prepared
-                    .bind(&planning, params)
-                    .map_err(|e| eddy_error(&e))?;
                 guard
                     .run(async {
                         self.engine
-                            .execute_bound(bound, &planning)
+                            .execute_prepared(&planned.prepared, params, &planning)
                             .await
                             .map_err(|e| eddy_error(&e))
                     })

@@ -17,10 +17,13 @@
 //!
 //! Anything else is bound and optimized afresh on each run, as before.
 
+use std::sync::Arc;
+
 use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast, Volatility};
+use datafusion::physical_plan::ExecutionPlan;
 use eddy_proto::Result;
 use parking_lot::Mutex;
 
@@ -33,6 +36,9 @@ pub struct Prepared {
     params: Vec<Option<DataType>>,
     reusable: bool,
     optimized: Mutex<Option<Optimized>>,
+    /// The physical plan of a constant query without parameters (`SELECT 1`, a ping),
+    /// with the [`Planning::id`] it was planned with.
+    physical: Mutex<Option<(u64, Arc<dyn ExecutionPlan>)>>,
 }
 
 struct Optimized {
@@ -68,6 +74,7 @@ impl Prepared {
             params,
             reusable,
             optimized: Mutex::new(None),
+            physical: Mutex::new(None),
         })
     }
 
@@ -123,6 +130,24 @@ impl Prepared {
             plan: bind(plan)?,
             optimized: true,
         })
+    }
+}
+
+impl Prepared {
+    /// The kept physical plan, for a constant query planned with `planning`.
+    pub fn physical(&self, planning: &Planning) -> Option<Arc<dyn ExecutionPlan>> {
+        match &*self.physical.lock() {
+            Some((id, p)) if *id == planning.id => Some(Arc::clone(p)),
+            _ => None,
+        }
+    }
+
+    /// Keeps the physical plan of `bound` when it can run again: a constant query whose
+    /// optimized plan was reused, so its functions are immutable.
+    pub fn keep_physical(&self, bound: &Bound, planning: &Planning, p: &Arc<dyn ExecutionPlan>) {
+        if bound.optimized && self.params.is_empty() && crate::fast_plan::is_constant(&bound.plan) {
+            *self.physical.lock() = Some((planning.id, Arc::clone(p)));
+        }
     }
 }
 

@@ -420,6 +420,35 @@ impl QueryEngine {
         .await
     }
 
+    /// Runs a prepared statement with `params` bound into it (see [`crate::prepared`]).
+    pub async fn execute_prepared(
+        &self,
+        prepared: &crate::prepared::Prepared,
+        params: Option<datafusion::common::ParamValues>,
+        planning: &Planning,
+    ) -> Result<Outcome> {
+        let task = || Arc::clone(&planning.task);
+        if params.is_none() {
+            if let Some(p) = prepared.physical(planning) {
+                let stream =
+                    datafusion::physical_plan::execute_stream(p, task()).map_err(classify)?;
+                return Ok(Outcome::Rows(stream));
+            }
+        }
+        let bound = prepared.bind(planning, params)?;
+        if bound.optimized && crate::fast_plan::is_constant(&bound.plan) {
+            let physical = self
+                .physical_plan(bound.plan.clone(), true, &planning.state)
+                .await
+                .map_err(classify)?;
+            prepared.keep_physical(&bound, planning, &physical);
+            let stream =
+                datafusion::physical_plan::execute_stream(physical, task()).map_err(classify)?;
+            return Ok(Outcome::Rows(stream));
+        }
+        self.execute_bound(bound, planning).await
+    }
+
     /// Runs a prepared statement's plan with its parameters bound (see
     /// [`crate::prepared::Prepared::bind`]).
     pub async fn execute_bound(

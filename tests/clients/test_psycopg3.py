@@ -101,7 +101,10 @@ def test_prepared_statements_read_current_data_and_clock(eddy):
             assert conn.execute(upper, (i,)).fetchall() == [(f"V{i}",)]
         conn.execute("INSERT INTO prep_kv VALUES (3, 'three')")  # an upsert
         assert conn.execute(point, (3,)).fetchall() == [(3, "three")]
-        assert conn.execute("SELECT 1").fetchone() == (1,)
+        for _ in range(3):
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert conn.execute("SELECT 1 + 1, upper('a')").fetchone() == (2, "A")
+        assert len({conn.execute("SELECT random()").fetchone()[0] for _ in range(4)}) == 4
         assert conn._prepared._names, "psycopg did not prepare the statements"
         clock = "SELECT clock_timestamp() < now() + interval '1 hour', now()"
         first = conn.execute(clock).fetchone()[1]
