@@ -8,6 +8,7 @@
 //! token and `statement_timeout`.
 
 mod activity;
+mod column_names;
 mod copy;
 mod cork;
 mod cursor;
@@ -93,15 +94,15 @@ pub(crate) enum PgStatement {
 #[derive(Debug)]
 pub(crate) struct Planned {
     pub(crate) prepared: Prepared,
-    /// The declared types of the result columns (see [`encode::declared_types`]).
-    declared: OnceLock<Vec<Option<encode::Declared>>>,
+    /// The result columns' declared types and PostgreSQL names.
+    columns: OnceLock<encode::Columns>,
 }
 
 impl Planned {
     fn new(plan: LogicalPlan) -> PgWireResult<Self> {
         Ok(Self {
             prepared: Prepared::new(plan).map_err(|e| eddy_error(&e))?,
-            declared: OnceLock::new(),
+            columns: OnceLock::new(),
         })
     }
 
@@ -109,10 +110,9 @@ impl Planned {
         self.prepared.plan()
     }
 
-    fn declared(&self, be: &dyn eddy_proto::BeService) -> Vec<Option<encode::Declared>> {
-        self.declared
-            .get_or_init(|| encode::declared_types(self.plan(), be))
-            .clone()
+    fn columns(&self, be: &dyn eddy_proto::BeService) -> &encode::Columns {
+        self.columns
+            .get_or_init(|| encode::Columns::of(self.plan(), be))
     }
 }
 
@@ -292,6 +292,7 @@ impl PgHandler {
             extra_float_digits: session.extra_float_digits(),
             time_zone: session.time_zone(),
             declared: vec![],
+            names: vec![],
         };
         let failed = client.transaction_status() == TransactionStatus::Error;
         if failed && !matches!(&stmt, PgStatement::Session(s) if s.ends_transaction()) {
@@ -307,7 +308,7 @@ impl PgHandler {
                 let params = bind
                     .map(|f| f(planned.prepared.param_types()))
                     .transpose()?;
-                out.declared = planned.declared(self.engine.be().as_ref());
+                out = out.with_columns(planned.columns(self.engine.be().as_ref()));
                 let planning = self.planning_for(client, session)?;
                 guard
                     .run(async {

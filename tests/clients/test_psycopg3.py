@@ -119,6 +119,17 @@ def test_prepared_statements_read_current_data_and_clock(eddy):
         assert simple[0][0] == simple[0][1]
 
 
+def test_unaliased_columns_are_named_as_postgresql_names_them(eddy, trades):
+    q = ("SELECT count(*), 1, upper(sym), sym, avg(px) AS mean, '7'::int, max(qty) + 1 "
+         "FROM trades GROUP BY sym ORDER BY sym")
+    want = ["count", "?column?", "upper", "sym", "mean", "int4", "?column?"]
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        for prepare in (False, True, True):
+            cur = conn.execute(q, prepare=prepare)
+            assert [d.name for d in cur.description] == want
+            assert cur.fetchall()[0][:4] == (2, 1, "CL", "CL")
+
+
 def test_transactions_and_aborted_state(eddy, trades):
     with psycopg.connect(eddy.dsn()) as conn:  # not autocommit: psycopg sends BEGIN
         assert conn.execute("SELECT count(*) FROM trades").fetchone() == (3,)

@@ -35,6 +35,9 @@ pub(crate) struct Output {
     /// The declared type of each result column that is a table column, by position
     /// (empty when none is known): what RowDescription reports for it.
     pub(crate) declared: Vec<Option<Declared>>,
+    /// PostgreSQL's name for each result column DataFusion names otherwise, by position
+    /// (see [`super::column_names`]).
+    pub(crate) names: Vec<Option<String>>,
 }
 
 impl Output {
@@ -44,12 +47,30 @@ impl Output {
             extra_float_digits: 1,
             time_zone: SessionTz::utc(),
             declared: vec![],
+            names: vec![],
         }
     }
 
-    pub(crate) fn with_declared(mut self, declared: Vec<Option<Declared>>) -> Self {
-        self.declared = declared;
+    pub(crate) fn with_columns(mut self, c: &Columns) -> Self {
+        self.declared = c.declared.clone();
+        self.names = c.names.clone();
         self
+    }
+}
+
+/// What RowDescription says of a statement's result columns beyond their Arrow fields.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Columns {
+    pub(crate) declared: Vec<Option<Declared>>,
+    pub(crate) names: Vec<Option<String>>,
+}
+
+impl Columns {
+    pub(crate) fn of(plan: &LogicalPlan, be: &dyn BeService) -> Self {
+        Self {
+            declared: declared_types(plan, be),
+            names: super::column_names::pg_names(plan),
+        }
     }
 }
 
@@ -170,6 +191,20 @@ pub(crate) fn fields(
         )
         .with_format_options(Arc::clone(&options))
         .with_type_modifier(d.typmod);
+    }
+    for (i, name) in out.names.iter().enumerate() {
+        let (Some(name), Some(f)) = (name, fields.get_mut(i)) else {
+            continue;
+        };
+        *f = FieldInfo::new(
+            name.clone(),
+            f.table_id(),
+            f.column_id(),
+            f.datatype().clone(),
+            f.format(),
+        )
+        .with_format_options(Arc::clone(&options))
+        .with_type_modifier(f.type_modifier());
     }
     Ok(fields)
 }

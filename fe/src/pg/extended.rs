@@ -59,7 +59,7 @@ fn result_fields(
         PgStatement::Planned(p) if PgStatement::returns_rows(p.plan()) => encode::fields(
             p.plan().schema().as_arrow(),
             format,
-            &out.with_declared(p.declared(be)),
+            &out.with_columns(p.columns(be)),
         ),
         PgStatement::Session(SessionStmt::Show(name)) => {
             let names: Vec<String> = if name.eq_ignore_ascii_case("all") {
