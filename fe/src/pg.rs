@@ -384,6 +384,7 @@ impl PgHandler {
                         "DECLARE CURSOR can only be used in transaction blocks",
                     )));
                 }
+                let columns = encode::Columns::of(&plan, self.engine.be().as_ref());
                 let planning = self.planning_for(client, session)?;
                 let outcome = guard
                     .run(async {
@@ -401,11 +402,13 @@ impl PgHandler {
                 };
                 session
                     .cursors
-                    .declare(name, hold, stream)
+                    .declare(name, hold, stream, columns)
                     .map_err(user_error)?;
                 Response::Execution(Tag::new("DECLARE CURSOR"))
             }
             CursorStmt::Fetch { name, count } => {
+                let (_, columns) = session.cursors.schema(&name).map_err(user_error)?;
+                let out = &out.clone().with_columns(&columns);
                 let (schema, batches) = guard
                     .run(async {
                         session

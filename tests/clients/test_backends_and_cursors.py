@@ -42,6 +42,21 @@ def test_psycopg2_named_cursor_pages_through_a_result(eddy, numbers):
         conn.close()
 
 
+def test_cursors_keep_declared_types_and_postgres_names(eddy):
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE docs (id bigint PRIMARY KEY, code varchar(8), body jsonb)")
+        conn.execute("INSERT INTO docs VALUES (1, 'a1', '{\"k\": [1, 2]}')")
+    with psycopg.connect(eddy.dsn()) as conn:  # psycopg's server-side cursor: DECLARE + FETCH
+        for binary in (False, True):
+            with conn.cursor(name=f"docs_{int(binary)}", binary=binary) as cur:
+                cur.execute("SELECT code, body, count(*) FROM docs GROUP BY code, body")
+                row = cur.fetchone()
+                assert [d.type_code for d in cur.description] == [1043, 3802, 20]
+                assert [d.name for d in cur.description] == ["code", "body", "count"]
+                assert row == ("a1", {"k": [1, 2]}, 1)
+        conn.rollback()
+
+
 def test_cursor_statements_and_errors(eddy, numbers):
     with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
         with pytest.raises(errors.NoActiveSqlTransaction):  # 25P01, as PostgreSQL

@@ -20,6 +20,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use pgwire::error::ErrorInfo;
 
+use super::encode::Columns;
 use super::session::pg_error;
 use crate::error::{classify, error_info};
 
@@ -132,6 +133,8 @@ struct Cursor {
 #[derive(Clone)]
 struct Entry {
     schema: SchemaRef,
+    /// The declared types and names RowDescription gives the columns.
+    columns: Columns,
     hold: bool,
     cursor: Arc<tokio::sync::Mutex<Cursor>>,
 }
@@ -160,6 +163,7 @@ impl Cursors {
         name: String,
         hold: bool,
         stream: SendableRecordBatchStream,
+        columns: Columns,
     ) -> Result<(), ErrorInfo> {
         let mut open = self.open.lock();
         if open.contains_key(&name) {
@@ -179,6 +183,7 @@ impl Cursors {
             name,
             Entry {
                 schema,
+                columns,
                 hold,
                 cursor: Arc::new(tokio::sync::Mutex::new(cursor)),
             },
@@ -235,11 +240,11 @@ impl Cursors {
 
     /// The columns a cursor returns (what Describe reports for `FETCH ... FROM name`);
     /// 34000 when there is no such cursor.
-    pub(crate) fn schema(&self, name: &str) -> Result<SchemaRef, ErrorInfo> {
+    pub(crate) fn schema(&self, name: &str) -> Result<(SchemaRef, Columns), ErrorInfo> {
         self.open
             .lock()
             .get(name)
-            .map(|c| Arc::clone(&c.schema))
+            .map(|c| (Arc::clone(&c.schema), c.columns.clone()))
             .ok_or_else(|| no_cursor(name))
     }
 

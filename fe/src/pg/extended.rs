@@ -51,8 +51,8 @@ fn result_fields(
         // they execute it).
         PgStatement::Cursor(CursorStmt::Fetch { name, .. }) => match session {
             Some(s) => {
-                let schema = s.cursors.schema(name).map_err(user_error)?;
-                encode::fields(&schema, format, &out)
+                let (schema, columns) = s.cursors.schema(name).map_err(user_error)?;
+                encode::fields(&schema, format, &out.with_columns(&columns))
             }
             None => Ok(vec![]),
         },
@@ -398,7 +398,19 @@ impl Extended {
                     )?,
                 ),
                 Some(Entry::Empty) => (None, vec![]),
-                None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+                // A cursor DECLAREd in SQL is a portal too: psycopg 3 describes its
+                // server-side cursors by name.
+                None => match session.cursors.schema(name) {
+                    Ok((schema, columns)) => (
+                        None,
+                        encode::fields(
+                            &schema,
+                            &Format::UnifiedText,
+                            &Output::describe().with_columns(&columns),
+                        )?,
+                    ),
+                    Err(_) => return Err(PgWireError::PortalNotFound(name.to_owned())),
+                },
             },
             other => return Err(PgWireError::InvalidTargetType(other)),
         };
