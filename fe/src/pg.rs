@@ -90,6 +90,9 @@ pub(crate) enum PgStatement {
     Cursor(CursorStmt),
 }
 
+/// Decodes a portal's parameters given the statement's placeholder types.
+type BindParams<'a> = dyn Fn(&[Option<DataType>]) -> PgWireResult<ParamValues> + Send + Sync + 'a;
+
 /// A statement DataFusion plans, with what the front end derives from it once.
 #[derive(Debug)]
 pub(crate) struct Planned {
@@ -276,7 +279,7 @@ impl PgHandler {
         client: &mut C,
         session: &Arc<Session>,
         stmt: PgStatement,
-        bind: Option<&(dyn Fn(&[Option<DataType>]) -> PgWireResult<ParamValues> + Send + Sync)>,
+        bind: Option<&BindParams<'_>>,
         format: &Format,
     ) -> PgWireResult<Response>
     where

@@ -381,7 +381,7 @@ impl Extended {
                         })
                         .collect();
                     let fields =
-                        result_fields(&stmt.statement, &Format::UnifiedText, be, Some(&*session))?;
+                        result_fields(&stmt.statement, &Format::UnifiedText, be, Some(session))?;
                     (Some(params), fields)
                 }
                 Some(Entry::Empty) => (Some(vec![]), vec![]),
@@ -394,7 +394,7 @@ impl Extended {
                         &portal.statement.statement,
                         &portal.result_column_format,
                         be,
-                        Some(&*session),
+                        Some(session),
                     )?,
                 ),
                 Some(Entry::Empty) => (None, vec![]),
