@@ -746,7 +746,9 @@ pub async fn serve(
     }
     builder
         .add_service(svc)
-        .serve_with_incoming(TcpIncoming::from(listener))
+        // Without TCP_NODELAY every small answer waits ~40 ms for the client's delayed ACK
+        // (tonic leaves it unset on this path and ignores `Server::tcp_nodelay`).
+        .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await
         .map_err(|e| Error::new(ErrorCode::StorageIo, format!("Flight SQL server: {e}")))
 }
