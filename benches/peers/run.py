@@ -3,10 +3,12 @@
 
     python benches/peers/run.py --eddy target/release/eddy [--rows 10m] [--events 10m] [--work DIR]
                                 [--repeat 3] [--skip-gen] [--engines duckdb,eddy]
+                                [--eddy-client flight|pgwire] [--skip-pgwire]
 
 Steps: generate ticks + events (gen.py, NDJSON + Parquet, skipped when present) -> DuckDB (on-disk database,
-NDJSON load, queries) -> eddy (standalone server; ticks over HTTP NDJSON, events over COPY FROM STDIN,
-CHECKPOINT; queries over the PostgreSQL wire) -> a Markdown table in WORK/results.md and raw numbers in
+NDJSON load, queries fetched as Arrow tables) -> eddy (standalone server; ticks over HTTP NDJSON, events over
+COPY FROM STDIN, CHECKPOINT; queries fetched as Arrow tables over Flight SQL (ADBC), then again over the
+PostgreSQL wire (psycopg2) for comparison) -> a Markdown table in WORK/results.md and raw numbers in
 WORK/results.json. See benches/README.md.
 """
 import argparse
@@ -48,6 +50,10 @@ EDDY_DDL = {
 }
 
 SLOW_WARMUP_S = 30.0  # like the peer benchmark: a warm-up slower than this gets only one timed run
+
+# eddy's query clients: Flight SQL (ADBC, an Arrow table, like DuckDB's) and pgwire (psycopg2, text rows)
+EDDY_CLIENTS = ("flight", "pgwire")
+CLIENT_NAME = {"flight": "Flight SQL", "pgwire": "pgwire"}
 
 
 class BenchError(Exception):
@@ -234,7 +240,7 @@ class Eddy:
         self.data_dir = os.path.join(a.work, "eddy-data")
         self.log_path = os.path.join(a.work, "eddy.log")
         self.proc = None
-        self.pg = self.http = None
+        self.pg = self.http = self.flight = None
         self._log = None
 
     def log_tail(self, n=40):
@@ -262,7 +268,8 @@ class Eddy:
         if os.path.exists(ep_path):
             os.remove(ep_path)
         cmd = [a.eddy, "standalone", "--data-dir", self.data_dir,
-               "--pg-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", *a.eddy_arg]
+               "--pg-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--flight-listen", "127.0.0.1:0",
+               *a.eddy_arg]
         self._log = open(self.log_path, "wb" if wipe else "ab")  # a fresh log per benchmark run
         self._log.write(f"\n===== {dt.datetime.now().isoformat()} {' '.join(cmd)}\n".encode())
         self._log.flush()
@@ -277,15 +284,16 @@ class Eddy:
             try:
                 with open(ep_path) as f:
                     ep = json.load(f)
-                if ep.get("pg") and ep.get("http"):
+                if ep.get("pg") and ep.get("http") and ep.get("flight"):
                     break
             except (OSError, ValueError):
                 pass
             time.sleep(0.1)
         else:
             self.stop()
-            raise BenchError(f"eddy did not write {ep_path} within {a.startup_timeout} s; log tail:\n{self.log_tail()}")
-        self.pg, self.http = ep["pg"], ep["http"]
+            raise BenchError(f"eddy did not write {ep_path} with pg, http and flight within {a.startup_timeout} s "
+                             f"(last: {ep}); log tail:\n{self.log_tail()}")
+        self.pg, self.http, self.flight = ep["pg"], ep["http"], ep["flight"]
         last = None
         while time.time() < deadline:
             self.check_alive("during start-up")
@@ -301,7 +309,7 @@ class Eddy:
             self.stop()
             raise BenchError(f"GET http://{self.http}/health did not return 200 within {a.startup_timeout} s "
                              f"(last: {last}); log tail:\n{self.log_tail()}")
-        log(f"eddy: up in {time.time() - t0:.1f} s, pg={self.pg} http={self.http}")
+        log(f"eddy: up in {time.time() - t0:.1f} s, pg={self.pg} http={self.http} flight={self.flight}")
 
     def connect(self):
         import psycopg2
@@ -314,6 +322,15 @@ class Eddy:
             raise BenchError(f"cannot connect to eddy over pgwire at {self.pg}: {e}") from e
         conn.autocommit = True
         return conn
+
+    def connect_flight(self):
+        """An ADBC Flight SQL connection (autocommit: no transactions; no credentials on loopback)."""
+        import adbc_driver_flightsql.dbapi as flightsql
+        try:
+            return flightsql.connect(f"grpc://{self.flight}", autocommit=True)
+        except Exception as e:  # noqa: BLE001
+            self.check_alive("while connecting over Flight SQL")
+            raise BenchError(f"cannot connect to eddy over Flight SQL at grpc://{self.flight}: {e}") from e
 
     def stop(self):
         if self.proc is None:
@@ -368,6 +385,30 @@ class Watchdog:
         for t in (self.t1, self.t2):
             t.cancel()
             t.join()  # a kill in progress must finish before the caller looks at the process
+        return False
+
+
+class KillTimer:
+    """Kills eddy after `seconds`: the Flight SQL counterpart of Watchdog. A client-side ADBC cancel would
+    not be sure to stop the server's work, so a query past the limit ends eddy, the blocked ADBC call
+    fails, and the next query restarts eddy on the same data directory."""
+
+    def __init__(self, eddy, seconds):
+        self.eddy, self.seconds, self.fired = eddy, seconds, False
+        self.t = threading.Timer(seconds, self._kill)
+
+    def _kill(self):
+        self.fired = True
+        log(f"eddy: Flight SQL query still running after {self.seconds:g} s; killing eddy")
+        self.eddy.kill()
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.t.cancel()
+        self.t.join()  # a kill in progress must finish before the caller looks at the process
         return False
 
 
@@ -574,6 +615,90 @@ def pg_exec(a, eddy, conn, sql, timeout):
             raise
 
 
+class QueryTimeout(BenchError):
+    pass
+
+
+def close_quietly(conns):
+    for c in conns:
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def flight_query(a, eddy, fconn, sql):
+    """1 warm-up + `repeat` timed runs over Flight SQL: ADBC execute() + fetch_arrow_table(), i.e. the whole
+    result as a pyarrow Table, the same materialisation as DuckDB's to_arrow_table(). -> the result dict."""
+    def once():
+        cur = fconn.cursor()
+        try:
+            cur.execute(sql)
+            return cur.fetch_arrow_table(), None
+        finally:
+            cur.close()
+
+    with KillTimer(eddy, a.query_timeout) as kt:
+        try:
+            tbl, timing = time_runs(once, a.repeat)
+        except Exception as e:
+            if kt.fired:
+                raise QueryTimeout(f"timed out after {a.query_timeout:g} s (eddy killed)") from e
+            eddy.check_alive("while running the query over Flight SQL")
+            raise
+    timing.pop("extra")
+    return {**timing, "rows": tbl.num_rows, "fp": fingerprint_arrow(tbl)}
+
+
+def pgwire_query(a, eddy, conn, sql):
+    """1 warm-up + `repeat` timed runs over pgwire: psycopg2 execute() + fetchall() (text rows turned into
+    Python objects); `exec_median_s` is execute() alone (server + transfer). -> the result dict."""
+    def once():
+        cur = conn.cursor()
+        t = time.perf_counter()
+        cur.execute(sql)  # libpq receives the whole result here
+        t_exec = time.perf_counter() - t
+        rows = cur.fetchall()  # ... and psycopg2 converts it to Python objects here
+        return (rows, [d[0] for d in cur.description]), t_exec
+
+    with Watchdog(conn, eddy, a.query_timeout) as wd:
+        try:
+            (rows, names), timing = time_runs(once, a.repeat)
+        except Exception as e:
+            if wd.killed:
+                raise QueryTimeout(f"timed out after {a.query_timeout:g} s (eddy killed)") from e
+            eddy.check_alive("while running the query over pgwire")
+            if wd.fired:
+                raise QueryTimeout(f"timed out after {a.query_timeout:g} s (cancelled)") from e
+            raise
+    execs = timing.pop("extra")
+    timing["exec_median_s"] = statistics.median(execs)
+    return {**timing, "rows": len(rows), "fp": fingerprint_rows(rows, names)}
+
+
+QUERY_FNS = {"flight": flight_query, "pgwire": pgwire_query}
+
+
+def run_eddy_query(a, eddy, conn, client, q, sql, notes):
+    """One query over one client (flight or pgwire) -> its result dict, or {"error": ...} on failure."""
+    name = CLIENT_NAME[client]
+    try:
+        r = QUERY_FNS[client](a, eddy, conn, sql)
+        ex = f" (execute {r['exec_median_s']:.3f} s)" if "exec_median_s" in r else ""
+        log(f"eddy: {q} over {name}: median {r['median_s']:.3f} s{ex}, {r['rows']:,} rows")
+        return r
+    except BenchError as e:
+        r = {"error": str(e), **({"timed_out": True} if isinstance(e, QueryTimeout) else {})}
+        log(f"eddy: {q} over {name} FAILED: {e}")
+    except Exception as e:  # noqa: BLE001
+        r = {"error": f"{type(e).__name__}: {str(e).strip()}"}
+        log(f"eddy: {q} over {name} FAILED: {r['error']}")
+        if eddy.proc is None or eddy.proc.poll() is not None:
+            notes.append(f"eddy died during {q} ({name}); log tail:\n{eddy.log_tail(20)}")
+            log(f"eddy: died during {q}; log tail:\n{eddy.log_tail(20)}")
+    return r
+
+
 def run_eddy(a, P, queries, manifest):
     out = {"binary": os.path.abspath(a.eddy), "load": {}, "queries": {}, "notes": []}
     try:
@@ -639,52 +764,26 @@ def run_eddy(a, P, queries, manifest):
                 log(f"eddy: count(*) FROM {t} FAILED: {e}")
                 eddy.check_alive()
 
-        # ---- queries
+        # ---- queries: each over Flight SQL (an Arrow table, like DuckDB's), then over pgwire for comparison
+        clients = [c for c in EDDY_CLIENTS if not (c == "pgwire" and a.skip_pgwire)]
+        out["clients"], out["primary_client"] = clients, a.eddy_client
+        cx = {"pgwire": conn, "flight": eddy.connect_flight()}
         for q in queries:
             sql = read_sql("eddy", q)
-            if eddy.proc is None or eddy.proc.poll() is not None:
-                log("eddy: not running after the previous query; restarting it on the same data directory")
-                eddy.stop()
-                eddy.start(wipe=False)
-                conn = eddy.connect()
-
-            def once():
-                cur = conn.cursor()
-                t = time.perf_counter()
-                cur.execute(sql)  # libpq receives the whole result here
-                t_exec = time.perf_counter() - t
-                rows = cur.fetchall()  # ... and psycopg2 converts it to Python objects here
-                return (rows, [d[0] for d in cur.description]), t_exec
-
-            try:
-                with Watchdog(conn, eddy, a.query_timeout) as wd:
-                    try:
-                        (rows, names), timing = time_runs(once, a.repeat)
-                    except Exception as e:
-                        if wd.killed:
-                            raise BenchError(f"timed out after {a.query_timeout} s (eddy killed)") from e
-                        eddy.check_alive(f"while running {q}")
-                        if wd.fired:
-                            raise BenchError(f"timed out after {a.query_timeout} s (cancelled)") from e
-                        raise
-                execs = timing.pop("extra")
-                timing["exec_median_s"] = statistics.median(execs)
-                out["queries"][q] = {**timing, "rows": len(rows), "fp": fingerprint_rows(rows, names)}
-                log(f"eddy: {q}: median {timing['median_s']:.3f} s (execute {timing['exec_median_s']:.3f} s), {len(rows):,} rows")
-            except BenchError as e:
-                out["queries"][q] = {"error": str(e)}
-                log(f"eddy: {q} FAILED: {e}")
-            except Exception as e:  # noqa: BLE001
-                msg = f"{type(e).__name__}: {str(e).strip()}"
-                out["queries"][q] = {"error": msg}
-                log(f"eddy: {q} FAILED: {msg}")
+            out["queries"][q] = {}
+            for client in clients:
+                if client == "pgwire" and out["queries"][q].get("flight", {}).get("timed_out"):
+                    out["queries"][q]["pgwire"] = {"error": "skipped: the Flight SQL runs timed out"}
+                    log(f"eddy: {q} over pgwire skipped (the Flight SQL runs timed out)")
+                    continue
                 if eddy.proc is None or eddy.proc.poll() is not None:
-                    out["notes"].append(f"eddy died during {q}; log tail:\n{eddy.log_tail(20)}")
-                    log(f"eddy: died during {q}; log tail:\n{eddy.log_tail(20)}")
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001
-            pass
+                    log("eddy: not running after the previous query; restarting it on the same data directory")
+                    close_quietly(cx.values())
+                    eddy.stop()
+                    eddy.start(wipe=False)
+                    cx = {"pgwire": eddy.connect(), "flight": eddy.connect_flight()}
+                out["queries"][q][client] = run_eddy_query(a, eddy, cx[client], client, q, sql, out["notes"])
+        close_quietly(cx.values())
     except BenchError as e:
         out["error"] = str(e)
         log(f"eddy: FAILED: {e}")
@@ -705,12 +804,9 @@ def known_answer_notes(q, fp, manifest, a):
     return ""
 
 
-def check_cell(q, d, e, manifest, a):
-    if not e or "error" in e:
-        if d and "fp" in d:  # DuckDB alone: only the known answers
-            ka = known_answer_notes(q, d["fp"], manifest, a)
-            return f"DuckDB: {ka}" if ka else ("known answer ok" if q in ("q6", "q8b") else "")
-        return ""
+def check_one(q, d, e, manifest, a):
+    """Notes for one eddy result (a fingerprinted Flight SQL table or pgwire rows) against DuckDB's
+    fingerprint `d` and the known answers; "" when it agrees."""
     notes = []
     if d and "fp" in d:
         ok, msg = compare_fp(d["fp"], e["fp"])
@@ -719,8 +815,28 @@ def check_cell(q, d, e, manifest, a):
     ka = known_answer_notes(q, e["fp"], manifest, a)
     if ka:
         notes.append(ka)
-    if notes:
-        return "; ".join(notes)
+    return "; ".join(notes)
+
+
+def check_cell(q, d, eq, manifest, a):
+    """The check column: each eddy client's result (Flight SQL first) against DuckDB. `eq` maps client ->
+    result dict; "ok" when every client's result agrees with DuckDB's."""
+    ran = [(c, e) for c, e in eq.items() if e]
+    if not ran:
+        if d and "fp" in d:  # DuckDB alone: only the known answers
+            ka = known_answer_notes(q, d["fp"], manifest, a)
+            return f"DuckDB: {ka}" if ka else ("known answer ok" if q in ("q6", "q8b") else "")
+        return ""
+    parts, bad = [], False
+    for c, e in ran:
+        if "error" in e:
+            msg, bad = "error: " + e["error"].splitlines()[0][:300], True
+        else:
+            msg = check_one(q, d, e, manifest, a)
+            bad = bad or bool(msg)
+        parts.append(f"{CLIENT_NAME[c]} {msg or 'ok'}")
+    if bad:
+        return "; ".join(parts).replace("|", "\\|")
     return "ok" if d and "fp" in d else "(no DuckDB result)"
 
 
@@ -748,15 +864,91 @@ def machine_info():
             "python": platform.python_version(), "loadavg_at_start": os.getloadavg()}
 
 
+def eddy_results(E, q):
+    """{client: eddy's result dict for query q, or None when that client did not run it}."""
+    r = E.get("queries", {}).get(q) or {}
+    return {c: r.get(c) for c in EDDY_CLIENTS}
+
+
+def query_text(a, primary, has_pg):
+    """The paragraph above the query table."""
+    t = (f"Median of {a.repeat} timed runs after 1 warm-up (1 timed run when the warm-up took > {SLOW_WARMUP_S:.0f} s); "
+         "every result fully fetched. DuckDB: `to_arrow_table()` (= `fetch_arrow_table()`) in-process. "
+         "`eddy s`: Flight SQL on loopback through ADBC, `cursor.execute()` + `fetch_arrow_table()`, so eddy's result "
+         "ends as a pyarrow Table, the same thing DuckDB's column measures. ")
+    if has_pg:
+        t += ("`eddy pgwire s`, for comparison: psycopg2 `cursor.execute()` + `fetchall()` (text protocol: the "
+              "conversion to Python objects is included; `eddy exec s` is `execute()` alone, i.e. the server's work "
+              "plus the transfer). ")
+    else:
+        t += "pgwire not measured (`--skip-pgwire`). "
+    t += (f"Ratios = eddy time ÷ DuckDB time (< 1: eddy faster); the first geometric mean below uses the "
+          f"{CLIENT_NAME[primary]} figure (`--eddy-client {primary}`). check: row count and column sums of each eddy "
+          "result" + (" (the Flight SQL table and the pgwire rows)" if has_pg else "") + " against DuckDB's "
+          "(relative tolerance 1e-6), plus the generator's known answers for Q6 and Q8b.")
+    return t
+
+
+def query_table(res, a, manifest, D, E, gms):
+    """The query section's lines: paragraph, table, geometric means. Fills gms {client: geomean}."""
+    queries = res["meta"]["queries"]
+    primary = E.get("primary_client", a.eddy_client)
+    has_pg = any(eddy_results(E, q)["pgwire"] for q in queries)
+    cols = ["query", "DuckDB s", "eddy s (Flight SQL, Arrow)", "eddy/DuckDB" if primary == "flight" else "Flight/DuckDB"]
+    if has_pg:
+        cols += ["eddy pgwire s", "pgwire/DuckDB", "eddy exec s"]
+    cols += ["rows", "check"]
+    L = [query_text(a, primary, has_pg), "", "| " + " | ".join(cols) + " |",
+         "|---|" + "---:|" * (len(cols) - 2) + "---|"]
+    ratios, mism = {c: [] for c in EDDY_CLIENTS}, {c: 0 for c in EDDY_CLIENTS}
+    for q in queries:
+        d, eq = D.get("queries", {}).get(q), eddy_results(E, q)
+        ds = d.get("median_s") if d else None
+        cells = [q, fmt_s(ds)]
+        for c in EDDY_CLIENTS:
+            e = eq[c]
+            es = e.get("median_s") if e else None
+            ratio = es / ds if ds and es else None
+            if ratio:
+                ratios[c].append(ratio)
+                mism[c] += d.get("rows") != e.get("rows")
+            if c == "flight" or has_pg:
+                cells += [fmt_s(es), f"{ratio:.2f}" if ratio else "-"]
+        if has_pg:
+            cells.append(fmt_s(eq["pgwire"].get("exec_median_s") if eq["pgwire"] else None))
+        nrows = next((r["rows"] for r in (d, eq[primary], eq["flight"], eq["pgwire"]) if r and "rows" in r), None)
+        check = check_cell(q, d, eq, manifest, a)
+        if d and "error" in d:
+            check = ("DuckDB error: " + d["error"].splitlines()[0][:200].replace("|", "\\|") + "; " + check).rstrip("; ")
+        cells += [num(nrows), check]
+        L.append("| " + " | ".join(cells) + " |")
+    L.append("")
+    for c in sorted(EDDY_CLIENTS, key=lambda c: c != primary):  # the primary client first
+        gm = gms[c] = geomean(ratios[c])
+        how = {"flight": "eddy over Flight SQL (Arrow tables, like DuckDB's)",
+               "pgwire": "eddy over pgwire (psycopg2 `fetchall()`)"}[c]
+        over = (f" over {len(ratios[c])} of {len(queries)} queries"
+                + (f" ({mism[c]} of them with mismatching row counts)" if mism[c] else "") + ".")
+        if c == primary:
+            L.append(f"**Geometric mean of eddy/DuckDB query time ratios, {how}: {gm:.2f}**{over}" if gm else
+                     f"Geometric mean of eddy/DuckDB query time ratios, {how}: - (needs both engines).")
+        elif gm:
+            L += ["", f"For comparison, the geometric mean with {how}: {gm:.2f}{over}"]
+    return L
+
+
 def build_report(res, a, manifest):
+    """-> (Markdown report, {client: geometric mean of its eddy/DuckDB query time ratios})."""
     D, E = res.get("duckdb") or {}, res.get("eddy") or {}
+    gms = {}
     m = res["meta"]
     L = [f"# eddy vs DuckDB: ticks_{a.rows} / events_{a.events}", ""]
     L.append(f"Generated {m['finished']} by `benches/peers/run.py`. Machine: {m['machine']['cpu']}, "
              f"{m['machine']['cores']} cores, {m['machine']['memory']}; load average at start "
              f"{', '.join(f'{x:.1f}' for x in m['machine']['loadavg_at_start'])}.")
     L.append(f"DuckDB {D.get('version', '-')} ({D.get('threads', '-')} threads, on-disk database, in-process); "
-             f"eddy `{E.get('version', '-')}` (standalone server, PostgreSQL wire + HTTP on loopback).")
+             f"eddy `{E.get('version', '-')}` (standalone server on loopback: queries over Flight SQL and the "
+             "PostgreSQL wire, loads over HTTP and the PostgreSQL wire).")
     if res.get("duckdb_reused_from"):
         L.append(f"DuckDB figures reused from the run of {res['duckdb_reused_from']} (same data set).")
     L.append("")
@@ -782,46 +974,13 @@ def build_report(res, a, manifest):
         for t, v in side.get("load", {}).items():
             if "error" in v:
                 L.append(f"\n{name} {t} load error: `{v['error'][:500]}`")
-    L += ["", "## Queries", "",
-          f"Median of {a.repeat} timed runs after 1 warm-up (1 timed run when the warm-up took > {SLOW_WARMUP_S:.0f} s); "
-          "every result fully fetched: DuckDB `to_arrow_table()` (= `fetch_arrow_table()`) in-process, eddy `cursor.fetchall()` through "
-          "psycopg2 (text protocol: the conversion to Python objects is included; `eddy exec s` is `execute()` alone, i.e. "
-          "the server's work plus the transfer). ratio = eddy s ÷ DuckDB s (< 1: eddy faster). check: row counts and "
-          "column sums against DuckDB (relative tolerance 1e-6), plus the generator's known answers for Q6 and Q8b.", "",
-          "| query | DuckDB s | eddy s | eddy/DuckDB | eddy exec s | DuckDB rows | eddy rows | check |",
-          "|---|---:|---:|---:|---:|---:|---:|---|"]
-    ratios, mism = [], 0
-    for q in res["meta"]["queries"]:
-        d, e = D.get("queries", {}).get(q), E.get("queries", {}).get(q)
-        ds = d.get("median_s") if d else None
-        es = e.get("median_s") if e else None
-        ratio = es / ds if ds and es else None
-        if ratio:
-            ratios.append(ratio)
-            if d.get("rows") != e.get("rows"):
-                mism += 1
-        check = check_cell(q, d, e, manifest, a)
-        if e and "error" in e:
-            check = "eddy error: " + e["error"].splitlines()[0][:300].replace("|", "\\|")
-        if d and "error" in d:
-            check = ("DuckDB error: " + d["error"].splitlines()[0][:200].replace("|", "\\|") + "; " + check).rstrip("; ")
-        L.append(f"| {q} | {fmt_s(ds)} | {fmt_s(es)} | {f'{ratio:.2f}' if ratio else '-'} | "
-                 f"{fmt_s(e.get('exec_median_s') if e else None)} | "
-                 f"{format(d['rows'], ',') if d and 'rows' in d else '-'} | "
-                 f"{format(e['rows'], ',') if e and 'rows' in e else '-'} | {check} |")
-    gm = geomean(ratios)
-    L.append("")
-    if gm:
-        L.append(f"**Geometric mean of eddy/DuckDB query time ratios: {gm:.2f}** over {len(ratios)} of "
-                 f"{len(res['meta']['queries'])} queries" + (f" ({mism} of them with mismatching row counts)" if mism else "") + ".")
-    else:
-        L.append("Geometric mean of eddy/DuckDB ratios: - (needs both engines).")
+    L += ["", "## Queries", ""] + query_table(res, a, manifest, D, E, gms)
     notes = E.get("notes", [])
     if notes:
         L += ["", "Notes:", ""] + [f"- {n.splitlines()[0]}" for n in notes]
     L += ["", "Raw numbers: `results.json` next to this file. Absolute times are noisy on a shared 2-core machine; "
           "compare the ratios, ideally from one run.", ""]
-    return "\n".join(L), gm
+    return "\n".join(L), gms
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -841,6 +1000,11 @@ def main():
     ap.add_argument("--duckdb-threads", type=int, default=os.cpu_count() or 2, help="DuckDB threads (default: all cores)")
     ap.add_argument("--chunk-mb", type=float, default=32, help="HTTP NDJSON body size for eddy's ticks load (default 32)")
     ap.add_argument("--uploaders", type=int, default=2, help="concurrent HTTP uploaders (default 2)")
+    ap.add_argument("--eddy-client", choices=EDDY_CLIENTS, default="flight",
+                    help="which eddy figure the eddy/DuckDB ratio's geometric mean uses: flight (Flight SQL via ADBC, "
+                         "an Arrow table like DuckDB's; default) or pgwire (psycopg2 fetchall). The report shows both")
+    ap.add_argument("--skip-pgwire", action="store_true",
+                    help="run eddy's queries over Flight SQL only, not again over pgwire")
     ap.add_argument("--eddy-arg", action="append", default=[], help="extra argument for `eddy standalone` (repeatable)")
     ap.add_argument("--startup-timeout", type=float, default=60, help="s for eddy to write endpoints.json and be healthy")
     ap.add_argument("--load-timeout", type=float, default=1800, help="s for one table's load (default 1800)")
@@ -866,6 +1030,8 @@ def main():
             ap.error(f"--eddy {a.eddy}: not an executable file")
     if a.repeat < 1:
         ap.error("--repeat must be >= 1")
+    if a.skip_pgwire and a.eddy_client == "pgwire":
+        ap.error("--eddy-client pgwire needs the pgwire runs; drop --skip-pgwire")
 
     os.makedirs(a.work, exist_ok=True)
     P = data_paths(a)
@@ -903,8 +1069,9 @@ def main():
         return 130
 
     res["meta"]["finished"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    md, gm = build_report(res, a, manifest)
-    res["geomean_eddy_over_duckdb"] = gm
+    md, gms = build_report(res, a, manifest)
+    res["geomean_eddy_over_duckdb"] = gms.get(a.eddy_client)  # the --eddy-client figure
+    res["geomean_by_eddy_client"] = gms
     with open(os.path.join(a.work, "results.md"), "w") as f:
         f.write(md)
     with open(res_path, "w") as f:
@@ -914,6 +1081,8 @@ def main():
     log(f"wrote {os.path.join(a.work, 'results.md')} and {res_path}")
     failed = [f"{eng} {kind} {k}" for eng in ("duckdb", "eddy") for kind in ("load", "queries")
               for k, v in ((res.get(eng) or {}).get(kind) or {}).items() if "error" in v]
+    failed += [f"eddy {q} over {CLIENT_NAME[c]}" for q, v in ((res.get("eddy") or {}).get("queries") or {}).items()
+               for c, r in v.items() if c in EDDY_CLIENTS and r and "error" in r]
     if (res.get("eddy") or {}).get("error"):
         failed.insert(0, "eddy")
     if failed:
