@@ -22,6 +22,7 @@ pub mod pk;
 pub mod rollups;
 pub mod scan;
 pub mod segment;
+mod snapshot_stats;
 pub mod sources;
 pub mod store;
 pub mod table;

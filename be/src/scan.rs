@@ -13,6 +13,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use eddy_proto::{
     BatchStream, Error, ErrorCode, Predicate, PredicateOp, Result, ScanSnapshot, ScanStats,
+    SnapshotStatistics,
 };
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -38,7 +39,7 @@ pub struct SegmentRead {
 }
 
 #[derive(Debug, Clone)]
-enum Work {
+pub(crate) enum Work {
     Batch(RecordBatch),
     Segment(SegmentRead),
     /// These rows (numbered within the segment, ascending) of a segment: a key lookup.
@@ -64,6 +65,16 @@ impl ScanSnapshot for TableScan {
 
     fn partitions(&self) -> usize {
         self.partitions.len()
+    }
+
+    fn statistics(&self) -> SnapshotStatistics {
+        let fields: Vec<_> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        crate::snapshot_stats::statistics(&fields, self.partitions.iter().flatten())
     }
 
     fn execute(&self, partition: usize) -> Result<BatchStream> {

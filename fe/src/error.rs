@@ -128,6 +128,7 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::WrongObjectType
         | ErrorCode::DivisionByZero
         | ErrorCode::OutOfRange
+        | ErrorCode::CardinalityViolation
         | ErrorCode::InvalidTableDefinition
         | ErrorCode::DecodeInput
         | ErrorCode::InvalidSourceOption => tonic::Code::InvalidArgument,

@@ -27,6 +27,7 @@ pub mod provider;
 pub mod query;
 pub mod rollup_catalog;
 pub mod rollup_rewrite;
+pub mod scalar_subquery;
 pub mod server;
 pub mod session_window;
 pub mod source_ddl;

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
@@ -269,6 +269,8 @@ pub struct EddyScanExec {
     properties: Arc<PlanProperties>,
     /// Rows and batches sent, for EXPLAIN ANALYZE.
     metrics: ExecutionPlanMetricsSet,
+    /// Computed when the planner first asks (it may cost a pass over memtable rows).
+    statistics: std::sync::OnceLock<Arc<Statistics>>,
 }
 
 impl EddyScanExec {
@@ -284,6 +286,7 @@ impl EddyScanExec {
             snapshot,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
+            statistics: std::sync::OnceLock::new(),
         }
     }
 }
@@ -338,20 +341,17 @@ impl ExecutionPlan for EddyScanExec {
         Ok(self)
     }
 
-    /// The row count when the snapshot knows it exactly: a key lookup, or only memtable
-    /// rows (every segment pruned). DataFusion then skips repartitioning a handful of rows
-    /// across threads, which costs more than filtering them.
+    /// Exact row count and column min/max/nulls of the whole snapshot, from segment
+    /// metadata and memtable rows: DataFusion answers `count(*)`, `min` and `max` from
+    /// them without a scan, and skips repartitioning a handful of rows across threads.
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        let mut stats = Statistics::new_unknown(&self.snapshot.schema());
-        if partition.is_none() {
-            let s = self.snapshot.stats();
-            if let Some(n) = s.key_lookup_rows {
-                stats.num_rows = Precision::Exact(n as usize);
-            } else if s.segments_pruned == s.segments_total {
-                stats.num_rows = Precision::Exact(s.memtable_rows as usize);
-            }
+        if partition.is_some() {
+            return Ok(Arc::new(Statistics::new_unknown(&self.snapshot.schema())));
         }
-        Ok(Arc::new(stats))
+        let stats = self
+            .statistics
+            .get_or_init(|| Arc::new(datafusion_statistics(&self.snapshot)));
+        Ok(Arc::clone(stats))
     }
 
     fn execute(
@@ -372,6 +372,51 @@ impl ExecutionPlan for EddyScanExec {
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
     }
+}
+
+/// The snapshot's statistics in DataFusion's terms, every value exact or absent.
+fn datafusion_statistics(snapshot: &Arc<dyn ScanSnapshot>) -> Statistics {
+    let schema = snapshot.schema();
+    let s = snapshot.statistics();
+    let mut stats = Statistics::new_unknown(&schema);
+    stats.num_rows = Precision::Exact(s.rows as usize);
+    for ((out, c), f) in stats
+        .column_statistics
+        .iter_mut()
+        .zip(&s.columns)
+        .zip(schema.fields())
+    {
+        let Some(c) = c else { continue };
+        let (Some(min), Some(max)) = (
+            scalar_value(&c.min, f.data_type()),
+            scalar_value(&c.max, f.data_type()),
+        ) else {
+            continue;
+        };
+        out.min_value = Precision::Exact(min);
+        out.max_value = Precision::Exact(max);
+        out.null_count = Precision::Exact(c.nulls as usize);
+    }
+    stats
+}
+
+/// A BE scalar as a DataFusion value of the column's type (`Null` as a typed NULL).
+fn scalar_value(s: &Scalar, t: &DataType) -> Option<ScalarValue> {
+    let v = match (s, t) {
+        (Scalar::Null, _) => return ScalarValue::try_from(t).ok(),
+        (Scalar::TimestampMicros(v), DataType::Timestamp(TimeUnit::Microsecond, tz)) => {
+            return Some(ScalarValue::TimestampMicrosecond(Some(*v), tz.clone()))
+        }
+        (Scalar::TimestampMicros(_), _) => return None,
+        (Scalar::Bool(b), _) => ScalarValue::Boolean(Some(*b)),
+        (Scalar::Int(i), _) => ScalarValue::Int64(Some(*i)),
+        (Scalar::Float(f), _) => ScalarValue::Float64(Some(*f)),
+        (Scalar::Str(s), _) => ScalarValue::Utf8(Some(s.clone())),
+        (Scalar::Date(d), _) => ScalarValue::Date32(Some(*d)),
+        (Scalar::Decimal(v, s), _) => ScalarValue::Decimal128(Some(*v), 38, *s),
+    };
+    let v = v.cast_to(t).ok()?;
+    (v.data_type() == *t).then_some(v)
 }
 
 /// Writes INSERT results through the BE; the statement succeeds only when they are durable.

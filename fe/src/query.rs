@@ -526,6 +526,7 @@ impl QueryEngine {
         } else {
             state.optimize(&plan)?
         };
+        let plan = self.fold_subqueries(plan, state).await?;
         if let Some(p) = crate::fast_plan::plan(&plan, state).await? {
             return Ok(p);
         }
@@ -533,6 +534,30 @@ impl QueryEngine {
             .query_planner()
             .create_physical_plan(&plan, state)
             .await
+    }
+
+    /// Runs the plan's uncorrelated scalar subqueries and plans their values in (see
+    /// [`crate::scalar_subquery`]); a plain `EXPLAIN` keeps them, so that it runs nothing.
+    async fn fold_subqueries(
+        &self,
+        plan: LogicalPlan,
+        state: &SessionState,
+    ) -> datafusion::error::Result<LogicalPlan> {
+        if matches!(plan, LogicalPlan::Explain(_)) {
+            return Ok(plan);
+        }
+        let subqueries = crate::scalar_subquery::collect(&plan);
+        if subqueries.is_empty() {
+            return Ok(plan);
+        }
+        let mut values = Vec::with_capacity(subqueries.len());
+        for sq in subqueries {
+            let physical =
+                Box::pin(self.physical_plan(sq.subquery.as_ref().clone(), false, state)).await?;
+            let v = crate::scalar_subquery::value(physical, state.task_ctx()).await?;
+            values.push((sq, v));
+        }
+        state.optimize(&crate::scalar_subquery::replace(plan, &values)?)
     }
 
     /// Plans a query and collects its result (used by DELETE and tests).

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     DivisionByZero = 2006,
     /// An arithmetic result does not fit its type (`2147483647 + 1` in integer).
     OutOfRange = 2007,
+    /// A subquery used as an expression returned more than one row.
+    CardinalityViolation = 2008,
     /// Planning or executing a query failed.
     QueryFailed = 3000,
     /// No function (or operator) of that name takes those arguments.
@@ -78,6 +80,7 @@ impl ErrorCode {
             ErrorCode::WrongObjectType => "42809",
             ErrorCode::DivisionByZero => "22012",
             ErrorCode::OutOfRange => "22003",
+            ErrorCode::CardinalityViolation => "21000",
             ErrorCode::QueryFailed => "XX000",
             ErrorCode::UndefinedFunction => "42883",
             ErrorCode::TableNotFound => "42P01",
@@ -119,6 +122,7 @@ impl ErrorCode {
             | ErrorCode::WrongObjectType
             | ErrorCode::DivisionByZero
             | ErrorCode::OutOfRange
+            | ErrorCode::CardinalityViolation
             | ErrorCode::InvalidTableDefinition
             | ErrorCode::DecodeInput
             | ErrorCode::InvalidSourceOption => 400,

@@ -18,6 +18,9 @@ pub use alert::{alerts_table_def, AlertDef, AlertRuleInfo, Emit, KafkaSinkDef, A
 pub use error::{Error, ErrorCode, Result};
 pub use rollup::{RollupDef, RollupInfo, INTERNAL_COLUMN_PREFIX};
 pub use scalar::{Predicate, PredicateOp, Scalar};
-pub use service::{BatchStream, BeService, ScanRequest, ScanSnapshot, ScanStats, WriteFormat};
+pub use service::{
+    BatchStream, BeService, ColumnStatistics, ScanRequest, ScanSnapshot, ScanStats,
+    SnapshotStatistics, WriteFormat,
+};
 pub use source::{rejected_table_def, SourceDef, SourceStatus, REJECTED_TABLE};
 pub use table::{ColumnDef, ColumnType, PartitionBy, SegmentInfo, TableDef, TableInfo};

@@ -13,7 +13,7 @@ use futures::Stream;
 use crate::alert::{AlertDef, AlertRuleInfo};
 use crate::error::Result;
 use crate::rollup::{RollupDef, RollupInfo};
-use crate::scalar::Predicate;
+use crate::scalar::{Predicate, Scalar};
 use crate::source::{SourceDef, SourceStatus};
 use crate::table::{ColumnDef, SegmentInfo, TableDef, TableInfo};
 
@@ -57,6 +57,26 @@ pub struct ScanStats {
     pub key_lookup_rows: Option<u64>,
 }
 
+/// What a snapshot returns, known without reading it: the planner answers `count(*)`,
+/// `min` and `max` from these, so everything here MUST be exact.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotStatistics {
+    /// Rows the snapshot returns.
+    pub rows: u64,
+    /// Per column of the snapshot's schema; `None` when not known exactly (for example
+    /// when deleted rows may have held the minimum).
+    pub columns: Vec<Option<ColumnStatistics>>,
+}
+
+/// Exact statistics of one column over a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnStatistics {
+    /// Smallest and largest non-NULL value; `Null` when every value is NULL.
+    pub min: Scalar,
+    pub max: Scalar,
+    pub nulls: u64,
+}
+
 /// A consistent, point-in-time view of a table for one query.
 ///
 /// MUST stay readable for as long as it lives, whatever seals or compactions happen
@@ -65,6 +85,9 @@ pub trait ScanSnapshot: Send + Sync + Debug {
     fn schema(&self) -> SchemaRef;
     fn stats(&self) -> ScanStats;
     fn partitions(&self) -> usize;
+    /// Exact statistics of what the snapshot returns; may cost a pass over memtable rows,
+    /// so the FE asks only when planning needs them.
+    fn statistics(&self) -> SnapshotStatistics;
     /// Streams the rows of one partition (`0..partitions()`).
     fn execute(&self, partition: usize) -> Result<BatchStream>;
 }

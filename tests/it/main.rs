@@ -18,4 +18,5 @@ mod pg_protocol;
 mod rollups;
 mod s3;
 mod sql;
+mod statistics;
 mod storage;
