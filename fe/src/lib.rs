@@ -16,6 +16,7 @@ pub mod config;
 pub mod ddl;
 pub mod error;
 pub mod fast_plan;
+pub mod first_last;
 pub mod flight;
 pub mod http;
 pub mod key_filter;

@@ -193,6 +193,9 @@ impl QueryEngine {
         )
         .map_err(classify)?;
         ctx.register_udf(crate::pg::version_udf());
+        for f in crate::first_last::udafs() {
+            ctx.register_udaf(f);
+        }
         for f in crate::pg::catalog_udfs() {
             ctx.register_udf(f);
         }
