@@ -569,15 +569,16 @@ impl FlightSqlService for EddyFlightSql {
         let is_query = stmts.len() == 1
             && matches!(&stmts[0], Parsed::Sql(s)
                 if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_)));
-        // A query without parameters reports its result schema now (the stream is only
-        // planned and dropped, not run); with parameters it is known once they are bound.
-        let dataset = if is_query && n == 0 {
-            match self.run(&query.query).await.map_err(status)? {
-                Outcome::Rows(s) => s.schema(),
-                _ => Arc::new(Schema::empty()),
+        // A query without parameters reports its result schema now, from its logical
+        // plan (nothing runs: ADBC prepares every query it executes); with parameters it
+        // is known once they are bound.
+        let dataset = match stmts.into_iter().next() {
+            Some(Parsed::Sql(s)) if is_query && n == 0 => {
+                let state = self.engine.session_state("public");
+                let plan = self.engine.plan(*s, &state).await.map_err(status)?;
+                Arc::new(plan.schema().as_arrow().clone())
             }
-        } else {
-            Arc::new(Schema::empty())
+            _ => Arc::new(Schema::empty()),
         };
         let mut raw = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut raw);
