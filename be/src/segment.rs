@@ -23,7 +23,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
@@ -287,10 +288,20 @@ pub struct SegmentSpec {
 /// Encodes `batch` (already sorted) as Parquet and computes its metadata. CPU-bound: run it
 /// off the async runtime.
 pub fn encode_segment(spec: &SegmentSpec, batch: &RecordBatch) -> Result<(Bytes, SegmentMeta)> {
-    let props = WriterProperties::builder()
+    // Dictionary pages only for text, where they pay; on numbers and timestamps the writer
+    // would hash every value before falling back to plain. Min/max are kept per row group
+    // in the segment's own metadata, so Parquet's page statistics are not needed.
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(spec.row_group_rows))
-        .build();
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::Chunk);
+    for f in batch.schema().fields() {
+        if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
+        }
+    }
+    let props = props.build();
     let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
         .map_err(|e| Error::new(ErrorCode::StorageIo, format!("encode segment: {e}")))?;
