@@ -167,10 +167,24 @@ fn build_segments(
         crate::segment::SegmentMeta,
         Vec<u32>,
     )> {
+        // Rows mostly arrive in time order: a partition that is one run of the memtable is a
+        // slice of it, and one already in time order is not sorted again.
+        let contiguous = idx
+            .first()
+            .is_some_and(|f| idx.last() == Some(&(f + idx.len() as u32 - 1)));
+        let in_order = times.as_ref().is_some_and(|ts| {
+            idx.windows(2).all(
+                |w| matches!((ts[w[0] as usize], ts[w[1] as usize]), (Some(a), Some(b)) if a <= b),
+            )
+        });
         let idx = UInt32Array::from(idx);
-        let mut part = take_record_batch(batch, &idx).map_err(|e| internal("partition rows", e))?;
+        let mut part = if contiguous && in_order {
+            batch.slice(idx.value(0) as usize, idx.len())
+        } else {
+            take_record_batch(batch, &idx).map_err(|e| internal("partition rows", e))?
+        };
         let mut order: Vec<u32> = idx.values().to_vec();
-        if let Some(tc) = &def.time_column {
+        if let (Some(tc), false) = (&def.time_column, in_order) {
             let col = part.column_by_name(tc).expect("time column exists");
             let sorted =
                 sort_to_indices(col, None, None).map_err(|e| internal("sort by time", e))?;

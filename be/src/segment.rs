@@ -250,8 +250,9 @@ fn bitmaps(batch: &RecordBatch) -> BTreeMap<String, BTreeMap<String, String>> {
         let mut too_many = false;
         for (i, v) in a.iter().enumerate() {
             let Some(v) = v else { continue };
+            // Row numbers only grow: an append, not a search.
             if let Some(b) = values.get_mut(v) {
-                b.insert(i as u32);
+                let _ = b.try_push(i as u32);
             } else if values.len() >= BITMAP_MAX_DISTINCT {
                 too_many = true;
                 break;
@@ -274,6 +275,19 @@ fn bitmaps(batch: &RecordBatch) -> BTreeMap<String, BTreeMap<String, String>> {
     out
 }
 
+/// Whether a text column repeats enough for a dictionary to pay: at most half of its first
+/// few thousand values distinct.
+fn few_distinct(col: &ArrayRef) -> bool {
+    const SAMPLE: usize = 4096;
+    let a = col.as_string::<i32>();
+    let n = a.len().min(SAMPLE);
+    let distinct: ahash::AHashSet<&str> = (0..n)
+        .filter(|i| a.is_valid(*i))
+        .map(|i| a.value(i))
+        .collect();
+    distinct.len() * 2 <= n
+}
+
 /// Parameters of a segment about to be written.
 #[derive(Debug, Clone)]
 pub struct SegmentSpec {
@@ -288,16 +302,16 @@ pub struct SegmentSpec {
 /// Encodes `batch` (already sorted) as Parquet and computes its metadata. CPU-bound: run it
 /// off the async runtime.
 pub fn encode_segment(spec: &SegmentSpec, batch: &RecordBatch) -> Result<(Bytes, SegmentMeta)> {
-    // Dictionary pages only for text, where they pay; on numbers and timestamps the writer
-    // would hash every value before falling back to plain. Min/max are kept per row group
+    // Dictionary pages only for text that repeats, where they pay; on numbers, timestamps
+    // and ids the writer would hash every value before falling back to plain. Min/max are kept per row group
     // in the segment's own metadata, so Parquet's page statistics are not needed.
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(spec.row_group_rows))
         .set_dictionary_enabled(false)
         .set_statistics_enabled(EnabledStatistics::Chunk);
-    for f in batch.schema().fields() {
-        if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+    for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        if f.data_type() == &DataType::Utf8 && few_distinct(col) {
             props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
         }
     }
