@@ -714,7 +714,7 @@ impl QueryEngine {
     pub async fn copy_in(&self, table: &str, f: &CopyFormat, data: Bytes) -> Result<u64> {
         let delimiter = if f.csv { f.delimiter } else { b',' };
         let mut body: Vec<u8> = if f.csv {
-            data.to_vec()
+            Vec::from(data) // no copy: the COPY buffer is uniquely owned
         } else {
             text_to_csv(&data, f.delimiter)
         };

@@ -24,7 +24,10 @@ use crate::query::CopyFormat;
 pub(crate) struct CopyState {
     table: String,
     format: CopyFormat,
-    data: Mutex<Vec<u8>>,
+    /// The CopyData messages as received: joined once at the end, not regrown (and
+    /// copied) as they arrive.
+    data: Mutex<Vec<Bytes>>,
+    bytes: Mutex<usize>,
     limit: usize,
     overflow: Mutex<bool>,
 }
@@ -35,6 +38,7 @@ impl CopyState {
             table,
             format,
             data: Mutex::new(Vec::new()),
+            bytes: Mutex::new(0),
             limit,
             overflow: Mutex::new(false),
         }
@@ -50,11 +54,12 @@ impl CopyHandler for PgHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if let Some(st) = client.session_extensions().get::<CopyState>() {
-            let mut data = st.data.lock();
-            if data.len() + copy_data.data.len() > st.limit {
+            let mut bytes = st.bytes.lock();
+            if *bytes + copy_data.data.len() > st.limit {
                 *st.overflow.lock() = true;
             } else {
-                data.extend_from_slice(&copy_data.data);
+                *bytes += copy_data.data.len();
+                st.data.lock().push(copy_data.data);
             }
         }
         Ok(())
@@ -72,7 +77,11 @@ impl CopyHandler for PgHandler {
                 "no COPY in progress",
             )));
         };
-        let data = std::mem::take(&mut *st.data.lock());
+        let parts = std::mem::take(&mut *st.data.lock());
+        let mut data = Vec::with_capacity(std::mem::take(&mut *st.bytes.lock()));
+        for p in parts {
+            data.extend_from_slice(&p);
+        }
         if *st.overflow.lock() {
             return Err(to_pgwire(&eddy_proto::Error::new(
                 eddy_proto::ErrorCode::ResourceExhausted,
@@ -107,6 +116,7 @@ impl CopyHandler for PgHandler {
     {
         if let Some(st) = client.session_extensions().get::<CopyState>() {
             st.data.lock().clear();
+            *st.bytes.lock() = 0;
         }
         to_pgwire(&eddy_proto::Error::new(
             eddy_proto::ErrorCode::Cancelled,
