@@ -288,6 +288,39 @@ fn few_distinct(col: &ArrayRef) -> bool {
     distinct.len() * 2 <= n
 }
 
+/// A segment's column ranges from its row groups' (a second pass over every value costs
+/// as much as the first); `None` when two bounds do not compare (NaN), so that the caller
+/// computes them from the rows.
+fn merge_ranges(groups: &[RowGroupMeta]) -> Option<BTreeMap<String, ColumnRange>> {
+    use std::cmp::Ordering::{Greater, Less};
+    let pick = |a: &Scalar, b: &Scalar, want| -> Option<Scalar> {
+        Some(match (a, b) {
+            (Scalar::Null, _) => b.clone(),
+            (_, Scalar::Null) => a.clone(),
+            _ if a.compare(b)? == want => a.clone(),
+            _ => b.clone(),
+        })
+    };
+    if groups.is_empty() {
+        return None;
+    }
+    let mut out: BTreeMap<String, ColumnRange> = BTreeMap::new();
+    for g in groups {
+        for (name, r) in &g.columns {
+            let merged = match out.get(name) {
+                None => r.clone(),
+                Some(m) => ColumnRange {
+                    min: pick(&m.min, &r.min, Less)?,
+                    max: pick(&m.max, &r.max, Greater)?,
+                    nulls: m.nulls + r.nulls,
+                },
+            };
+            out.insert(name.clone(), merged);
+        }
+    }
+    Some(out)
+}
+
 /// Parameters of a segment about to be written.
 #[derive(Debug, Clone)]
 pub struct SegmentSpec {
@@ -334,7 +367,7 @@ pub fn encode_segment(spec: &SegmentSpec, batch: &RecordBatch) -> Result<(Bytes,
         });
         start += len;
     }
-    let columns = ranges(batch);
+    let columns = merge_ranges(&row_groups).unwrap_or_else(|| ranges(batch));
     let (time_min_micros, time_max_micros) =
         match spec.time_column.as_ref().and_then(|c| columns.get(c)) {
             Some(r) => (scalar_micros(&r.min), scalar_micros(&r.max)),
@@ -409,4 +442,80 @@ pub async fn load_segment_meta(store: &Arc<dyn ObjectStore>, path: &str) -> Resu
             format!("decode {meta_path}: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    fn same(a: &BTreeMap<String, ColumnRange>, b: &BTreeMap<String, ColumnRange>) {
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    #[test]
+    fn segment_ranges_merged_from_row_groups_equal_a_pass_over_the_rows() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("i", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("f", DataType::Float64, true),
+        ]));
+        let n = 1000;
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter(
+                    (0..n).map(|i| (i % 7 != 0).then_some(500 - i)),
+                )),
+                // All NULL in the first row group.
+                Arc::new(StringArray::from_iter(
+                    (0..n).map(|i| (i >= 300).then(|| format!("v{}", (i * 37) % 101))),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| i as f64 * -0.5),
+                )),
+            ],
+        )
+        .unwrap();
+        let spec = SegmentSpec {
+            id: 1,
+            partition: "p".into(),
+            path: "x.parquet".into(),
+            level: 0,
+            time_column: None,
+            row_group_rows: 256,
+        };
+        let (_, meta) = encode_segment(&spec, &batch).unwrap();
+        assert_eq!(meta.row_groups.len(), 4);
+        same(&meta.columns, &ranges(&batch));
+        // NaN does not compare: the rows decide.
+        let with_nan = vec![
+            RowGroupMeta {
+                rows: 1,
+                columns: [(
+                    "f".to_string(),
+                    ColumnRange {
+                        min: Scalar::Float(f64::NAN),
+                        max: Scalar::Float(f64::NAN),
+                        nulls: 0,
+                    },
+                )]
+                .into(),
+            },
+            RowGroupMeta {
+                rows: 1,
+                columns: [(
+                    "f".to_string(),
+                    ColumnRange {
+                        min: Scalar::Float(1.0),
+                        max: Scalar::Float(1.0),
+                        nulls: 0,
+                    },
+                )]
+                .into(),
+            },
+        ];
+        assert!(merge_ranges(&with_nan).is_none());
+    }
 }
