@@ -39,6 +39,26 @@ pub struct ColumnRange {
     pub nulls: u64,
 }
 
+impl ColumnRange {
+    /// The range of both sets of rows; `None` when two bounds do not compare (NaN).
+    pub fn union(&self, other: &ColumnRange) -> Option<ColumnRange> {
+        use std::cmp::Ordering::{self, Greater, Less};
+        let pick = |a: &Scalar, b: &Scalar, want: Ordering| -> Option<Scalar> {
+            Some(match (a, b) {
+                (Scalar::Null, _) => b.clone(),
+                (_, Scalar::Null) => a.clone(),
+                _ if a.compare(b)? == want => a.clone(),
+                _ => b.clone(),
+            })
+        };
+        Some(ColumnRange {
+            min: pick(&self.min, &other.min, Less)?,
+            max: pick(&self.max, &other.max, Greater)?,
+            nulls: self.nulls + other.nulls,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RowGroupMeta {
     pub rows: u64,
@@ -292,15 +312,6 @@ fn few_distinct(col: &ArrayRef) -> bool {
 /// as much as the first); `None` when two bounds do not compare (NaN), so that the caller
 /// computes them from the rows.
 fn merge_ranges(groups: &[RowGroupMeta]) -> Option<BTreeMap<String, ColumnRange>> {
-    use std::cmp::Ordering::{Greater, Less};
-    let pick = |a: &Scalar, b: &Scalar, want| -> Option<Scalar> {
-        Some(match (a, b) {
-            (Scalar::Null, _) => b.clone(),
-            (_, Scalar::Null) => a.clone(),
-            _ if a.compare(b)? == want => a.clone(),
-            _ => b.clone(),
-        })
-    };
     if groups.is_empty() {
         return None;
     }
@@ -309,11 +320,7 @@ fn merge_ranges(groups: &[RowGroupMeta]) -> Option<BTreeMap<String, ColumnRange>
         for (name, r) in &g.columns {
             let merged = match out.get(name) {
                 None => r.clone(),
-                Some(m) => ColumnRange {
-                    min: pick(&m.min, &r.min, Less)?,
-                    max: pick(&m.max, &r.max, Greater)?,
-                    nulls: m.nulls + r.nulls,
-                },
+                Some(m) => m.union(r)?,
             };
             out.insert(name.clone(), merged);
         }
