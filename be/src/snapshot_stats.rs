@@ -2,18 +2,21 @@
 //! and row-group metadata, and from the memtable rows themselves. The planner answers
 //! `count(*)`, `min` and `max` from them without reading rows, so a value is given only
 //! when it is exact: a row group with deleted rows, or a key lookup, leaves its columns
-//! unknown.
-
-use std::cmp::Ordering;
+//! unknown. The row count is always exact; memtable columns are summarized only while the
+//! memtable part is small, since the planner asks on every query.
 
 use arrow::datatypes::DataType;
 use eddy_proto::{ColumnStatistics, Scalar, SnapshotStatistics};
 
 use crate::scan::{SegmentRead, Work};
-use crate::segment::min_max;
+use crate::segment::{min_max, ColumnRange};
 
-/// One column's running statistics; `None` once anything about it is not exact.
-type Acc = Option<ColumnStatistics>;
+/// Above this many memtable rows in a snapshot its columns are left unknown rather than
+/// scanned for min/max on every query (64 k rows take well under a millisecond).
+const MEMTABLE_STATS_ROWS_MAX: usize = 64 * 1024;
+
+/// One column's running range; `None` once anything about it is not exact.
+type Acc = Option<ColumnRange>;
 
 /// Whether min/max of this type compare the way DataFusion's `min`/`max` do. Floats are
 /// left out: NaN orders differently in places.
@@ -31,24 +34,8 @@ fn exact_type(t: &DataType) -> bool {
     )
 }
 
-fn pick(a: Scalar, b: Scalar, want: Ordering) -> Option<Scalar> {
-    match (&a, &b) {
-        (Scalar::Null, _) => Some(b),
-        (_, Scalar::Null) => Some(a),
-        _ => match a.compare(&b)? {
-            o if o == want => Some(a),
-            _ => Some(b),
-        },
-    }
-}
-
-fn merge(acc: Acc, min: Scalar, max: Scalar, nulls: u64) -> Acc {
-    let acc = acc?;
-    Some(ColumnStatistics {
-        min: pick(acc.min, min, Ordering::Less)?,
-        max: pick(acc.max, max, Ordering::Greater)?,
-        nulls: acc.nulls + nulls,
-    })
+fn merge(acc: Acc, range: ColumnRange) -> Acc {
+    acc?.union(&range)
 }
 
 /// Statistics of the rows `work` returns, columns in the order of `fields`.
@@ -60,21 +47,36 @@ pub(crate) fn statistics<'a>(
     let mut cols: Vec<Acc> = fields
         .iter()
         .map(|(_, t)| {
-            exact_type(t).then_some(ColumnStatistics {
+            exact_type(t).then_some(ColumnRange {
                 min: Scalar::Null,
                 max: Scalar::Null,
                 nulls: 0,
             })
         })
         .collect();
+    let work: Vec<&Work> = work.collect();
+    let memtable_rows: usize = work
+        .iter()
+        .map(|w| match w {
+            Work::Batch(b) => b.num_rows(),
+            _ => 0,
+        })
+        .sum();
+    // The planner asks on every query: memtable rows are read for min/max only while few.
+    let read_memtable = memtable_rows <= MEMTABLE_STATS_ROWS_MAX;
     for w in work {
         match w {
+            Work::Batch(b) if !read_memtable => {
+                rows += b.num_rows() as u64;
+                cols.iter_mut().for_each(|c| *c = None);
+            }
             Work::Batch(b) => {
                 rows += b.num_rows() as u64;
                 for (acc, col) in cols.iter_mut().zip(b.columns()) {
                     if acc.is_some() {
                         let (min, max) = min_max(col);
-                        *acc = merge(acc.take(), min, max, col.null_count() as u64);
+                        let nulls = col.null_count() as u64;
+                        *acc = merge(acc.take(), ColumnRange { min, max, nulls });
                     }
                 }
             }
@@ -87,7 +89,16 @@ pub(crate) fn statistics<'a>(
     }
     SnapshotStatistics {
         rows,
-        columns: cols,
+        columns: cols
+            .into_iter()
+            .map(|c| {
+                c.map(|r| ColumnStatistics {
+                    min: r.min,
+                    max: r.max,
+                    nulls: r.nulls,
+                })
+            })
+            .collect(),
     }
 }
 
@@ -106,11 +117,16 @@ fn segment(read: &SegmentRead, fields: &[(String, DataType)], rows: &mut u64, co
                 continue;
             }
             *acc = match group.columns.get(name) {
-                Some(r) => merge(acc.take(), r.min.clone(), r.max.clone(), r.nulls),
+                Some(r) => merge(acc.take(), r.clone()),
                 // A column added after the segment was written: NULL in all its rows.
-                None if !meta.columns.contains_key(name) => {
-                    merge(acc.take(), Scalar::Null, Scalar::Null, group.rows)
-                }
+                None if !meta.columns.contains_key(name) => merge(
+                    acc.take(),
+                    ColumnRange {
+                        min: Scalar::Null,
+                        max: Scalar::Null,
+                        nulls: group.rows,
+                    },
+                ),
                 None => None,
             };
         }

@@ -188,3 +188,32 @@ async fn scalar_subqueries_in_filters_prune_like_constants() {
     let n: i64 = c.query_one(&stmt, &[]).await.unwrap().get(0);
     assert_eq!(n, 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_memtable_keeps_exact_counts_without_a_min_max_pass_per_query() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client().await;
+    rows(&c, "CREATE TABLE big (id bigint, v double precision)").await;
+    rows(
+        &c,
+        "INSERT INTO big SELECT value, value * 0.5 FROM generate_series(1, 70000)",
+    )
+    .await;
+    let p = plan(&c, "SELECT count(*) FROM big").await;
+    assert!(
+        !p.contains("EddyScanExec"),
+        "count from the row count:\n{p}"
+    );
+    // 70 000 memtable rows are past the bound: min/max are computed by the query.
+    let p = plan(&c, "SELECT max(id) FROM big").await;
+    assert!(p.contains("EddyScanExec"), "max over a scan:\n{p}");
+    assert_eq!(
+        rows(&c, "SELECT count(*), min(id), max(id) FROM big").await,
+        vec![vec![
+            Some("70000".to_string()),
+            Some("1".to_string()),
+            Some("70000".to_string())
+        ]]
+    );
+}
