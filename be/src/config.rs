@@ -33,6 +33,10 @@ pub struct BeConfig {
     pub compaction_min_segments: usize,
     /// Segments below this many rows count as small.
     pub compaction_target_rows: u64,
+    /// A write of at least this many rows into a table without primary key, views or
+    /// alerts is encoded straight into segments of about this many rows (no WAL, no
+    /// memtable), as a Doris stream load; 0 turns this off.
+    pub bulk_write_rows_min: u64,
     pub retention_interval_ms: u64,
     /// Decoded segment columns kept in memory for repeated scans (0 disables the cache).
     pub segment_cache_bytes: u64,
@@ -61,6 +65,7 @@ impl Default for BeConfig {
             compaction_interval_ms: 10_000,
             compaction_min_segments: 4,
             compaction_target_rows: 1_000_000,
+            bulk_write_rows_min: 1_000_000,
             retention_interval_ms: 60_000,
             segment_cache_bytes: 2 * 1024 * 1024 * 1024,
             rollup_state_bytes_max: 4 * 1024 * 1024 * 1024,

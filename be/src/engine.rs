@@ -101,6 +101,7 @@ impl Engine {
             .validate()
             .map_err(|m| Error::new(ErrorCode::InvalidTableDefinition, m))?;
         metrics::init(config.memtable_bytes_max);
+        metrics::BULK_WRITE_ROWS_MIN.set(config.bulk_write_rows_min as i64);
         crate::rollups::STATE_BYTES_MAX.store(config.rollup_state_bytes_max, Ordering::Relaxed);
         metrics::VIEW_STATE_BYTES_MAX.set(config.rollup_state_bytes_max as i64);
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -435,8 +436,17 @@ impl Engine {
             Some(def) => lengths::conform_lengths(&def, batches)?,
             None => batches,
         };
-        self.wait_for_memtable_room(table, name).await?;
         let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+        let bulk_min = self.config.bulk_write_rows_min;
+        if bulk_min > 0 && rows as u64 >= bulk_min && crate::bulk::eligible(&table.state.lock()) {
+            let n = crate::bulk::write(&self.ctx, table, batches, bulk_min as usize).await?;
+            metrics::ROWS_INGESTED.with_label_values(&[name]).inc_by(n);
+            metrics::BYTES_INGESTED
+                .with_label_values(&[name])
+                .inc_by(bytes as u64);
+            return Ok(n);
+        }
+        self.wait_for_memtable_room(table, name).await?;
         let schema = batches[0].schema();
         let payload = encode_ipc(&schema, &batches)?;
         let t = Arc::clone(table);

@@ -2,7 +2,8 @@
 //!
 //! Data flow: a write is validated against the table schema, appended to the WAL
 //! ([`wal`], group commit, fsync), applied to the table's memtable ([`table`]) and only
-//! then acknowledged. Memtables seal by size or age into immutable Parquet segments on an
+//! then acknowledged; writes of a million rows or more into plain append tables go straight
+//! to segments instead ([`bulk`]). Memtables seal by size or age into immutable Parquet segments on an
 //! object store ([`segment`], [`maintenance`]), split by time partition and sorted by time,
 //! with zone maps and bitmap indexes in a sidecar; a per-table manifest ([`manifest`]),
 //! replaced atomically, names the live segments and their delete bitmaps. Primary-key
@@ -11,6 +12,7 @@
 //! [`engine::Engine`] ties it together and implements [`eddy_proto::BeService`].
 
 pub mod alerts;
+mod bulk;
 pub mod cache;
 pub mod config;
 pub mod engine;

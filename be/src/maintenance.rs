@@ -111,14 +111,14 @@ fn time_micros(batch: &RecordBatch, def: &TableDef) -> Option<Vec<Option<i64>>> 
 }
 
 /// A segment built in memory, ready to upload, and where each input row went.
-struct Built {
+pub(crate) struct Built {
     specs: Vec<(SegmentSpec, bytes::Bytes, crate::segment::SegmentMeta)>,
     /// Input row → (index into `specs`, row in that segment).
     mapping: Vec<(u32, u32)>,
 }
 
 /// Splits `batch` by time partition, sorts each part by time, and encodes the parts.
-fn build_segments(
+pub(crate) fn build_segments(
     ctx: &StorageCtx,
     table_id: u64,
     def: &TableDef,
@@ -241,7 +241,7 @@ fn build_segments(
     Ok(Built { specs, mapping })
 }
 
-async fn upload(ctx: &StorageCtx, built: &Built) -> Result<Vec<Arc<SegmentHandle>>> {
+pub(crate) async fn upload(ctx: &StorageCtx, built: &Built) -> Result<Vec<Arc<SegmentHandle>>> {
     let mut handles = Vec::new();
     for (_, data, meta) in &built.specs {
         put_segment(&ctx.store, data.clone(), meta).await?;
@@ -254,7 +254,7 @@ async fn upload(ctx: &StorageCtx, built: &Built) -> Result<Vec<Arc<SegmentHandle
     Ok(handles)
 }
 
-fn manifest_of(table_id: u64, st: &TableState) -> Manifest {
+pub(crate) fn manifest_of(table_id: u64, st: &TableState) -> Manifest {
     Manifest {
         table_id,
         version: st.flushed_seq,
@@ -271,7 +271,7 @@ fn manifest_of(table_id: u64, st: &TableState) -> Manifest {
     }
 }
 
-fn update_gauges(name: &str, st: &TableState) {
+pub(crate) fn update_gauges(name: &str, st: &TableState) {
     metrics::SEGMENTS
         .with_label_values(&[name])
         .set(st.segments.len() as i64);
@@ -283,7 +283,7 @@ fn update_gauges(name: &str, st: &TableState) {
         .set(st.memtable_bytes() as i64);
 }
 
-async fn run_blocking<T: Send + 'static>(
+pub(crate) async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)

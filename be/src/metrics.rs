@@ -89,6 +89,24 @@ pub static SEALS: LazyLock<IntCounter> = LazyLock::new(|| {
             .expect("valid metric"),
     )
 });
+pub static BULK_WRITES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "eddy_be_bulk_writes_total",
+            "Large writes encoded straight into segments, bypassing the WAL and memtable",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static BULK_WRITE_ROWS_MIN: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "eddy_be_bulk_write_rows_min",
+            "Writes of at least this many rows into append tables go straight to segments (0: never)",
+        )
+        .expect("valid metric"),
+    )
+});
 pub static COMPACTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new(
@@ -263,6 +281,8 @@ pub fn init(memtable_bytes_max: u64) {
     LazyLock::force(&SEGMENT_BYTES);
     LazyLock::force(&MEMTABLE_BYTES);
     LazyLock::force(&SEALS);
+    LazyLock::force(&BULK_WRITES);
+    LazyLock::force(&BULK_WRITE_ROWS_MIN);
     LazyLock::force(&COMPACTIONS);
     LazyLock::force(&COMPACTED_SEGMENTS);
     LazyLock::force(&RETENTION_DROPPED_SEGMENTS);

@@ -7,6 +7,7 @@ mod broker;
 mod harness;
 
 mod alerts;
+mod bulk;
 mod config;
 mod durability;
 mod flight;

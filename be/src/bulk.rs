@@ -1,0 +1,175 @@
+//! Large writes straight to segments, as a Doris stream load or a ClickHouse INSERT part.
+//!
+//! A write of at least `be.bulk_write_rows_min` rows into a plain append table (no primary
+//! key, no materialized view or alert rule fed by it) skips the WAL and the memtable: its
+//! rows are split into chunks of about that many rows, each chunk is partitioned, sorted
+//! and encoded into segments on its own thread, the segments are uploaded, and one
+//! manifest naming them all is written. The write is acknowledged only then, and becomes
+//! visible at once, whole: a crash before the manifest leaves orphan files (removed at the
+//! next start) and no row of the write; after it, every row. Logging such a write first
+//! would write it twice and seal it later a third time, which is what made large COPYs
+//! slow. Tables with keys, views or alerts keep the WAL path, since their state depends on
+//! the order of writes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arrow::compute::concat_batches;
+use arrow::record_batch::RecordBatch;
+use eddy_proto::{Error, ErrorCode, Result};
+
+use crate::maintenance::{
+    build_segments, manifest_of, run_blocking, update_gauges, upload, Built, StorageCtx,
+};
+use crate::manifest::{manifest_path, write_json};
+use crate::metrics;
+use crate::segment::SegmentHandle;
+use crate::table::{Table, TableState};
+
+/// Whether writes to this table may bypass the WAL (see the module docs).
+pub(crate) fn eligible(st: &TableState) -> bool {
+    st.pk.is_none() && st.views.is_empty() && st.alerts.is_none()
+}
+
+/// Consecutive runs of `batches` of at least `target` rows each (the last run takes the
+/// remainder, so no run but a lone one is smaller than `target`).
+fn chunks(batches: &[RecordBatch], target: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    let (mut start, mut rows) = (0, 0);
+    for (i, b) in batches.iter().enumerate() {
+        rows += b.num_rows();
+        if rows >= target {
+            out.push(start..i + 1);
+            (start, rows) = (i + 1, 0);
+        }
+    }
+    if start < batches.len() {
+        match out.last_mut() {
+            Some(last) => last.end = batches.len(),
+            None => out.push(start..batches.len()),
+        }
+    }
+    out
+}
+
+/// Encodes `batches` (already conformed to the table's schema) into segments on all
+/// cores, uploads them and commits them in one manifest. Returns the rows written.
+pub(crate) async fn write(
+    ctx: &StorageCtx,
+    table: &Arc<Table>,
+    batches: Vec<RecordBatch>,
+    chunk_rows: usize,
+) -> Result<u64> {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let (def, schema) = {
+        let st = table.state.lock();
+        (st.def.clone(), Arc::clone(&st.schema))
+    };
+    let (ctx2, tid) = (ctx.clone(), table.id);
+    let built: Vec<Built> = run_blocking(move || {
+        let runs = chunks(&batches, chunk_rows.max(1));
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(runs.len());
+        let next = AtomicUsize::new(0);
+        let mut results: Vec<Option<Result<Built>>> = (0..runs.len()).map(|_| None).collect();
+        let slots: Vec<parking_lot::Mutex<&mut Option<Result<Built>>>> =
+            results.iter_mut().map(parking_lot::Mutex::new).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(run) = runs.get(i) else { break };
+                    let r = concat_batches(&schema, &batches[run.clone()])
+                        .map_err(|e| Error::new(ErrorCode::Internal, format!("concat rows: {e}")))
+                        .and_then(|chunk| build_segments(&ctx2, tid, &def, &chunk, 0));
+                    **slots[i].lock() = Some(r);
+                });
+            }
+        });
+        drop(slots);
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(Error::new(ErrorCode::Internal, "encoder thread panicked")))
+            })
+            .collect()
+    })
+    .await?;
+    let mut handles: Vec<Arc<SegmentHandle>> = Vec::new();
+    let mut result = Ok(());
+    for b in &built {
+        match upload(ctx, b).await {
+            Ok(h) => handles.extend(h),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        result = commit(ctx, table, &handles).await;
+    }
+    if let Err(e) = result {
+        // Nothing names these files; removing them now saves the next start the work.
+        for h in &handles {
+            h.mark_obsolete();
+        }
+        return Err(e);
+    }
+    metrics::BULK_WRITES.inc();
+    Ok(rows as u64)
+}
+
+/// Writes a manifest naming the new segments besides the live ones, then makes them
+/// visible. Under the table's maintenance lock, so no seal or compaction writes a manifest
+/// in between.
+async fn commit(
+    ctx: &StorageCtx,
+    table: &Arc<Table>,
+    handles: &[Arc<SegmentHandle>],
+) -> Result<()> {
+    let _guard = table.maintenance.lock().await;
+    let manifest = {
+        let st = table.state.lock();
+        if table.dropped.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorCode::TableNotFound,
+                format!("table \"{}\" was dropped during the write", st.def.name),
+            ));
+        }
+        let mut m = manifest_of(table.id, &st);
+        m.segments
+            .extend(handles.iter().map(|h| h.meta.path.clone()));
+        m
+    };
+    write_json(&ctx.store, &manifest_path(table.id), &manifest).await?;
+    let mut st = table.state.lock();
+    for h in handles {
+        st.segments.insert(h.meta.id, Arc::clone(h));
+    }
+    update_gauges(&st.def.name.clone(), &st);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn batch(n: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![0; n]))]).unwrap()
+    }
+
+    #[test]
+    fn chunks_reach_the_target_and_the_remainder_joins_the_last() {
+        let b: Vec<RecordBatch> = [4, 4, 4, 4, 1].iter().map(|n| batch(*n)).collect();
+        assert_eq!(chunks(&b, 8), vec![0..2, 2..5]);
+        assert_eq!(chunks(&b, 100), vec![0..5]);
+        assert_eq!(chunks(&b, 1), vec![0..1, 1..2, 2..3, 3..4, 4..5]);
+        assert!(chunks(&[], 8).is_empty());
+    }
+}

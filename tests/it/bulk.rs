@@ -1,0 +1,180 @@
+//! Large writes go straight to segments (no WAL, no memtable) when the table is a plain
+//! append table: visible at once and whole, durable across kill -9, and tables whose state
+//! depends on write order (primary keys, views) keep the logged path.
+
+use crate::harness::{rows, scalar, tempdir, Server};
+
+/// Bulk writes from 1,000 rows; nothing seals or compacts on its own during the test.
+const SMALL_BULK: &[(&str, &str)] = &[
+    ("EDDY__BE__BULK_WRITE_ROWS_MIN", "1000"),
+    ("EDDY__BE__SEAL_INTERVAL_MS", "3600000"),
+    ("EDDY__BE__COMPACTION_INTERVAL_MS", "3600000"),
+];
+
+/// `n` CSV rows `ts,k,v` from `first`, spread over two days and out of time order.
+fn csv_rows(first: i64, n: i64) -> String {
+    (first..first + n)
+        .map(|i| {
+            let day = 1 + i % 2;
+            let sec = (i * 7919) % 86_400;
+            format!(
+                "2024-01-0{day} {:02}:{:02}:{:02},k{},{i}\n",
+                sec / 3600,
+                sec / 60 % 60,
+                sec % 60,
+                i % 5
+            )
+        })
+        .collect()
+}
+
+async fn segments(c: &tokio_postgres::Client, table: &str) -> String {
+    scalar(
+        c,
+        &format!(
+            "SELECT count(*) || ',' || coalesce(sum(rows), 0) FROM system.segments \
+             WHERE table_name = '{table}'"
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_copy_and_http_are_segments_at_once_and_survive_kill9() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), SMALL_BULK);
+    let c = s.client().await;
+    rows(
+        &c,
+        "CREATE TABLE t (ts timestamp NOT NULL, k text, v bigint NOT NULL) \
+         WITH (time_column = 'ts', partition_by = 'day')",
+    )
+    .await;
+    // A small write takes the logged path into the memtable.
+    rows(
+        &c,
+        "INSERT INTO t VALUES ('2024-01-01 00:00:00', 'a', -1), ('2024-01-03 00:00:00', 'b', -2)",
+    )
+    .await;
+    assert_eq!(segments(&c, "t").await, "0,0");
+    let out = s
+        .psql_stdin(
+            "COPY t FROM STDIN (FORMAT csv)",
+            csv_rows(0, 5000).as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(out.trim(), "COPY 5000");
+    // Committed as segments by the time COPY answered: one per day touched, no CHECKPOINT.
+    assert_eq!(segments(&c, "t").await, "2,5000");
+    let want = |n: i64| format!("{},{}", n + 2, n * (n - 1) / 2 - 3);
+    assert_eq!(
+        scalar(&c, "SELECT count(*) || ',' || sum(v) FROM t").await,
+        want(5000)
+    );
+    let body: String = (5000..7000)
+        .map(|i| format!("{{\"ts\":\"2024-01-02 12:00:00\",\"k\":\"h\",\"v\":{i}}}\n"))
+        .collect();
+    let r = reqwest::Client::new()
+        .post(s.http_url("/v1/tables/t/rows"))
+        .header("Content-Type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(segments(&c, "t").await, "3,7000");
+    let metrics = reqwest::get(s.http_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("eddy_be_bulk_writes_total 2"), "{metrics}");
+    assert!(metrics.contains("eddy_be_bulk_write_rows_min 1000"));
+
+    // A bad row deep in a large COPY rejects all of it.
+    let mut bad = csv_rows(7000, 3000);
+    bad.push_str("2024-01-01 00:00:00,x,notanumber\n");
+    let err = s
+        .psql_stdin("COPY t FROM STDIN (FORMAT csv)", bad.as_bytes())
+        .unwrap_err();
+    assert!(err.contains("row 3001") && err.contains("\"v\""), "{err}");
+    assert_eq!(segments(&c, "t").await, "3,7000");
+
+    drop(c);
+    let s = s.restart();
+    let c = s.client().await;
+    assert_eq!(
+        scalar(&c, "SELECT count(*) || ',' || sum(v) FROM t").await,
+        want(7000),
+        "every acknowledged row, once, after kill -9 (bulk rows from the manifest, the \
+         others from the WAL)"
+    );
+    assert_eq!(segments(&c, "t").await, "3,7000");
+    let per_day = rows(
+        &c,
+        "SELECT partition, sum(rows) FROM system.segments WHERE table_name = 't' \
+         GROUP BY partition ORDER BY partition",
+    )
+    .await;
+    assert_eq!(
+        per_day,
+        vec![
+            vec![Some("2024-01-01".into()), Some("2500".into())],
+            vec![Some("2024-01-02".into()), Some("4500".into())],
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_writes_into_keyed_or_viewed_tables_keep_their_semantics() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), SMALL_BULK);
+    let c = s.client().await;
+    rows(&c, "CREATE TABLE kv (id bigint PRIMARY KEY, v bigint)").await;
+    rows(&c, "CREATE TABLE src (k text, v bigint)").await;
+    rows(
+        &c,
+        "CREATE MATERIALIZED VIEW per_k AS SELECT k, count(*) AS n, sum(v) AS s FROM src GROUP BY k",
+    )
+    .await;
+    // 3,000 rows over 1,000 keys: later rows replace earlier ones.
+    let kv: String = (0..3000).map(|i| format!("{},{i}\n", i % 1000)).collect();
+    s.psql_stdin("COPY kv FROM STDIN (FORMAT csv)", kv.as_bytes())
+        .unwrap();
+    let src: String = (0..3000).map(|i| format!("k{},{i}\n", i % 3)).collect();
+    s.psql_stdin("COPY src FROM STDIN (FORMAT csv)", src.as_bytes())
+        .unwrap();
+    check_keyed_and_viewed(&c).await;
+    assert_eq!(segments(&c, "kv").await, "0,0", "keyed writes are logged");
+    drop(c);
+    let s = s.restart();
+    let c = s.client().await;
+    check_keyed_and_viewed(&c).await;
+}
+
+async fn check_keyed_and_viewed(c: &tokio_postgres::Client) {
+    assert_eq!(
+        scalar(
+            c,
+            "SELECT count(*) || ',' || min(v) || ',' || sum(v) FROM kv"
+        )
+        .await,
+        format!("1000,2000,{}", (2000..3000).sum::<i64>()),
+        "the last row of each key wins"
+    );
+    let want: Vec<Vec<Option<String>>> = (0..3)
+        .map(|k| {
+            vec![
+                Some(format!("k{k}")),
+                Some("1000".into()),
+                Some((0..3000).filter(|i| i % 3 == k).sum::<i64>().to_string()),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        rows(c, "SELECT k, n, s FROM per_k ORDER BY k").await,
+        want,
+        "the view saw every row"
+    );
+}
