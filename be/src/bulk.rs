@@ -66,6 +66,7 @@ pub(crate) async fn write(
         (st.def.clone(), Arc::clone(&st.schema))
     };
     let (ctx2, tid) = (ctx.clone(), table.id);
+    let started = std::time::Instant::now();
     let built: Vec<Built> = run_blocking(move || {
         let runs = chunks(&batches, chunk_rows.max(1));
         let threads = std::thread::available_parallelism()
@@ -78,14 +79,21 @@ pub(crate) async fn write(
             results.iter_mut().map(parking_lot::Mutex::new).collect();
         std::thread::scope(|s| {
             for _ in 0..threads {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(run) = runs.get(i) else { break };
-                    let r = concat_batches(&schema, &batches[run.clone()])
-                        .map_err(|e| Error::new(ErrorCode::Internal, format!("concat rows: {e}")))
-                        .and_then(|chunk| build_segments(&ctx2, tid, &def, &chunk, 0));
-                    **slots[i].lock() = Some(r);
-                });
+                let spawned = std::thread::Builder::new()
+                    .name("eddy-encode".into())
+                    .spawn_scoped(s, || loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(run) = runs.get(i) else { break };
+                        let r = concat_batches(&schema, &batches[run.clone()])
+                            .map_err(|e| {
+                                Error::new(ErrorCode::Internal, format!("concat rows: {e}"))
+                            })
+                            .and_then(|chunk| build_segments(&ctx2, tid, &def, &chunk, 0));
+                        **slots[i].lock() = Some(r);
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "could not start an encoder thread");
+                }
             }
         });
         drop(slots);
@@ -97,6 +105,7 @@ pub(crate) async fn write(
             .collect()
     })
     .await?;
+    let encoded_ms = started.elapsed().as_millis() as u64;
     let mut handles: Vec<Arc<SegmentHandle>> = Vec::new();
     let mut result = Ok(());
     for b in &built {
@@ -119,6 +128,14 @@ pub(crate) async fn write(
         return Err(e);
     }
     metrics::BULK_WRITES.inc();
+    tracing::debug!(
+        table = %table.state.lock().def.name,
+        rows,
+        segments = handles.len(),
+        encoded_ms,
+        committed_ms = started.elapsed().as_millis() as u64,
+        "bulk write"
+    );
     Ok(rows as u64)
 }
 

@@ -75,7 +75,9 @@ fn relation_missing(name: &str) -> Error {
 }
 
 pub(crate) fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
+    // Sized up front: growing by doubling would copy (and fault in) the payload repeatedly.
+    let data: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let mut buf = Vec::with_capacity(data + 4096 * (batches.len() + 1));
     let mut w = StreamWriter::try_new(&mut buf, schema)
         .map_err(|e| Error::new(ErrorCode::Internal, format!("encode WAL record: {e}")))?;
     for b in batches {
@@ -723,15 +725,27 @@ impl BeService for Engine {
         self.write_validated(&t, table, ok).await
     }
 
-    async fn write_encoded(&self, table: &str, format: WriteFormat, body: Bytes) -> Result<u64> {
+    async fn write_encoded(
+        &self,
+        table: &str,
+        format: WriteFormat,
+        body: Vec<Bytes>,
+    ) -> Result<u64> {
         let t = self.get(table)?;
         let schema = Arc::clone(&t.state.lock().schema);
-        let batches = tokio::task::spawn_blocking(move || match format {
-            WriteFormat::NdJson => decode_ndjson(&schema, &body),
-            WriteFormat::Csv { header, delimiter } => decode_csv(&schema, &body, header, delimiter),
+        let started = std::time::Instant::now();
+        let batches = tokio::task::spawn_blocking(move || {
+            let pieces: Vec<&[u8]> = body.iter().map(|b| b.as_ref()).collect();
+            match format {
+                WriteFormat::NdJson => decode_ndjson(&schema, &pieces),
+                WriteFormat::Csv { header, delimiter } => {
+                    decode_csv(&schema, &pieces, header, delimiter)
+                }
+            }
         })
         .await
         .map_err(|e| Error::new(ErrorCode::Internal, format!("decode task: {e}")))??;
+        tracing::debug!(table, ms = started.elapsed().as_millis() as u64, "decoded");
         self.write_validated(&t, table, batches).await
     }
 

@@ -266,20 +266,19 @@ fn bitmaps(batch: &RecordBatch) -> BTreeMap<String, BTreeMap<String, String>> {
             continue;
         }
         let a = col.as_string::<i32>();
-        let mut values: ahash::AHashMap<&str, RoaringBitmap> = ahash::AHashMap::new();
+        // Row numbers per value, in ascending order: a bitmap is built from each list in
+        // one pass, which costs a fraction of inserting rows one by one.
+        let mut values: ahash::AHashMap<&str, Vec<u32>> = ahash::AHashMap::new();
         let mut too_many = false;
         for (i, v) in a.iter().enumerate() {
             let Some(v) = v else { continue };
-            // Row numbers only grow: an append, not a search.
-            if let Some(b) = values.get_mut(v) {
-                let _ = b.try_push(i as u32);
+            if let Some(rows) = values.get_mut(v) {
+                rows.push(i as u32);
             } else if values.len() >= BITMAP_MAX_DISTINCT {
                 too_many = true;
                 break;
             } else {
-                let mut b = RoaringBitmap::new();
-                b.insert(i as u32);
-                values.insert(v, b);
+                values.insert(v, vec![i as u32]);
             }
         }
         if !too_many && !values.is_empty() {
@@ -287,7 +286,10 @@ fn bitmaps(batch: &RecordBatch) -> BTreeMap<String, BTreeMap<String, String>> {
                 f.name().clone(),
                 values
                     .into_iter()
-                    .map(|(k, b)| (k.to_string(), encode_bitmap(&b)))
+                    .map(|(k, rows)| {
+                        let b = RoaringBitmap::from_sorted_iter(rows).expect("row numbers ascend");
+                        (k.to_string(), encode_bitmap(&b))
+                    })
                     .collect(),
             );
         }
@@ -344,12 +346,13 @@ pub struct SegmentSpec {
 pub fn encode_segment(spec: &SegmentSpec, batch: &RecordBatch) -> Result<(Bytes, SegmentMeta)> {
     // Dictionary pages only for text that repeats, where they pay; on numbers, timestamps
     // and ids the writer would hash every value before falling back to plain. Min/max are kept per row group
-    // in the segment's own metadata, so Parquet's page statistics are not needed.
+    // in the segment's own metadata, which is what scans prune by, so Parquet's own
+    // statistics (another min/max pass over every value) are not written.
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(spec.row_group_rows))
         .set_dictionary_enabled(false)
-        .set_statistics_enabled(EnabledStatistics::Chunk);
+        .set_statistics_enabled(EnabledStatistics::None);
     for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
         if f.data_type() == &DataType::Utf8 && few_distinct(col) {
             props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);

@@ -13,6 +13,7 @@ pub mod alert_ddl;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+mod copy_body;
 pub mod ddl;
 pub mod error;
 pub mod fast_plan;

@@ -710,43 +710,33 @@ impl QueryEngine {
         })
     }
 
-    /// Writes the data of a `COPY ... FROM STDIN`, all or nothing.
-    pub async fn copy_in(&self, table: &str, f: &CopyFormat, data: Bytes) -> Result<u64> {
+    /// Writes the data of a `COPY ... FROM STDIN`, all or nothing. `data` is the CopyData
+    /// messages as received.
+    pub async fn copy_in(&self, table: &str, f: &CopyFormat, data: Vec<Bytes>) -> Result<u64> {
+        use crate::copy_body::{drop_first_line, trim_suffix};
         let delimiter = if f.csv { f.delimiter } else { b',' };
-        let mut body: Vec<u8> = if f.csv {
-            Vec::from(data) // no copy: the COPY buffer is uniquely owned
+        let mut body: Vec<Bytes> = if f.csv {
+            data
         } else {
-            text_to_csv(&data, f.delimiter)
+            vec![Bytes::from(text_to_csv(&data.concat(), f.delimiter))]
         };
         let mut header = f.header;
         if !f.columns.is_empty() {
             if header {
-                let cut = body
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map(|p| p + 1)
-                    .unwrap_or(body.len());
-                body.drain(..cut);
+                drop_first_line(&mut body);
             }
             let mut h = f
                 .columns
                 .join(&(delimiter as char).to_string())
                 .into_bytes();
             h.push(b'\n');
-            h.extend_from_slice(&body);
-            body = h;
+            body.insert(0, Bytes::from(h));
             header = true;
         }
         // psql ends text COPY data with `\.`; drop it.
-        if body.ends_with(b"\\.\n") {
-            body.truncate(body.len() - 3);
-        }
+        trim_suffix(&mut body, b"\\.\n");
         self.be
-            .write_encoded(
-                table,
-                WriteFormat::Csv { header, delimiter },
-                Bytes::from(body),
-            )
+            .write_encoded(table, WriteFormat::Csv { header, delimiter }, body)
             .await
     }
 }

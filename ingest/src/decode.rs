@@ -4,8 +4,6 @@
 //! row-by-row pass finds the first offending row so the error can say exactly which row,
 //! column and value were wrong; the whole request is rejected either way.
 
-use std::io::Cursor;
-
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use eddy_proto::{Error, ErrorCode, Result};
@@ -18,46 +16,93 @@ pub const DECODE_BATCH_ROWS: usize = 64 * 1024;
 /// Bodies larger than this are decoded on several threads, split at line boundaries.
 pub const PARALLEL_DECODE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Splits `body` into up to `parts` pieces that end at newlines.
-fn split_lines(body: &[u8], parts: usize) -> Vec<&[u8]> {
+/// Bytes in a body received in pieces.
+fn body_len(body: &[&[u8]]) -> usize {
+    body.iter().map(|p| p.len()).sum()
+}
+
+/// Splits a body received in pieces (HTTP frames, COPY messages: records may span them)
+/// into up to `parts` runs of about equal size, each ending at a newline. No byte is copied.
+fn split_lines<'a>(body: &[&'a [u8]], parts: usize) -> Vec<Vec<&'a [u8]>> {
+    let total = body_len(body);
     let mut out = Vec::with_capacity(parts);
-    let mut rest = body;
-    for i in (1..parts).rev() {
-        let target = rest.len() / (i + 1);
-        match rest[target..].iter().position(|b| *b == b'\n') {
-            Some(p) => {
-                let (a, b) = rest.split_at(target + p + 1);
-                out.push(a);
-                rest = b;
+    let mut cur: Vec<&[u8]> = Vec::new();
+    // Bytes placed so far; the next cut goes at the first newline at or after `target`.
+    let (mut placed, mut k) = (0, 1);
+    let mut target = total / parts.max(1);
+    for &piece in body {
+        let mut p = piece;
+        while !p.is_empty() {
+            if k >= parts || placed + p.len() <= target {
+                cur.push(p);
+                placed += p.len();
+                break;
             }
-            None => break,
+            let from = target - placed;
+            match p[from..].iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    let (head, tail) = p.split_at(from + i + 1);
+                    cur.push(head);
+                    placed += head.len();
+                    out.push(std::mem::take(&mut cur));
+                    p = tail;
+                    k += 1;
+                    target = (total * k / parts).max(placed);
+                }
+                None => {
+                    // No newline left in this piece: cut at the first one of the next.
+                    cur.push(p);
+                    placed += p.len();
+                    target = placed;
+                    break;
+                }
+            }
         }
     }
-    out.push(rest);
+    if !cur.is_empty() {
+        out.push(cur);
+    }
     out
+}
+
+/// The pieces joined, for the rare paths that need one slice (locating an error).
+fn joined(body: &[&[u8]]) -> Vec<u8> {
+    body.concat()
 }
 
 /// Runs `decode` on pieces of a large body in parallel, keeping row order. Any failure is
 /// reported as `None` so the caller can redo the whole body sequentially, which numbers
 /// the rows of its error correctly.
 fn decode_parallel(
-    body: &[u8],
-    decode: impl Fn(&[u8]) -> Result<Vec<RecordBatch>> + Sync,
+    body: &[&[u8]],
+    decode: impl Fn(&[&[u8]]) -> Result<Vec<RecordBatch>> + Sync,
 ) -> Option<Vec<RecordBatch>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    if body.len() < PARALLEL_DECODE_BYTES || threads < 2 {
+    if body_len(body) < PARALLEL_DECODE_BYTES || threads < 2 {
         return None;
     }
     let pieces = split_lines(body, threads);
     let results: Vec<Result<Vec<RecordBatch>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = pieces.iter().map(|p| s.spawn(|| decode(p))).collect();
+        let handles: Vec<_> = pieces
+            .iter()
+            .map(|p| {
+                std::thread::Builder::new()
+                    .name("eddy-decode".into())
+                    .spawn_scoped(s, || decode(p))
+            })
+            .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::new(ErrorCode::Internal, "decoder panicked")))
+            .map(|h| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::new(ErrorCode::Internal, "decoder panicked"))),
+                Err(e) => Err(Error::new(
+                    ErrorCode::Internal,
+                    format!("start decoder: {e}"),
+                )),
             })
             .collect()
     });
@@ -68,43 +113,66 @@ fn decode_parallel(
     Some(out)
 }
 
-/// Decodes newline-delimited JSON objects keyed by column name. Unknown keys are ignored.
-pub fn decode_ndjson(schema: &SchemaRef, body: &[u8]) -> Result<Vec<RecordBatch>> {
-    if let Some(batches) = decode_parallel(body, |piece| decode_ndjson_fast(schema, piece)) {
+/// Decodes newline-delimited JSON objects keyed by column name, from a body in pieces as
+/// received. Unknown keys are ignored.
+pub fn decode_ndjson(schema: &SchemaRef, body: &[&[u8]]) -> Result<Vec<RecordBatch>> {
+    if let Some(batches) = decode_parallel(body, |run| decode_ndjson_fast(schema, run)) {
         return Ok(batches);
     }
     match decode_ndjson_fast(schema, body) {
         Ok(batches) => Ok(batches),
-        Err(fast_err) => Err(locate_ndjson_error(schema, body).unwrap_or(fast_err)),
+        Err(fast_err) => Err(locate_ndjson_error(schema, &joined(body)).unwrap_or(fast_err)),
     }
 }
 
-fn decode_ndjson_fast(schema: &SchemaRef, body: &[u8]) -> Result<Vec<RecordBatch>> {
+fn decode_ndjson_fast(schema: &SchemaRef, body: &[&[u8]]) -> Result<Vec<RecordBatch>> {
     let mut decoder = arrow_json::ReaderBuilder::new(std::sync::Arc::clone(schema))
         .with_batch_size(DECODE_BATCH_ROWS)
         .build_decoder()
         .map_err(decode_err)?;
-    let mut batches = Vec::new();
-    let mut rest = body;
-    let mut rows = 0;
-    while !rest.is_empty() {
-        let read = decoder.decode(rest).map_err(decode_err)?;
-        rest = &rest[read..];
-        if read == 0 || decoder.len() >= DECODE_BATCH_ROWS {
-            if let Some(b) = decoder.flush().map_err(decode_err)? {
-                let b = conform_batch(schema, &b, rows)?;
-                rows += b.num_rows();
-                batches.push(b);
-            }
-            if read == 0 {
-                break;
+    let mut out = Batches::new(schema);
+    // The decoder carries a record cut by a piece boundary over to the next piece.
+    for piece in body {
+        let mut rest = *piece;
+        while !rest.is_empty() {
+            let read = decoder.decode(rest).map_err(decode_err)?;
+            rest = &rest[read..];
+            if read == 0 || decoder.len() >= DECODE_BATCH_ROWS {
+                let flushed = decoder.flush().map_err(decode_err)?;
+                if !out.push(flushed)? && read == 0 {
+                    return Err(Error::new(ErrorCode::Internal, "JSON decoder stalled"));
+                }
             }
         }
     }
-    if let Some(b) = decoder.flush().map_err(decode_err)? {
-        batches.push(conform_batch(schema, &b, rows)?);
+    out.push(decoder.flush().map_err(decode_err)?)?;
+    Ok(out.batches)
+}
+
+/// Decoded batches conformed to the table schema, numbering rows across batches.
+struct Batches<'a> {
+    schema: &'a SchemaRef,
+    rows: usize,
+    batches: Vec<RecordBatch>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(schema: &'a SchemaRef) -> Self {
+        Self {
+            schema,
+            rows: 0,
+            batches: Vec::new(),
+        }
     }
-    Ok(batches)
+
+    /// Adds a flushed batch, if any; returns whether there was one.
+    fn push(&mut self, b: Option<RecordBatch>) -> Result<bool> {
+        let Some(b) = b else { return Ok(false) };
+        let b = conform_batch(self.schema, &b, self.rows)?;
+        self.rows += b.num_rows();
+        self.batches.push(b);
+        Ok(true)
+    }
 }
 
 fn decode_err(e: arrow::error::ArrowError) -> Error {
@@ -174,48 +242,60 @@ fn locate_ndjson_error(schema: &SchemaRef, body: &[u8]) -> Option<Error> {
     None
 }
 
-/// Decodes CSV. Without a header, fields are in table column order; with one, the header
-/// names the columns (and must name only table columns). Empty fields are NULL.
+/// Decodes CSV from a body in pieces as received. Without a header, fields are in table
+/// column order; with one, the header names the columns (and must name only table
+/// columns). Empty fields are NULL.
 pub fn decode_csv(
     schema: &SchemaRef,
-    body: &[u8],
+    body: &[&[u8]],
     header: bool,
     delimiter: u8,
 ) -> Result<Vec<RecordBatch>> {
     let (file_schema, body) = if header {
         csv_header_schema(schema, body, delimiter)?
     } else {
-        (std::sync::Arc::clone(schema), body)
+        (std::sync::Arc::clone(schema), body.to_vec())
     };
     // Quoted fields may hold newlines, so only quote-free bodies are split by line.
-    if !body.contains(&b'"') {
-        if let Some(batches) = decode_parallel(body, |piece| {
-            decode_csv_fast(schema, &file_schema, piece, delimiter)
+    if !body.iter().any(|p| p.contains(&b'"')) {
+        if let Some(batches) = decode_parallel(&body, |run| {
+            decode_csv_fast(schema, &file_schema, run, delimiter)
         }) {
             return Ok(batches);
         }
     }
-    match decode_csv_fast(schema, &file_schema, body, delimiter) {
+    match decode_csv_fast(schema, &file_schema, &body, delimiter) {
         Ok(b) => Ok(b),
-        Err(fast_err) => Err(locate_csv_error(&file_schema, body, delimiter).unwrap_or(fast_err)),
+        Err(fast_err) => {
+            Err(locate_csv_error(&file_schema, &joined(&body), delimiter).unwrap_or(fast_err))
+        }
     }
 }
 
 /// Reads the header line and returns the schema of the file's columns plus the rest.
 fn csv_header_schema<'a>(
     schema: &SchemaRef,
-    body: &'a [u8],
+    body: &[&'a [u8]],
     delimiter: u8,
-) -> Result<(SchemaRef, &'a [u8])> {
-    let end = body
-        .iter()
-        .position(|b| *b == b'\n')
-        .map(|p| p + 1)
-        .unwrap_or(body.len());
+) -> Result<(SchemaRef, Vec<&'a [u8]>)> {
+    // The header line, and the pieces after it (the line may span pieces).
+    let mut line = Vec::new();
+    let mut rest: Vec<&[u8]> = Vec::new();
+    for (i, piece) in body.iter().enumerate() {
+        match piece.iter().position(|b| *b == b'\n') {
+            Some(p) => {
+                line.extend_from_slice(&piece[..p + 1]);
+                rest.push(&piece[p + 1..]);
+                rest.extend_from_slice(&body[i + 1..]);
+                break;
+            }
+            None => line.extend_from_slice(piece),
+        }
+    }
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .delimiter(delimiter)
-        .from_reader(&body[..end]);
+        .from_reader(line.as_slice());
     let mut fields = Vec::new();
     if let Some(rec) = rdr.records().next() {
         let rec =
@@ -233,31 +313,43 @@ fn csv_header_schema<'a>(
     }
     Ok((
         std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
-        &body[end..],
+        rest,
     ))
 }
 
 fn decode_csv_fast(
     schema: &SchemaRef,
     file_schema: &SchemaRef,
-    body: &[u8],
+    body: &[&[u8]],
     delimiter: u8,
 ) -> Result<Vec<RecordBatch>> {
-    let reader = arrow_csv::ReaderBuilder::new(std::sync::Arc::clone(file_schema))
+    let mut decoder = arrow_csv::ReaderBuilder::new(std::sync::Arc::clone(file_schema))
         .with_header(false)
         .with_delimiter(delimiter)
         .with_batch_size(DECODE_BATCH_ROWS)
-        .build(Cursor::new(body))
-        .map_err(decode_err)?;
-    let mut rows = 0;
-    let mut out = Vec::new();
-    for b in reader {
-        let b = b.map_err(decode_err)?;
-        let b = conform_batch(schema, &b, rows)?;
-        rows += b.num_rows();
-        out.push(b);
+        .build_decoder();
+    let mut out = Batches::new(schema);
+    // Records may span pieces; an empty slice at the end tells the decoder the input
+    // ended (completing a last record without a newline), so empty pieces before it are
+    // skipped.
+    let pieces = body.iter().copied().filter(|p| !p.is_empty());
+    for piece in pieces.chain(std::iter::once(&[][..])) {
+        let mut rest = piece;
+        loop {
+            let read = decoder.decode(rest).map_err(decode_err)?;
+            rest = &rest[read..];
+            if decoder.capacity() == 0 {
+                out.push(decoder.flush().map_err(decode_err)?)?;
+            } else if read == 0 && !rest.is_empty() {
+                return Err(Error::new(ErrorCode::Internal, "CSV decoder stalled"));
+            }
+            if rest.is_empty() {
+                break;
+            }
+        }
     }
-    Ok(out)
+    out.push(decoder.flush().map_err(decode_err)?)?;
+    Ok(out.batches)
 }
 
 fn locate_csv_error(file_schema: &SchemaRef, body: &[u8], delimiter: u8) -> Option<Error> {
@@ -319,11 +411,11 @@ mod tests {
     #[test]
     fn ndjson_roundtrip_and_errors() {
         let ok = b"{\"id\":1,\"ts\":\"2024-01-01 00:00:00.5\",\"name\":\"a\"}\n{\"id\":2}\n";
-        let b = decode_ndjson(&schema(), ok).unwrap();
+        let b = decode_ndjson(&schema(), &[&ok[..]]).unwrap();
         assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
 
         let bad = b"{\"id\":1}\n{\"id\":2,\"ts\":\"yesterday\"}\n";
-        let e = decode_ndjson(&schema(), bad).unwrap_err();
+        let e = decode_ndjson(&schema(), &[&bad[..]]).unwrap_err();
         assert!(
             e.message.contains("row 2") && e.message.contains("\"ts\""),
             "{}",
@@ -331,7 +423,7 @@ mod tests {
         );
 
         let missing = b"{\"id\":1}\n{\"name\":\"x\"}\n";
-        let e = decode_ndjson(&schema(), missing).unwrap_err();
+        let e = decode_ndjson(&schema(), &[&missing[..]]).unwrap_err();
         assert_eq!(e.code, ErrorCode::NotNullViolation, "{}", e.message);
         assert!(
             e.message.contains("row 2") && e.message.contains("\"id\""),
@@ -347,7 +439,7 @@ mod tests {
             body.push_str(&format!("{i},2024-01-01 00:00:00,name{i}\n"));
         }
         assert!(body.len() > PARALLEL_DECODE_BYTES);
-        let batches = decode_csv(&schema(), body.as_bytes(), false, b',').unwrap();
+        let batches = decode_csv(&schema(), &[body.as_bytes()], false, b',').unwrap();
         let ids: Vec<i64> = batches
             .iter()
             .flat_map(|b| {
@@ -361,21 +453,95 @@ mod tests {
             .collect();
         assert_eq!(ids, (0..200_000).collect::<Vec<i64>>());
         body.push_str("oops,,\n");
-        let e = decode_csv(&schema(), body.as_bytes(), false, b',').unwrap_err();
+        let e = decode_csv(&schema(), &[body.as_bytes()], false, b',').unwrap_err();
         assert!(e.message.contains("row 200001"), "{}", e.message);
     }
 
     #[test]
     fn csv_with_and_without_header() {
-        let b = decode_csv(&schema(), b"1,2024-01-01T00:00:00,a\n2,,\n", false, b',').unwrap();
+        let b = decode_csv(
+            &schema(),
+            &[&b"1,2024-01-01T00:00:00,a\n2,,\n"[..]],
+            false,
+            b',',
+        )
+        .unwrap();
         assert_eq!(b[0].num_rows(), 2);
-        let b = decode_csv(&schema(), b"name,id\nx,5\n", true, b',').unwrap();
+        let b = decode_csv(&schema(), &[&b"name,id\nx,5\n"[..]], true, b',').unwrap();
         assert_eq!(b[0].num_rows(), 1);
-        let e = decode_csv(&schema(), b"1,,a\nzz,,b\n", false, b',').unwrap_err();
+        let e = decode_csv(&schema(), &[&b"1,,a\nzz,,b\n"[..]], false, b',').unwrap_err();
         assert!(
             e.message.contains("row 2") && e.message.contains("\"id\""),
             "{}",
             e.message
         );
+    }
+
+    /// Pieces cut anywhere (mid-record, mid-header, empty ones) decode exactly as the
+    /// whole body does, sequentially and in parallel.
+    #[test]
+    fn bodies_in_pieces_decode_as_the_whole() {
+        let ids = |batches: &[RecordBatch]| -> Vec<i64> {
+            batches
+                .iter()
+                .flat_map(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .unwrap()
+                        .values()
+                        .to_vec()
+                })
+                .collect()
+        };
+        let cut = |body: &[u8], step: usize| -> Vec<Vec<u8>> {
+            let mut out = vec![Vec::new()];
+            let (mut i, mut k) = (0, 1);
+            while i < body.len() {
+                let n = (k * step) % 977 + 1;
+                out.push(body[i..(i + n).min(body.len())].to_vec());
+                i += n;
+                k += 1;
+            }
+            out.push(Vec::new());
+            out
+        };
+        for rows in [10, 200_000] {
+            let want: Vec<i64> = (0..rows).collect();
+            let mut csv = String::from("id,name,ts\n");
+            let mut json = String::new();
+            for i in 0..rows {
+                csv.push_str(&format!("{i},n{i},2024-01-01 00:00:0{}\n", i % 10));
+                json.push_str(&format!("{{\"id\":{i},\"name\":\"n{i}\"}}\n"));
+            }
+            for step in [1, 7, 331] {
+                let pieces = cut(csv.as_bytes(), step);
+                let refs: Vec<&[u8]> = pieces.iter().map(|p| p.as_slice()).collect();
+                assert_eq!(
+                    ids(&decode_csv(&schema(), &refs, true, b',').unwrap()),
+                    want
+                );
+                let pieces = cut(json.as_bytes(), step);
+                let refs: Vec<&[u8]> = pieces.iter().map(|p| p.as_slice()).collect();
+                assert_eq!(ids(&decode_ndjson(&schema(), &refs).unwrap()), want);
+            }
+        }
+        // The last record needs no newline, even when it ends a piece list.
+        let b = decode_csv(&schema(), &[b"1,,a\n2", b",,b"], false, b',').unwrap();
+        assert_eq!(ids(&b), vec![1, 2]);
+    }
+
+    #[test]
+    fn split_lines_cuts_only_after_newlines() {
+        let body: Vec<&[u8]> = vec![b"aaaa\nbb", b"", b"bbbbbbbb", b"b\ncc\nd", b"d\n"];
+        for parts in 1..6 {
+            let runs = split_lines(&body, parts);
+            assert!(runs.len() <= parts);
+            let all: Vec<u8> = runs.iter().flat_map(|r| r.concat()).collect();
+            assert_eq!(all, body.concat());
+            for r in &runs[..runs.len() - 1] {
+                assert!(r.concat().ends_with(b"\n"), "{runs:?}");
+            }
+        }
     }
 }

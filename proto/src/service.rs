@@ -107,7 +107,14 @@ pub trait BeService: Send + Sync + Debug {
     /// request is applied.
     async fn write(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64>;
     /// Decodes rows in `format` with the table's schema, then writes them like [`Self::write`].
-    async fn write_encoded(&self, table: &str, format: WriteFormat, body: Bytes) -> Result<u64>;
+    /// `body` is the request body in the pieces it arrived in (HTTP frames, COPY messages);
+    /// records may span pieces, and they are decoded without being joined.
+    async fn write_encoded(
+        &self,
+        table: &str,
+        format: WriteFormat,
+        body: Vec<Bytes>,
+    ) -> Result<u64>;
     /// Deletes rows by primary key; `keys` holds the key columns. Returns rows deleted.
     async fn delete_keys(&self, table: &str, keys: RecordBatch) -> Result<u64>;
 

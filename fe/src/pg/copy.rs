@@ -1,5 +1,5 @@
-//! `COPY ... FROM STDIN`: the data is buffered (bounded by `fe.copy_bytes_max`) and
-//! written whole when the client sends CopyDone.
+//! `COPY ... FROM STDIN`: the data is buffered (bounded by `fe.copy_bytes_max`) as the
+//! CopyData messages it arrived in, and written whole when the client sends CopyDone.
 
 use std::fmt::Debug;
 
@@ -24,12 +24,14 @@ use crate::query::CopyFormat;
 pub(crate) struct CopyState {
     table: String,
     format: CopyFormat,
-    /// The CopyData messages as received: joined once at the end, not regrown (and
-    /// copied) as they arrive.
+    /// The CopyData messages as received; the decoders read across them, so they are
+    /// never joined.
     data: Mutex<Vec<Bytes>>,
     bytes: Mutex<usize>,
     limit: usize,
     overflow: Mutex<bool>,
+    /// When the first CopyData arrived (for the debug log of how long receiving took).
+    started: Mutex<Option<std::time::Instant>>,
 }
 
 impl CopyState {
@@ -41,6 +43,7 @@ impl CopyState {
             bytes: Mutex::new(0),
             limit,
             overflow: Mutex::new(false),
+            started: Mutex::new(None),
         }
     }
 }
@@ -55,6 +58,9 @@ impl CopyHandler for PgHandler {
     {
         if let Some(st) = client.session_extensions().get::<CopyState>() {
             let mut bytes = st.bytes.lock();
+            if *bytes == 0 {
+                *st.started.lock() = Some(std::time::Instant::now());
+            }
             if *bytes + copy_data.data.len() > st.limit {
                 *st.overflow.lock() = true;
             } else {
@@ -77,22 +83,18 @@ impl CopyHandler for PgHandler {
                 "no COPY in progress",
             )));
         };
-        let parts = std::mem::take(&mut *st.data.lock());
-        let mut data = Vec::with_capacity(std::mem::take(&mut *st.bytes.lock()));
-        for p in parts {
-            data.extend_from_slice(&p);
+        if let Some(t) = *st.started.lock() {
+            tracing::debug!(table = %st.table, ms = t.elapsed().as_millis() as u64, "COPY data received");
         }
+        let parts = std::mem::take(&mut *st.data.lock());
+        *st.bytes.lock() = 0;
         if *st.overflow.lock() {
             return Err(to_pgwire(&eddy_proto::Error::new(
                 eddy_proto::ErrorCode::ResourceExhausted,
                 format!("COPY data exceeds fe.copy_bytes_max ({} bytes)", st.limit),
             )));
         }
-        match self
-            .engine
-            .copy_in(&st.table, &st.format, Bytes::from(data))
-            .await
-        {
+        match self.engine.copy_in(&st.table, &st.format, parts).await {
             Ok(n) => {
                 client
                     .send(PgWireBackendMessage::CommandComplete(
