@@ -8,6 +8,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use eddy_proto::{Error, ErrorCode, Result};
 
+use crate::timestamps;
 use crate::validate::{check_text_value, conform_batch, invalid_value, not_null};
 
 /// Rows per decoded batch.
@@ -125,12 +126,28 @@ pub fn decode_ndjson(schema: &SchemaRef, body: &[&[u8]]) -> Result<Vec<RecordBat
     }
 }
 
+/// Vectorized decoding: timestamps read as text and parsed by [`crate::timestamps`] first,
+/// and if that fails, with arrow's own timestamp reading (whose error is reported).
 fn decode_ndjson_fast(schema: &SchemaRef, body: &[&[u8]]) -> Result<Vec<RecordBatch>> {
-    let mut decoder = arrow_json::ReaderBuilder::new(std::sync::Arc::clone(schema))
+    if let Some(read) = timestamps::read_schema(schema) {
+        if let Ok(b) = decode_ndjson_as(schema, &read, true, body) {
+            return Ok(b);
+        }
+    }
+    decode_ndjson_as(schema, schema, false, body)
+}
+
+fn decode_ndjson_as(
+    schema: &SchemaRef,
+    read: &SchemaRef,
+    text_timestamps: bool,
+    body: &[&[u8]],
+) -> Result<Vec<RecordBatch>> {
+    let mut decoder = arrow_json::ReaderBuilder::new(std::sync::Arc::clone(read))
         .with_batch_size(DECODE_BATCH_ROWS)
         .build_decoder()
         .map_err(decode_err)?;
-    let mut out = Batches::new(schema);
+    let mut out = Batches::new(schema, text_timestamps);
     // The decoder carries a record cut by a piece boundary over to the next piece.
     for piece in body {
         let mut rest = *piece;
@@ -152,14 +169,17 @@ fn decode_ndjson_fast(schema: &SchemaRef, body: &[&[u8]]) -> Result<Vec<RecordBa
 /// Decoded batches conformed to the table schema, numbering rows across batches.
 struct Batches<'a> {
     schema: &'a SchemaRef,
+    /// Whether timestamps were read as text (see [`crate::timestamps`]).
+    text_timestamps: bool,
     rows: usize,
     batches: Vec<RecordBatch>,
 }
 
 impl<'a> Batches<'a> {
-    fn new(schema: &'a SchemaRef) -> Self {
+    fn new(schema: &'a SchemaRef, text_timestamps: bool) -> Self {
         Self {
             schema,
+            text_timestamps,
             rows: 0,
             batches: Vec::new(),
         }
@@ -167,7 +187,11 @@ impl<'a> Batches<'a> {
 
     /// Adds a flushed batch, if any; returns whether there was one.
     fn push(&mut self, b: Option<RecordBatch>) -> Result<bool> {
-        let Some(b) = b else { return Ok(false) };
+        let Some(mut b) = b else { return Ok(false) };
+        if self.text_timestamps {
+            b = timestamps::parse_columns(&b, self.schema)
+                .ok_or_else(|| Error::new(ErrorCode::DecodeInput, "a timestamp did not parse"))?;
+        }
         let b = conform_batch(self.schema, &b, self.rows)?;
         self.rows += b.num_rows();
         self.batches.push(b);
@@ -317,9 +341,25 @@ fn csv_header_schema<'a>(
     ))
 }
 
+/// Vectorized decoding, timestamps as text first (see [`decode_ndjson_fast`]).
 fn decode_csv_fast(
     schema: &SchemaRef,
     file_schema: &SchemaRef,
+    body: &[&[u8]],
+    delimiter: u8,
+) -> Result<Vec<RecordBatch>> {
+    if let Some(read) = timestamps::read_schema(file_schema) {
+        if let Ok(b) = decode_csv_as(schema, &read, true, body, delimiter) {
+            return Ok(b);
+        }
+    }
+    decode_csv_as(schema, file_schema, false, body, delimiter)
+}
+
+fn decode_csv_as(
+    schema: &SchemaRef,
+    file_schema: &SchemaRef,
+    text_timestamps: bool,
     body: &[&[u8]],
     delimiter: u8,
 ) -> Result<Vec<RecordBatch>> {
@@ -328,7 +368,7 @@ fn decode_csv_fast(
         .with_delimiter(delimiter)
         .with_batch_size(DECODE_BATCH_ROWS)
         .build_decoder();
-    let mut out = Batches::new(schema);
+    let mut out = Batches::new(schema, text_timestamps);
     // Records may span pieces; an empty slice at the end tells the decoder the input
     // ended (completing a last record without a newline), so empty pieces before it are
     // skipped.

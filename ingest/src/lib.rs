@@ -12,4 +12,5 @@ pub mod decode;
 pub mod generator;
 pub mod rollup;
 pub mod source;
+pub mod timestamps;
 pub mod validate;
