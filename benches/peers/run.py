@@ -998,7 +998,9 @@ def main():
                          "from the previous WORK/results.json when it was made from the same data set")
     ap.add_argument("--queries", default=",".join(ALL_QUERIES), help="comma list of queries (default q1..q9)")
     ap.add_argument("--duckdb-threads", type=int, default=os.cpu_count() or 2, help="DuckDB threads (default: all cores)")
-    ap.add_argument("--chunk-mb", type=float, default=32, help="HTTP NDJSON body size for eddy's ticks load (default 32)")
+    ap.add_argument("--chunk-mb", type=float, default=128,
+                    help="HTTP NDJSON body size for eddy's ticks load (default 128: ~1.5M rows, so each body is "
+                         "a bulk write straight to a segment)")
     ap.add_argument("--uploaders", type=int, default=2, help="concurrent HTTP uploaders (default 2)")
     ap.add_argument("--eddy-client", choices=EDDY_CLIENTS, default="flight",
                     help="which eddy figure the eddy/DuckDB ratio's geometric mean uses: flight (Flight SQL via ADBC, "
