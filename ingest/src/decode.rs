@@ -8,8 +8,8 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use eddy_proto::{Error, ErrorCode, Result};
 
-use crate::timestamps;
 use crate::validate::{check_text_value, conform_batch, invalid_value, not_null};
+use crate::{flat_json, timestamps};
 
 /// Rows per decoded batch.
 pub const DECODE_BATCH_ROWS: usize = 64 * 1024;
@@ -126,9 +126,17 @@ pub fn decode_ndjson(schema: &SchemaRef, body: &[&[u8]]) -> Result<Vec<RecordBat
     }
 }
 
-/// Vectorized decoding: timestamps read as text and parsed by [`crate::timestamps`] first,
-/// and if that fails, with arrow's own timestamp reading (whose error is reported).
+/// The one-pass decoder for flat objects ([`crate::flat_json`]) first; else arrow-json
+/// with timestamps read as text and parsed by [`crate::timestamps`], and if that fails,
+/// with arrow's own timestamp reading (whose error is reported).
 fn decode_ndjson_fast(schema: &SchemaRef, body: &[&[u8]]) -> Result<Vec<RecordBatch>> {
+    if let Some(batches) = flat_json::decode(schema, body, DECODE_BATCH_ROWS) {
+        let mut out = Batches::new(schema, false);
+        for b in batches {
+            out.push(Some(b))?;
+        }
+        return Ok(out.batches);
+    }
     if let Some(read) = timestamps::read_schema(schema) {
         if let Ok(b) = decode_ndjson_as(schema, &read, true, body) {
             return Ok(b);

@@ -9,6 +9,7 @@
 
 pub mod alert;
 pub mod decode;
+mod flat_json;
 pub mod generator;
 pub mod rollup;
 pub mod source;
