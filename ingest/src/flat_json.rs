@@ -18,7 +18,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
-use crate::timestamps::parse_micros;
+use crate::timestamps::{parse_micros_with, DateCache};
 
 /// A column being built, by the types this decoder takes.
 enum Column {
@@ -29,8 +29,9 @@ enum Column {
     F32(Float32Builder),
     F64(Float64Builder),
     Bool(BooleanBuilder),
-    /// Microseconds, in UTC (`timestamp` and `timestamptz` columns) from text.
-    Micros(TimestampMicrosecondBuilder, Option<Arc<str>>),
+    /// Microseconds, in UTC (`timestamp` and `timestamptz` columns) from text, with the
+    /// last date parsed (most values of a body share a few dates).
+    Micros(TimestampMicrosecondBuilder, Option<Arc<str>>, DateCache),
 }
 
 impl Column {
@@ -46,7 +47,11 @@ impl Column {
             DataType::Timestamp(TimeUnit::Microsecond, tz)
                 if tz.as_deref().is_none_or(|z| matches!(z, "UTC" | "+00:00")) =>
             {
-                Column::Micros(TimestampMicrosecondBuilder::with_capacity(rows), tz.clone())
+                Column::Micros(
+                    TimestampMicrosecondBuilder::with_capacity(rows),
+                    tz.clone(),
+                    DateCache::default(),
+                )
             }
             _ => return None,
         })
@@ -61,7 +66,7 @@ impl Column {
             Column::F32(b) => b.append_null(),
             Column::F64(b) => b.append_null(),
             Column::Bool(b) => b.append_null(),
-            Column::Micros(b, _) => b.append_null(),
+            Column::Micros(b, _, _) => b.append_null(),
         }
     }
 
@@ -73,8 +78,8 @@ impl Column {
             return Some(());
         }
         match (self, string) {
-            (Column::Text(b), true) => b.append_value(std::str::from_utf8(token).ok()?),
-            (Column::Micros(b, _), true) => b.append_value(parse_micros(token)?),
+            (Column::Text(b), true) => b.append_value(text(token)?),
+            (Column::Micros(b, _, dates), true) => b.append_value(parse_micros_with(token, dates)?),
             (Column::I16(b), false) => b.append_value(int(token)?.try_into().ok()?),
             (Column::I32(b), false) => b.append_value(int(token)?.try_into().ok()?),
             (Column::I64(b), false) => b.append_value(int(token)?),
@@ -99,7 +104,7 @@ impl Column {
             Column::F32(b) => b.len(),
             Column::F64(b) => b.len(),
             Column::Bool(b) => b.len(),
-            Column::Micros(b, _) => b.len(),
+            Column::Micros(b, _, _) => b.len(),
         }
     }
 
@@ -112,7 +117,7 @@ impl Column {
             Column::F32(b) => Arc::new(b.finish()),
             Column::F64(b) => Arc::new(b.finish()),
             Column::Bool(b) => Arc::new(b.finish()),
-            Column::Micros(b, tz) => Arc::new(b.finish().with_timezone_opt(tz.clone())),
+            Column::Micros(b, tz, _) => Arc::new(b.finish().with_timezone_opt(tz.clone())),
         }
     }
 }
@@ -172,8 +177,18 @@ fn skip_ws(line: &[u8], mut i: usize) -> usize {
 /// Where the string starting after the quote at `i - 1` ends (its closing quote), if it
 /// has no escapes.
 fn string_end(line: &[u8], i: usize) -> Option<usize> {
-    let end = i + line[i..].iter().position(|b| *b == b'"')?;
-    (!line[i..end].contains(&b'\\')).then_some(end)
+    let end = i + memchr::memchr2(b'"', b'\\', &line[i..])?;
+    (line[end] == b'"').then_some(end)
+}
+
+/// A string value as text: ASCII (the usual case) needs no further check.
+fn text(token: &[u8]) -> Option<&str> {
+    if token.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(token) })
+    } else {
+        std::str::from_utf8(token).ok()
+    }
 }
 
 struct Decoder<'a> {
@@ -181,6 +196,9 @@ struct Decoder<'a> {
     names: Vec<&'a [u8]>,
     columns: Vec<Column>,
     seen: Vec<bool>,
+    /// The column the next key most likely names: keys come in the same order line after
+    /// line.
+    next_column: usize,
     batch_rows: usize,
     fields: Vec<Field>,
     out: Vec<RecordBatch>,
@@ -196,6 +214,7 @@ impl<'a> Decoder<'a> {
             return None;
         }
         self.seen.iter_mut().for_each(|s| *s = false);
+        self.next_column = 0;
         i = skip_ws(line, i + 1);
         if line.get(i) == Some(&b'}') {
             i += 1;
@@ -218,13 +237,22 @@ impl<'a> Decoder<'a> {
                     }
                     b'{' | b'[' => return None,
                     _ => {
-                        let end = i + line[i..]
+                        let end = i + memchr::memchr2(b',', b'}', &line[i..])?;
+                        let end = i + line[i..end]
                             .iter()
-                            .position(|b| matches!(b, b',' | b'}' | b' ' | b'\t' | b'\r'))?;
+                            .position(|b| matches!(b, b' ' | b'\t' | b'\r'))
+                            .unwrap_or(end - i);
                         (&line[i..end], false, end)
                     }
                 };
-                if let Some(c) = self.names.iter().position(|n| *n == key) {
+                let hint = self.next_column;
+                let column = if self.names.get(hint) == Some(&key) {
+                    Some(hint)
+                } else {
+                    self.names.iter().position(|n| *n == key)
+                };
+                if let Some(c) = column {
+                    self.next_column = c + 1;
                     if std::mem::replace(&mut self.seen[c], true) {
                         return None; // a key given twice
                     }
@@ -288,6 +316,7 @@ pub(crate) fn decode(
             .map(|f| f.name().as_bytes())
             .collect(),
         seen: vec![false; columns.len()],
+        next_column: 0,
         columns,
         batch_rows,
         fields: schema
@@ -302,7 +331,7 @@ pub(crate) fn decode(
     for piece in body {
         let mut rest: &[u8] = piece;
         if !carry.is_empty() {
-            match rest.iter().position(|b| *b == b'\n') {
+            match memchr::memchr(b'\n', rest) {
                 Some(p) => {
                     carry.extend_from_slice(&rest[..p]);
                     d.line(&carry)?;
@@ -315,7 +344,7 @@ pub(crate) fn decode(
                 }
             }
         }
-        while let Some(p) = rest.iter().position(|b| *b == b'\n') {
+        while let Some(p) = memchr::memchr(b'\n', rest) {
             d.line(&rest[..p])?;
             rest = &rest[p + 1..];
         }

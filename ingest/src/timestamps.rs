@@ -76,13 +76,14 @@ pub(crate) fn parse_columns(batch: &RecordBatch, schema: &SchemaRef) -> Option<R
 fn texts_to_micros(col: &ArrayRef) -> Option<TimestampMicrosecondArray> {
     let texts = col.as_string_opt::<i32>()?;
     let mut out = Vec::with_capacity(texts.len());
+    let mut dates = DateCache::default();
     for i in 0..texts.len() {
         if texts.is_null(i) {
             out.push(0);
             continue;
         }
         let s = texts.value(i);
-        let v = match parse_micros(s.as_bytes()) {
+        let v = match parse_micros_with(s.as_bytes(), &mut dates) {
             Some(v) => v,
             None => string_to_datetime(&Utc, s).ok()?.timestamp_micros(),
         };
@@ -92,6 +93,58 @@ fn texts_to_micros(col: &ArrayRef) -> Option<TimestampMicrosecondArray> {
         out.into(),
         texts.nulls().cloned(),
     ))
+}
+
+/// The last date [`parse_micros_with`] saw, as text and as days since the epoch.
+#[derive(Debug, Default)]
+pub struct DateCache {
+    text: Option<[u8; 10]>,
+    days: i64,
+}
+
+/// [`parse_micros`], reusing the date of the previous value when it is the same.
+pub fn parse_micros_with(s: &[u8], cache: &mut DateCache) -> Option<i64> {
+    if s.len() >= 19 && cache.text.is_some_and(|t| s[..10] == t) && matches!(s[10], b' ' | b'T') {
+        let time = parse_time(s)?;
+        return Some(cache.days * 86_400_000_000 + time);
+    }
+    let v = parse_micros(s)?;
+    cache.text = s[..10].try_into().ok();
+    cache.days = v.div_euclid(86_400_000_000);
+    Some(v)
+}
+
+/// `HH:MM:SS[.f{1,9}]` at offset 11 of a [`parse_micros`] string, as micros of the day.
+fn parse_time(s: &[u8]) -> Option<i64> {
+    if s[13] != b':' || s[16] != b':' {
+        return None;
+    }
+    let digit = |i: usize| -> Option<i64> {
+        let d = s[i].wrapping_sub(b'0');
+        (d < 10).then_some(d as i64)
+    };
+    let two = |i: usize| -> Option<i64> { Some(digit(i)? * 10 + digit(i + 1)?) };
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut micros = 0;
+    if s.len() > 19 {
+        let frac = &s[20..];
+        if s[19] != b'.' || frac.is_empty() || frac.len() > 9 {
+            return None;
+        }
+        for i in 0..frac.len() {
+            let d = digit(20 + i)?;
+            if i < 6 {
+                micros = micros * 10 + d;
+            }
+        }
+        for _ in frac.len()..6 {
+            micros *= 10;
+        }
+    }
+    Some((hour * 3600 + minute * 60 + second) * 1_000_000 + micros)
 }
 
 /// `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}]` (no zone: UTC) as micros since the epoch, fractions
@@ -113,34 +166,11 @@ pub fn parse_micros(s: &[u8]) -> Option<i64> {
     let two = |i: usize| -> Option<i64> { Some(digit(i)? * 10 + digit(i + 1)?) };
     let year = two(0)? * 100 + two(2)?;
     let (month, day) = (two(5)?, two(8)?);
-    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return None;
     }
-    let mut micros = 0;
-    if s.len() > 19 {
-        let frac = &s[20..];
-        if s[19] != b'.' || frac.is_empty() || frac.len() > 9 {
-            return None;
-        }
-        for (i, _) in frac.iter().enumerate() {
-            let d = digit(20 + i)?;
-            if i < 6 {
-                micros = micros * 10 + d;
-            }
-        }
-        for _ in frac.len()..6 {
-            micros *= 10;
-        }
-    }
-    let days = days_from_civil(year, month, day);
-    Some((days * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000 + micros)
+    let time = parse_time(s)?;
+    Some(days_from_civil(year, month, day) * 86_400_000_000 + time)
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -214,6 +244,19 @@ mod tests {
                 answered += 1;
                 assert_eq!(Some(v), arrow(&s), "{s}");
             }
+            // Through the cache, after a value of the same date or of another.
+            let mut cache = DateCache::default();
+            let _ = parse_micros_with(b"2024-01-01 00:00:00", &mut cache);
+            assert_eq!(
+                parse_micros_with(s.as_bytes(), &mut cache),
+                parse_micros(s.as_bytes()),
+                "{s}"
+            );
+            assert_eq!(
+                parse_micros_with(s.as_bytes(), &mut cache),
+                parse_micros(s.as_bytes()),
+                "{s}"
+            );
         }
         assert!(answered > 50_000, "the fast path answered only {answered}");
         assert_eq!(
