@@ -235,7 +235,7 @@ impl Engine {
             sources: parking_lot::Mutex::new(BTreeMap::new()),
             views: RwLock::new(view_plans),
             alerts: alert_hub,
-            me: me.clone(),
+            me: std::sync::Weak::clone(me),
         });
         for plan in rebuild {
             let name = plan.def.name.clone();
@@ -275,7 +275,7 @@ impl Engine {
 
     fn start_source(&self, def: &SourceDef) -> Result<()> {
         let sink = Arc::new(crate::sources::EngineSink {
-            engine: self.me.clone(),
+            engine: std::sync::Weak::clone(&self.me),
             rt: tokio::runtime::Handle::current(),
         });
         let running = sources::start(def, sink)?;
