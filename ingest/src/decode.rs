@@ -456,6 +456,21 @@ mod tests {
         ]))
     }
 
+    /// The `id` column of decoded batches.
+    fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
     #[test]
     fn ndjson_roundtrip_and_errors() {
         let ok = b"{\"id\":1,\"ts\":\"2024-01-01 00:00:00.5\",\"name\":\"a\"}\n{\"id\":2}\n";
@@ -488,18 +503,7 @@ mod tests {
         }
         assert!(body.len() > PARALLEL_DECODE_BYTES);
         let batches = decode_csv(&schema(), &[body.as_bytes()], false, b',').unwrap();
-        let ids: Vec<i64> = batches
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
-        assert_eq!(ids, (0..200_000).collect::<Vec<i64>>());
+        assert_eq!(ids(&batches), (0..200_000).collect::<Vec<i64>>());
         body.push_str("oops,,\n");
         let e = decode_csv(&schema(), &[body.as_bytes()], false, b',').unwrap_err();
         assert!(e.message.contains("row 200001"), "{}", e.message);
@@ -529,19 +533,6 @@ mod tests {
     /// whole body does, sequentially and in parallel.
     #[test]
     fn bodies_in_pieces_decode_as_the_whole() {
-        let ids = |batches: &[RecordBatch]| -> Vec<i64> {
-            batches
-                .iter()
-                .flat_map(|b| {
-                    b.column(0)
-                        .as_any()
-                        .downcast_ref::<arrow::array::Int64Array>()
-                        .unwrap()
-                        .values()
-                        .to_vec()
-                })
-                .collect()
-        };
         let cut = |body: &[u8], step: usize| -> Vec<Vec<u8>> {
             let mut out = vec![Vec::new()];
             let (mut i, mut k) = (0, 1);

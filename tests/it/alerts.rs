@@ -280,12 +280,7 @@ const ORDERS: &str = "CREATE TABLE orders (order_id bigint NOT NULL, user_id big
     WITH (time_column = 'ts')";
 
 async fn fetch_metrics(s: &Server) -> String {
-    reqwest::get(s.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    s.metrics().await
 }
 
 fn order(id: i64, amount: &str) -> String {

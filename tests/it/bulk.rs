@@ -83,12 +83,7 @@ async fn bulk_copy_and_http_are_segments_at_once_and_survive_kill9() {
         .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     assert_eq!(segments(&c, "t").await, "3,7000");
-    let metrics = reqwest::get(s.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(metrics.contains("eddy_be_bulk_writes_total 2"), "{metrics}");
     assert!(metrics.contains("eddy_be_bulk_write_rows_min 1000"));
 

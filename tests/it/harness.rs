@@ -175,6 +175,16 @@ impl Server {
     pub fn http_url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
     }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.http_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for Server {

@@ -77,12 +77,7 @@ async fn ndjson_and_csv_rows_and_bad_rows() {
         reqwest::get(s.http_url("/health")).await.unwrap().status(),
         200
     );
-    let m = reqwest::get(s.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics().await;
     for name in [
         "eddy_be_rows_ingested_total{table=\"ticks\"} 3",
         "eddy_be_ingested_bytes_total",

@@ -413,12 +413,7 @@ async fn a_view_outgrowing_its_state_limit_stops_and_says_so() {
     )
     .await;
     assert!(err.contains("rollup_state_bytes_max"), "{err}");
-    let metrics = reqwest::get(s.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("eddy_rollup_state_bytes_max 200000"),
         "{metrics}"

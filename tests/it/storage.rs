@@ -178,12 +178,7 @@ async fn retention_drops_expired_partitions() {
         .await,
         "1"
     );
-    let metrics = reqwest::get(s.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("eddy_be_retention_dropped_segments_total 2"),
         "{metrics}"
