@@ -168,7 +168,8 @@ pub(crate) fn build_segments(
         Vec<u32>,
     )> {
         // Rows mostly arrive in time order: a partition that is one run of the memtable is a
-        // slice of it, and one already in time order is not sorted again.
+        // slice of it (sorted below if need be), and one already in time order is not sorted
+        // again.
         let contiguous = idx
             .first()
             .is_some_and(|f| idx.last() == Some(&(f + idx.len() as u32 - 1)));
@@ -178,7 +179,7 @@ pub(crate) fn build_segments(
             )
         });
         let idx = UInt32Array::from(idx);
-        let mut part = if contiguous && in_order {
+        let mut part = if contiguous {
             batch.slice(idx.value(0) as usize, idx.len())
         } else {
             take_record_batch(batch, &idx).map_err(|e| internal("partition rows", e))?
