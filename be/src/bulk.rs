@@ -100,7 +100,12 @@ pub(crate) async fn write(
         results
             .into_iter()
             .map(|r| {
-                r.unwrap_or_else(|| Err(Error::new(ErrorCode::Internal, "encoder thread panicked")))
+                r.unwrap_or_else(|| {
+                    Err(Error::new(
+                        ErrorCode::Internal,
+                        "no encoder thread could be started",
+                    ))
+                })
             })
             .collect()
     })
