@@ -20,8 +20,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::{make_array, Array, ArrayRef, MutableArrayData};
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
@@ -116,13 +117,51 @@ fn encode(
     schema: SchemaRef,
     batches: impl Stream<Item = Result<RecordBatch>> + Send + 'static,
 ) -> FlightDataStream {
-    let batches = batches.map_err(|e| FlightError::Tonic(Box::new(status(e))));
+    let batches = batches
+        .map_ok(compact)
+        .map_err(|e| FlightError::Tonic(Box::new(status(e))));
     Box::pin(
         FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)
             .map_err(Status::from),
     )
+}
+
+/// `batch` with each column that is a small slice of a much larger array (an aggregate
+/// emits its whole result as slices of one set of arrays) copied to an array of its own.
+/// The Flight encoder sizes messages by the arrays' whole buffers: 8192 rows of a
+/// 1.4M-group result would count as 60 MB and be cut into thirty messages of 270 rows.
+fn compact(batch: RecordBatch) -> RecordBatch {
+    let oversized = |c: &ArrayRef| {
+        let data = c.to_data();
+        let slice = data.get_slice_memory_size().unwrap_or(usize::MAX);
+        c.get_buffer_memory_size() > 2 * slice + 4096
+    };
+    if !batch.columns().iter().any(oversized) {
+        return batch;
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            if !oversized(c) {
+                return Arc::clone(c);
+            }
+            let data = c.to_data();
+            let mut copy = MutableArrayData::new(vec![&data], false, data.len());
+            match copy.try_extend(0, 0, data.len()) {
+                Ok(()) => make_array(copy.freeze()),
+                Err(_) => Arc::clone(c),
+            }
+        })
+        .collect();
+    RecordBatch::try_new_with_options(
+        batch.schema(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .unwrap_or(batch)
 }
 
 fn one_batch(
@@ -752,4 +791,37 @@ pub async fn serve(
         .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await
         .map_err(|e| Error::new(ErrorCode::StorageIo, format!("Flight SQL server: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field};
+
+    #[test]
+    fn slices_of_large_arrays_are_copied_small_and_equal() {
+        let n = 200_000;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("f", DataType::Float64, true),
+        ]));
+        let s: StringArray = (0..n)
+            .map(|i| (i % 7 != 0).then(|| format!("sym{i}")))
+            .collect();
+        let f: Float64Array = (0..n).map(|i| (i % 5 != 0).then_some(i as f64)).collect();
+        let whole = RecordBatch::try_new(schema, vec![Arc::new(s), Arc::new(f)]).unwrap();
+        let slice = whole.slice(123_457, 8192);
+        let small = compact(slice.clone());
+        assert_eq!(small, slice);
+        let bytes: usize = small
+            .columns()
+            .iter()
+            .map(|c| c.get_buffer_memory_size())
+            .sum();
+        assert!(bytes < 200_000, "{bytes}");
+        // Batches that own their arrays are passed through as they are.
+        let own = compact(whole.clone());
+        assert!(Arc::ptr_eq(own.column(0), whole.column(0)));
+    }
 }

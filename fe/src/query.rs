@@ -146,7 +146,14 @@ impl QueryEngine {
             )))
             .build_arc()
             .map_err(classify)?;
-        let mut ctx = SessionContext::new_with_config_rt(session, runtime);
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(session)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            // Window functions over sorted input computed a batch at a time.
+            .with_physical_optimizer_rule(Arc::new(crate::sorted_window::SortedWindows))
+            .build();
+        let mut ctx = SessionContext::new_with_state(state);
         let catalog = MemoryCatalogProvider::new();
         catalog
             .register_schema(
@@ -182,6 +189,11 @@ impl QueryEngine {
         // timestamptz text and date_trunc in the session's TimeZone (after type
         // coercion, whose casts it rewrites).
         ctx.add_analyzer_rule(Arc::new(crate::pg::SessionTimeZone));
+        // Interval literals of a fixed length added to timestamps as durations.
+        ctx.add_analyzer_rule(Arc::new(crate::fixed_intervals::FixedIntervals));
+        // Scans of pg_catalog tables that never hold rows (pg_policy ...) become empty
+        // relations, propagated before subqueries are decorrelated.
+        ctx.add_analyzer_rule(Arc::new(crate::empty_relations::EmptyRelations));
         // pg_catalog (pg_class, pg_attribute, pg_namespace, pg_type ...) built live from
         // the catalogs above, and the functions clients call on it (format_type,
         // pg_table_is_visible, quote_ident ...).

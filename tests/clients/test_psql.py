@@ -1,5 +1,6 @@
 """psql meta-commands against the real eddy binary: the catalog queries psql sends for
 \\dt, \\d, \\dn and \\l, and its display commands."""
+import psycopg
 import pytest
 
 from pgserver import Eddy
@@ -144,14 +145,24 @@ def test_types_privileges_and_schemas(eddy):
     assert all(len(r) == 4 for r in got), out
 
 
-@pytest.mark.xfail(strict=True, reason="\\dp nests a correlated ARRAY(subquery) (each "
-                   "policy's roles) inside another, which DataFusion cannot decorrelate once "
-                   "array_to_string wraps it")
 def test_privileges(eddy):
+    # No GRANTs and no row security policies: PostgreSQL's answer for tables without
+    # them (the policies come from pg_policy, which eddy keeps empty).
     out = psql(eddy, "-c", r"\dp")
     got = titled(out, "Access privileges")
     assert ["public", "names", "table", "", "", ""] in got, out
-    assert {r[1] for r in got} >= {"names", "orders", "trades"}, out
+    assert {r[1] for r in got} == {"names", "orders", "trades"}, out
+    out = psql(eddy, "-c", r"\dp orders")
+    assert titled(out, "Access privileges") == [["public", "orders", "table", "", "", ""]], out
+    # The policies column is the empty string PostgreSQL's array_to_string('{}') gives,
+    # not NULL.
+    out = psql(eddy, "-At", "-P", "null=(null)", "-c",
+               "SELECT c.relname, pg_catalog.array_to_string(ARRAY(SELECT polname || "
+               "pg_catalog.array_to_string(ARRAY(SELECT rolname FROM pg_catalog.pg_roles "
+               "WHERE oid = ANY (polroles) ORDER BY 1), ', ') FROM pg_catalog.pg_policy pol "
+               "WHERE polrelid = c.oid), E'\\n') AS p FROM pg_catalog.pg_class c "
+               "WHERE c.relname = 'names'")
+    assert out == "names|\n", out
 
 
 def test_event_triggers_descriptions_conversions_and_operators(eddy):
@@ -185,3 +196,44 @@ def test_show_function_definition(eddy):
     # An aggregate has no definition, as in PostgreSQL.
     rc, _, err = eddy.psql("-c", r"\sf bool_and")
     assert rc != 0 and '"bool_and" is an aggregate function' in err, err
+
+
+def test_show_function_definition_by_signature(eddy):
+    # With an argument list psql looks the function up as
+    # '<name>(<args>)'::pg_catalog.regprocedure: the one built-in with exactly those
+    # argument types, whichever way SQL spells them.
+    out = psql(eddy, "-c", r"\sf now()")
+    assert out.startswith("CREATE OR REPLACE FUNCTION pg_catalog.now()\n"), out
+    out = psql(eddy, "-c", r"\sf date_trunc(text, timestamp with time zone)")
+    assert out == ("CREATE OR REPLACE FUNCTION pg_catalog.date_trunc(text, timestamp with time zone)\n"
+                   " RETURNS timestamp with time zone\n"
+                   " LANGUAGE internal\n"
+                   " STABLE PARALLEL SAFE STRICT\n"
+                   "AS $function$timestamptz_trunc$function$\n"), out
+    out = psql(eddy, "-c", r"\sf pg_catalog.date_trunc(text, interval)")
+    assert out.startswith("CREATE OR REPLACE FUNCTION pg_catalog.date_trunc(text, interval)\n"), out
+    assert "$function$interval_trunc$function$" in out, out
+    out = psql(eddy, "-c", r"\sf length(character(3))")
+    assert out.startswith("CREATE OR REPLACE FUNCTION pg_catalog.length(character)\n"), out
+    assert "$function$bpcharlen$function$" in out, out
+    # No such signature: PostgreSQL's error, with the text as given.
+    rc, _, err = eddy.psql("-c", r"\sf now(int)")
+    assert rc != 0 and 'function "now(int)" does not exist' in err, err
+    rc, _, err = eddy.psql("-c", r"\sf length(nosuchtype)")
+    assert rc != 0 and 'type "nosuchtype" does not exist' in err, err
+
+
+def test_regprocedure_errors_carry_sqlstates(eddy):
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        oid = conn.execute("SELECT 'length(text)'::pg_catalog.regprocedure::pg_catalog.oid").fetchone()[0]
+        assert oid == 1317
+        for sql, state, message in [
+            ("SELECT 'now(int)'::regprocedure::oid", "42883", 'function "now(int)" does not exist'),
+            ("SELECT 'no_such_function()'::regprocedure::oid", "42883",
+             'function "no_such_function()" does not exist'),
+            ("SELECT 'now(nosuchtype)'::regprocedure::oid", "42704", 'type "nosuchtype" does not exist'),
+        ]:
+            with pytest.raises(psycopg.Error) as e:
+                conn.execute(sql)
+            assert e.value.sqlstate == state, (sql, e.value)
+            assert e.value.diag.message_primary == message, (sql, e.value)

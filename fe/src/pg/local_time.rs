@@ -17,11 +17,9 @@ use std::sync::Arc;
 
 use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{Cast, Expr, ExprSchemable, LogicalPlan, TryCast};
 use datafusion::optimizer::AnalyzerRule;
 
@@ -110,22 +108,6 @@ fn rewrite(e: Expr, schema: &DFSchema, zone: &str) -> Result<Transformed<Expr>> 
     }
 }
 
-fn analyze_plan(plan: LogicalPlan, zone: &str) -> Result<Transformed<LogicalPlan>> {
-    let mut schema = merge_schema(&plan.inputs());
-    if let LogicalPlan::TableScan(ts) = &plan {
-        schema.merge(&DFSchema::try_from_qualified_schema(
-            ts.table_name.clone(),
-            &ts.source.schema(),
-        )?);
-    }
-    let names = NamePreserver::new(&plan);
-    plan.map_expressions(|e| {
-        let saved = names.save(&e);
-        let new = e.transform_up(|e| rewrite(e, &schema, zone))?;
-        Ok(new.update_data(|e| saved.restore(e)))
-    })
-}
-
 impl AnalyzerRule for SessionTimeZone {
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
         let Some(zone) = config.execution.time_zone.as_deref() else {
@@ -134,8 +116,10 @@ impl AnalyzerRule for SessionTimeZone {
         if is_utc(zone) {
             return Ok(plan);
         }
-        plan.transform_up_with_subqueries(|p| analyze_plan(p, zone))
-            .map(|t| t.data)
+        plan.transform_up_with_subqueries(|p| {
+            crate::plan_exprs::rewrite_exprs(p, |e, schema| rewrite(e, schema, zone))
+        })
+        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {

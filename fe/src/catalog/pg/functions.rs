@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use datafusion::error::{DataFusionError, Result};
@@ -19,7 +21,11 @@ use datafusion::logical_expr::{
 use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
 
 use super::functiondef::NoDefinition;
+use super::regprocedure::Signatures;
 use super::PgCatalogState;
+
+/// The function `'signature'::regprocedure` becomes (see [`super::regprocedure`]).
+pub(crate) const REGPROCEDURE: &str = "eddy_regprocedure";
 
 /// A built-in function's result and argument types.
 #[derive(Debug)]
@@ -34,6 +40,8 @@ struct Proc {
 pub(crate) struct Procs {
     procs: HashMap<i32, Proc>,
     type_names: HashMap<i32, String>,
+    /// For `'name(argtypes)'::regprocedure`.
+    signatures: Signatures,
 }
 
 fn batches_column<'a, T>(
@@ -81,6 +89,7 @@ fn display_name(typname: &str) -> String {
 impl Procs {
     pub(crate) fn new(statics: &PgCatalogStaticTables) -> Result<Self> {
         let mut type_names = HashMap::new();
+        let mut typnames = Vec::new();
         let types = statics.pg_type.data();
         let oids = batches_column(types, "oid", |a| a.as_primitive_opt::<Int32Type>().cloned())?;
         let names = batches_column(types, "typname", |a| a.as_string_opt::<i32>().cloned())?;
@@ -88,6 +97,7 @@ impl Procs {
             for (o, n) in o.iter().zip(n.iter()) {
                 if let (Some(o), Some(n)) = (o, n) {
                     type_names.insert(o, display_name(n));
+                    typnames.push((o, n.to_string()));
                 }
             }
         }
@@ -99,26 +109,41 @@ impl Procs {
         })?;
         let sets = batches_column(p, "proretset", |a| a.as_boolean_opt().cloned())?;
         let args = batches_column(p, "proargtypes", |a| a.as_string_opt::<i32>().cloned())?;
+        let pronames = batches_column(p, "proname", |a| a.as_string_opt::<i32>().cloned())?;
+        let namespaces = batches_column(p, "pronamespace", |a| {
+            a.as_primitive_opt::<Int32Type>().cloned()
+        })?;
+        let mut named = Vec::new();
         for b in 0..oids.len() {
             for i in 0..oids[b].len() {
                 if oids[b].is_null(i) {
                     continue;
                 }
-                procs.insert(
-                    oids[b].value(i),
-                    Proc {
-                        result: rets[b].value(i),
-                        returns_set: sets[b].value(i),
-                        args: args[b]
-                            .value(i)
-                            .split_whitespace()
-                            .filter_map(|t| t.parse().ok())
-                            .collect(),
-                    },
-                );
+                let proc = Proc {
+                    result: rets[b].value(i),
+                    returns_set: sets[b].value(i),
+                    args: args[b]
+                        .value(i)
+                        .split_whitespace()
+                        .filter_map(|t| t.parse().ok())
+                        .collect(),
+                };
+                if !pronames[b].is_null(i) {
+                    named.push((
+                        oids[b].value(i),
+                        pronames[b].value(i).to_string(),
+                        namespaces[b].value(i),
+                        proc.args.clone(),
+                    ));
+                }
+                procs.insert(oids[b].value(i), proc);
             }
         }
-        Ok(Self { procs, type_names })
+        Ok(Self {
+            procs,
+            type_names,
+            signatures: Signatures::new(named, typnames),
+        })
     }
 
     fn type_name(&self, oid: i32) -> String {
@@ -174,6 +199,9 @@ enum Kind {
     FunctionDef,
     /// `shobj_description(oid, catalog)` (databases, roles): NULL for the same reason.
     SharedObjectDescription,
+    /// `eddy_regprocedure(text)`: what `'name(argtypes)'::regprocedure` is rewritten to
+    /// (the OID of that built-in function, see [`super::regprocedure`]).
+    RegProcedure,
 }
 
 /// One of the functions of this module, bound to pg_catalog's state and (for
@@ -218,6 +246,7 @@ impl ScalarUDFImpl for CatalogFn {
             Kind::ObjectDescription => "obj_description",
             Kind::FunctionDef => "pg_get_functiondef",
             Kind::SharedObjectDescription => "shobj_description",
+            Kind::RegProcedure => REGPROCEDURE,
         }
     }
 
@@ -231,6 +260,7 @@ impl ScalarUDFImpl for CatalogFn {
             Kind::TableSize | Kind::RelationSize | Kind::TotalRelationSize | Kind::DatabaseSize => {
                 DataType::Int64
             }
+            Kind::RegProcedure => DataType::Int32,
             _ => DataType::Utf8,
         })
     }
@@ -259,6 +289,19 @@ impl ScalarUDFImpl for CatalogFn {
         }
         if self.kind == Kind::ObjectDescription {
             return self.object_descriptions(&arrays).map(ColumnarValue::Array);
+        }
+        if self.kind == Kind::RegProcedure {
+            let texts = cast(&arrays[0], &DataType::Utf8)?;
+            let oids = texts
+                .as_string::<i32>()
+                .iter()
+                .map(|t| {
+                    t.map(|t| self.state.procs.signatures.resolve(t))
+                        .transpose()
+                })
+                .collect::<std::result::Result<Int32Array, _>>()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            return Ok(ColumnarValue::Array(Arc::new(oids)));
         }
         let oids = cast(&arrays[0], &DataType::Int64)?;
         let oids = oids.as_primitive::<Int64Type>();
@@ -321,7 +364,7 @@ impl ScalarUDFImpl for CatalogFn {
                 }
                 Arc::new(out.finish())
             }
-            Kind::ObjectDescription => unreachable!("answered above"),
+            Kind::ObjectDescription | Kind::RegProcedure => unreachable!("answered above"),
             Kind::ColumnDescription | Kind::SharedObjectDescription => {
                 Arc::new(StringArray::new_null(n))
             }
@@ -397,6 +440,7 @@ pub fn session_udfs(state: &Arc<PgCatalogState>, search_path: &[String]) -> Vec<
         Kind::ObjectDescription,
         Kind::SharedObjectDescription,
         Kind::FunctionDef,
+        Kind::RegProcedure,
     ] {
         let signature = match kind {
             Kind::ColumnDescription | Kind::SharedObjectDescription => {

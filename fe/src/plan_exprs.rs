@@ -1,0 +1,30 @@
+//! Rewriting every expression of one logical plan node, bottom up, with the node's input
+//! columns in view and the expressions' output names kept: the shape of an analyzer rule
+//! that runs after type coercion (see `fixed_intervals` and `pg::local_time`).
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+
+/// `plan` with `rewrite` applied to every sub-expression of its expressions, given the
+/// schema they are evaluated against (the inputs', or the table's for a scan's filters).
+pub fn rewrite_exprs(
+    plan: LogicalPlan,
+    rewrite: impl Fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    let mut schema = merge_schema(&plan.inputs());
+    if let LogicalPlan::TableScan(ts) = &plan {
+        schema.merge(&DFSchema::try_from_qualified_schema(
+            ts.table_name.clone(),
+            &ts.source.schema(),
+        )?);
+    }
+    let names = NamePreserver::new(&plan);
+    plan.map_expressions(|e| {
+        let saved = names.save(&e);
+        let new = e.transform_up(|e| rewrite(e, &schema))?;
+        Ok(new.update_data(|e| saved.restore(e)))
+    })
+}
