@@ -76,6 +76,7 @@ CASES = [
     "integer_literal_int4",
     "param_cast_inferred",
     "param_cast_plus_literal",
+    "int4_overflow",
     "point_query_number",
     "point_query_string",
     "named_prepared_statement",
@@ -86,11 +87,7 @@ CASES = [
 ]
 
 # What eddy gets wrong today; each case still asserts PostgreSQL's answer.
-XFAIL = {
-    "param_cast_plus_literal": "`SELECT $1::int + 1` is int8 in eddy (type OID 20): only result columns that are "
-                               "integer constants are int4, because DataFusion's int4 arithmetic wraps on overflow "
-                               "where PostgreSQL raises 22003; pg returns the string '42' instead of the number 42",
-}
+XFAIL = {}
 
 
 def test_every_case_is_listed():

@@ -61,6 +61,23 @@ const CASES = {
     assert.deepEqual(s.rows, [{ n: 42 }]);
   },
 
+  // int4 arithmetic that leaves int4's range is an error (22003), not a wrapped value;
+  // with a bigint operand or a literal beyond int4 it is int8, and does not overflow.
+  async int4_overflow(c) {
+    await assert.rejects(c.query('SELECT $1::int + 1 AS n', [2147483647]), (e) => {
+      assert.equal(e.code, '22003', `SQLSTATE, got ${e.code}: ${e.message}`);
+      assert.equal(e.message, 'integer out of range');
+      return true;
+    });
+    await assert.rejects(c.query('SELECT $1::int * 2 AS n', [-1073741825]), (e) => {
+      assert.equal(e.code, '22003', `SQLSTATE, got ${e.code}: ${e.message}`);
+      return true;
+    });
+    const big = await c.query('SELECT $1::bigint + 1 AS a, $2::int + 3000000000 AS b', [2147483647, 1]);
+    assert.deepEqual(big.fields.map((f) => f.dataTypeID), [20, 20], 'int8 + 1 and int4 + 3000000000 are int8');
+    assert.deepEqual(big.rows, [{ a: '2147483648', b: '3000000001' }]);
+  },
+
   // Untyped $1 compared with a bigint column, the value given as a JS number.
   async point_query_number(c) {
     const r = await c.query('SELECT id, sym, price FROM node_t WHERE id = $1', [2]);
