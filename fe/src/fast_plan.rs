@@ -9,25 +9,41 @@
 //! physical expressions and output names. None of the other optimizer rules changes such a
 //! plan's result. Any other shape, or an expression needing more than plain planning (a
 //! subquery, an async function), gets `None` and goes through DataFusion.
+//!
+//! A constant plan (over an empty relation) runs as a [`ConstantExec`]: the same physical
+//! expressions evaluated on the same placeholder row, without the operators' per-run
+//! metrics. A prepared constant query (`SELECT 1`, a pool's ping) keeps its physical plan
+//! and runs it again and again; DataFusion's operators register new metrics on every
+//! `execute`, so a kept plan of theirs would grow with each run, and formatting the
+//! metrics' labels costs more than the query.
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{ArrayRef, NullArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::tree_node::TreeNode;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::Result;
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::SessionState;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::physical_name;
 use datafusion::logical_expr::expr_rewriter::unnormalize_cols;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{EmptyRelation, Expr, Filter, LogicalPlan, Projection, TableScan};
 use datafusion::physical_expr::create_physical_expr;
+use datafusion::physical_expr::projection::Projector;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::SchedulingType;
+use datafusion::physical_plan::filter::batch_filter;
 use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
+};
 
 /// The physical plan of `plan` (already optimized) when it has one of the small shapes
 /// this module plans, else `None`.
@@ -38,6 +54,8 @@ pub async fn plan(
     let Some((chain, leaf)) = shape(plan) else {
         return Ok(None);
     };
+    // For a constant plan: its leaf's row and the steps applied to it.
+    let mut constant: Option<(Option<RecordBatch>, Vec<Step>)> = None;
     let mut exec = match leaf {
         LogicalPlan::TableScan(scan) => match scan_exec(scan, state).await? {
             Some(e) => e,
@@ -48,6 +66,12 @@ pub async fn plan(
             schema,
         }) => {
             let schema = Arc::clone(schema.inner());
+            constant = Some((
+                produce_one_row
+                    .then(|| placeholder_row(&schema))
+                    .transpose()?,
+                vec![],
+            ));
             if *produce_one_row {
                 Arc::new(PlaceholderRowExec::new(schema)) as Arc<dyn ExecutionPlan>
             } else {
@@ -67,6 +91,9 @@ pub async fn plan(
                 predicate, input, ..
             }) => {
                 let predicate = create_physical_expr(predicate, input.schema(), props, &ctx)?;
+                if let Some((_, steps)) = &mut constant {
+                    steps.push(Step::Filter(Arc::clone(&predicate)));
+                }
                 Arc::new(
                     FilterExecBuilder::new(predicate, exec)
                         .with_batch_size(state.config().batch_size())
@@ -97,16 +124,144 @@ pub async fn plan(
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
-                Arc::new(ProjectionExec::try_new_with_schema_metadata(
-                    exprs,
-                    exec,
-                    schema.as_arrow(),
-                )?)
+                let p =
+                    ProjectionExec::try_new_with_schema_metadata(exprs, exec, schema.as_arrow())?;
+                if let Some((_, steps)) = &mut constant {
+                    steps.push(Step::Project(
+                        p.projection_expr().make_projector_with_schema_metadata(
+                            &p.input().schema(),
+                            &p.schema(),
+                        )?,
+                    ));
+                }
+                Arc::new(p)
             }
             _ => unreachable!("the chain holds projections and filters"),
         };
     }
+    if let Some((row, steps)) = constant {
+        exec = Arc::new(ConstantExec {
+            inner: exec,
+            row,
+            steps: steps.into(),
+        });
+    }
     Ok(Some(exec))
+}
+
+/// The one row `PlaceholderRowExec` produces for `schema`: a null per field.
+fn placeholder_row(schema: &Schema) -> Result<RecordBatch> {
+    let n = schema.fields().len();
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(
+            (0..n)
+                .map(|i| Field::new(format!("placeholder_{i}"), DataType::Null, true))
+                .collect::<Vec<_>>(),
+        )),
+        (0..n)
+            .map(|_| Arc::new(NullArray::new(1)) as ArrayRef)
+            .collect(),
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )?)
+}
+
+/// What a constant plan does to its row, bottom up.
+#[derive(Debug)]
+enum Step {
+    Filter(Arc<dyn PhysicalExpr>),
+    Project(Projector),
+}
+
+/// A constant plan, run as its operators would run it (see the module documentation).
+#[derive(Debug)]
+pub struct ConstantExec {
+    /// DataFusion's operators: the plan's properties, and how EXPLAIN shows it.
+    inner: Arc<dyn ExecutionPlan>,
+    /// The placeholder row, or none for an empty relation without one.
+    row: Option<RecordBatch>,
+    steps: Arc<[Step]>,
+}
+
+impl ConstantExec {
+    /// The result: none when a filter left no row (as `FilterExec` sends no empty batch).
+    fn run(row: &RecordBatch, steps: &[Step]) -> Result<Option<RecordBatch>> {
+        let mut batch = row.clone();
+        for step in steps {
+            batch = match step {
+                Step::Filter(predicate) => {
+                    let b = batch_filter(&batch, predicate)?;
+                    if b.num_rows() == 0 {
+                        return Ok(None);
+                    }
+                    b
+                }
+                Step::Project(p) => p.project_batch(&batch)?,
+            };
+        }
+        Ok(Some(batch))
+    }
+}
+
+impl DisplayAs for ConstantExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        self.inner.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for ConstantExec {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.inner.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        for step in self.steps.iter() {
+            let exprs: Vec<&Arc<dyn PhysicalExpr>> = match step {
+                Step::Filter(p) => vec![p],
+                Step::Project(p) => p.projection().iter().map(|e| &e.expr).collect(),
+            };
+            for e in exprs {
+                if f(e)? == TreeNodeRecursion::Stop {
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let row = self.row.clone();
+        let steps = Arc::clone(&self.steps);
+        let batches = row
+            .into_iter()
+            .filter_map(move |row| Self::run(&row, &steps).transpose());
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            futures::stream::iter(batches),
+        )))
+    }
 }
 
 /// The projections and filters from the top of a plan this module plans, and its leaf.
@@ -251,9 +406,34 @@ mod tests {
             "SELECT a FROM t WHERE b = 'z' OR a = 1",
             "SELECT t.a AS renamed FROM t WHERE false",
             "SELECT a, a * 2 FROM t WHERE a IN (1, 4)",
+            "SELECT 1 AS x WHERE random() < 0",
+            "SELECT 2 AS x WHERE random() >= 0",
+            "SELECT 1 WHERE false",
+            "SELECT 'a' AS s, NULL AS n, 1.5 AS f",
         ] {
             assert!(same_as_datafusion(sql).await, "not planned fast: {sql}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_constant_plan_runs_again_without_growing() {
+        let ctx = context();
+        let state = ctx.state();
+        let logical = state
+            .create_logical_plan("SELECT 1 AS one, 'x' || 'y' AS s")
+            .await
+            .unwrap();
+        let optimized = state.optimize(&logical).unwrap();
+        let fast = plan(&optimized, &state).await.unwrap().unwrap();
+        assert!(fast.is::<ConstantExec>());
+        for _ in 0..3 {
+            let rows = collect(Arc::clone(&fast), state.task_ctx()).await.unwrap();
+            assert_eq!(
+                pretty_format_batches(&rows).unwrap().to_string(),
+                "+-----+----+\n| one | s  |\n+-----+----+\n| 1   | xy |\n+-----+----+"
+            );
+        }
+        assert!(fast.metrics().is_none());
     }
 
     #[tokio::test]

@@ -9,8 +9,8 @@
 
 mod activity;
 mod column_names;
+mod conn;
 mod copy;
-mod cork;
 mod cursor;
 mod datetime;
 mod encode;
@@ -98,7 +98,9 @@ type BindParams<'a> = dyn Fn(&[Option<DataType>]) -> PgWireResult<ParamValues> +
 pub(crate) struct Planned {
     pub(crate) prepared: Prepared,
     /// The result columns' declared types and PostgreSQL names.
-    columns: OnceLock<encode::Columns>,
+    columns: OnceLock<Arc<encode::Columns>>,
+    /// How its results were sent (and described), for its next runs.
+    encodings: encode::EncodingCache,
 }
 
 impl Planned {
@@ -106,6 +108,7 @@ impl Planned {
         Ok(Self {
             prepared: Prepared::new(plan).map_err(|e| eddy_error(&e))?,
             columns: OnceLock::new(),
+            encodings: encode::EncodingCache::default(),
         })
     }
 
@@ -113,7 +116,7 @@ impl Planned {
         self.prepared.plan()
     }
 
-    fn columns(&self, be: &dyn eddy_proto::BeService) -> &encode::Columns {
+    fn columns(&self, be: &dyn eddy_proto::BeService) -> &Arc<encode::Columns> {
         self.columns
             .get_or_init(|| encode::Columns::of(self.plan(), be))
     }
@@ -290,13 +293,15 @@ impl PgHandler {
     {
         metrics::QUERIES.inc();
         let timer = Timer(Instant::now());
-        let guard = Guard::new(session.begin_statement(), session.statement_timeout());
+        let settings = session.derived();
+        let guard = Guard::new(session.begin_statement(), settings.statement_timeout);
         let mut out = Output {
-            extra_float_digits: session.extra_float_digits(),
-            time_zone: session.time_zone(),
-            declared: vec![],
-            names: vec![],
+            extra_float_digits: settings.extra_float_digits,
+            time_zone: settings.time_zone,
+            columns: encode::Columns::none(),
         };
+        // A planned statement keeps how its results are encoded.
+        let mut encodings: Option<Arc<Planned>> = None;
         let failed = client.transaction_status() == TransactionStatus::Error;
         if failed && !matches!(&stmt, PgStatement::Session(s) if s.ends_transaction()) {
             return Err(user_error(aborted()));
@@ -313,14 +318,16 @@ impl PgHandler {
                     .transpose()?;
                 out = out.with_columns(planned.columns(self.engine.be().as_ref()));
                 let planning = self.planning_for(client, session)?;
-                guard
+                let outcome = guard
                     .run(async {
                         self.engine
                             .execute_prepared(&planned.prepared, params, &planning)
                             .await
                             .map_err(|e| eddy_error(&e))
                     })
-                    .await?
+                    .await?;
+                encodings = Some(planned);
+                outcome
             }
             PgStatement::Cursor(c) => {
                 return self
@@ -340,9 +347,14 @@ impl PgHandler {
             }
         };
         Ok(match outcome {
-            Outcome::Rows(s) => {
-                Response::Query(encode::rows_response(s, format, &out, guard, timer)?)
-            }
+            Outcome::Rows(s) => Response::Query(encode::rows_response(
+                s,
+                format,
+                &out,
+                guard,
+                timer,
+                encodings.as_deref().map(|p| &p.encodings),
+            )?),
             Outcome::Command { tag, rows } => {
                 let t = Tag::new(&tag);
                 Response::Execution(match rows {
@@ -423,7 +435,7 @@ impl PgHandler {
                     .await?;
                 let stream = MemoryStream::try_new(batches, schema, None)
                     .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-                let mut r = encode::rows_response(Box::pin(stream), format, out, guard, ())?;
+                let mut r = encode::rows_response(Box::pin(stream), format, out, guard, (), None)?;
                 r.set_command_tag("FETCH");
                 Response::Query(r)
             }
@@ -506,6 +518,7 @@ impl PgHandler {
                     out,
                     guard,
                     (),
+                    None,
                 )?)
             }
             SessionStmt::Begin => Response::TransactionStart(Tag::new("BEGIN")),
@@ -556,8 +569,6 @@ impl SimpleQueryHandler for PgHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(client)?;
-        // A simple query after an unfinished extended batch: answer it at once.
-        session.release();
         let statements = match self.engine.parse(query) {
             Ok(s) => s,
             Err(e) => {
@@ -619,8 +630,6 @@ struct Factory {
     startup: Arc<StartupConfig>,
     /// This connection's: cancelled by `pg_terminate_backend`.
     terminated: CancellationToken,
-    /// This connection's socket cork (see [`cork`]).
-    cork: Arc<cork::Cork>,
 }
 
 impl PgWireServerHandlers for Factory {
@@ -640,7 +649,6 @@ impl PgWireServerHandlers for Factory {
         Arc::new(Startup::new(
             Arc::clone(&self.startup),
             self.terminated.clone(),
-            Arc::clone(&self.cork),
         ))
     }
 
@@ -701,7 +709,6 @@ pub async fn serve(
             }
         };
         let _ = socket.set_nodelay(true);
-        let cork = Arc::new(cork::Cork::of(&socket));
         let terminated = CancellationToken::new();
         let tls = tls.clone();
         let f = Arc::new(Factory {
@@ -709,12 +716,11 @@ pub async fn serve(
             extended: Arc::clone(&extended),
             startup: Arc::clone(&startup),
             terminated: terminated.clone(),
-            cork,
         });
         tokio::spawn(async move {
             metrics::CONNECTIONS.inc();
             tokio::select! {
-                r = pgwire::tokio::process_socket(socket, tls, f) => {
+                r = conn::process_socket(socket, tls, f) => {
                     if let Err(e) = r {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                     }

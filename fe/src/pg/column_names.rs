@@ -71,6 +71,8 @@ fn name_of(e: &Expr, input: &LogicalPlan) -> String {
             Some(d) => name_of(&d.unalias(), input),
             None => c.name.clone(),
         },
+        // int4 arithmetic is an operator, planned as a function (see `pg_literals`).
+        Expr::ScalarFunction(f) if crate::pg_literals::is_int4_arithmetic(f) => UNNAMED.into(),
         Expr::ScalarFunction(f) => f.func.name().to_string(),
         Expr::AggregateFunction(f) => f.func.name().to_string(),
         Expr::WindowFunction(w) => w.fun.name().to_string(),

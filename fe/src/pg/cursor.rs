@@ -134,7 +134,7 @@ struct Cursor {
 struct Entry {
     schema: SchemaRef,
     /// The declared types and names RowDescription gives the columns.
-    columns: Columns,
+    columns: Arc<Columns>,
     hold: bool,
     cursor: Arc<tokio::sync::Mutex<Cursor>>,
 }
@@ -163,7 +163,7 @@ impl Cursors {
         name: String,
         hold: bool,
         stream: SendableRecordBatchStream,
-        columns: Columns,
+        columns: Arc<Columns>,
     ) -> Result<(), ErrorInfo> {
         let mut open = self.open.lock();
         if open.contains_key(&name) {
@@ -240,11 +240,11 @@ impl Cursors {
 
     /// The columns a cursor returns (what Describe reports for `FETCH ... FROM name`);
     /// 34000 when there is no such cursor.
-    pub(crate) fn schema(&self, name: &str) -> Result<(SchemaRef, Columns), ErrorInfo> {
+    pub(crate) fn schema(&self, name: &str) -> Result<(SchemaRef, Arc<Columns>), ErrorInfo> {
         self.open
             .lock()
             .get(name)
-            .map(|c| (Arc::clone(&c.schema), c.columns.clone()))
+            .map(|c| (Arc::clone(&c.schema), Arc::clone(&c.columns)))
             .ok_or_else(|| no_cursor(name))
     }
 

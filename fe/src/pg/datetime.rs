@@ -6,7 +6,7 @@
 use std::str::FromStr;
 
 use arrow::array::timezone::Tz;
-use arrow::array::{ArrayRef, AsArray, StringArray};
+use arrow::array::{ArrayRef, AsArray, StringArray, StringBuilder};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Datelike, NaiveDateTime, Offset, TimeZone, Timelike};
@@ -86,9 +86,15 @@ fn push_time(out: &mut String, hour: u32, minute: u32, second: u32, micros: u32)
     use std::fmt::Write;
     let _ = write!(out, "{hour:02}:{minute:02}:{second:02}");
     if micros > 0 {
-        let frac = format!("{micros:06}");
+        let mut digits = [b'0'; 6];
+        let mut m = micros;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        let n = 6 - digits.iter().rev().take_while(|d| **d == b'0').count();
         out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
+        out.extend(digits[..n].iter().map(|d| *d as char));
     }
 }
 
@@ -112,60 +118,66 @@ fn bc(out: &mut String, d: &NaiveDateTime) {
 }
 
 /// `timestamp` text: `2024-01-01 10:00:00`, `2024-01-01 10:00:00.5`.
+#[cfg(test)]
 pub(crate) fn format_timestamp(d: &NaiveDateTime) -> String {
     let mut out = String::with_capacity(26);
-    push_date(&mut out, d);
-    out.push(' ');
-    push_time(
-        &mut out,
-        d.hour(),
-        d.minute(),
-        d.second(),
-        d.nanosecond() / 1000,
-    );
-    bc(&mut out, d);
+    push_timestamp(&mut out, d);
     out
 }
 
-/// `timestamptz` text in `tz`: `2024-01-01 05:00:00-05`, `... +05:30`.
-pub(crate) fn format_timestamptz<T: TimeZone>(d: &DateTime<T>) -> String {
+fn push_timestamp(out: &mut String, d: &NaiveDateTime) {
+    push_date(out, d);
+    out.push(' ');
+    push_time(out, d.hour(), d.minute(), d.second(), d.nanosecond() / 1000);
+    bc(out, d);
+}
+
+fn push_timestamptz<T: TimeZone>(out: &mut String, d: &DateTime<T>) {
     let local = d.naive_local();
     let offset = d.offset().fix().local_minus_utc();
-    let mut out = String::with_capacity(32);
-    push_date(&mut out, &local);
+    push_date(out, &local);
     out.push(' ');
     push_time(
-        &mut out,
+        out,
         local.hour(),
         local.minute(),
         local.second(),
         local.nanosecond() / 1000,
     );
-    push_offset(&mut out, offset);
-    bc(&mut out, &local);
-    out
+    push_offset(out, offset);
+    bc(out, &local);
 }
 
 /// A text column of a temporal array as PostgreSQL prints it, or `None` when the type
 /// needs no help (dates print right already).
 pub(crate) fn temporal_as_text(a: &ArrayRef, tz: SessionTz) -> Option<StringArray> {
     match a.data_type() {
-        DataType::Timestamp(_, zone) => {
-            let us = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
-            let us = us.as_primitive::<TimestampMicrosecondType>();
+        DataType::Timestamp(unit, zone) => {
+            let cast_us;
+            let us = if *unit == TimeUnit::Microsecond {
+                a.as_primitive::<TimestampMicrosecondType>()
+            } else {
+                cast_us = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
+                cast_us.as_primitive::<TimestampMicrosecondType>()
+            };
             let with_zone = zone.is_some();
-            Some(
-                us.iter()
-                    .map(|v| {
-                        let utc = DateTime::from_timestamp_micros(v?)?;
-                        Some(if with_zone {
-                            format_timestamptz(&utc.with_timezone(&tz.0))
+            let mut b = StringBuilder::with_capacity(us.len(), us.len() * 32);
+            let mut s = String::with_capacity(40);
+            for v in us.iter() {
+                match v.and_then(DateTime::from_timestamp_micros) {
+                    Some(utc) => {
+                        s.clear();
+                        if with_zone {
+                            push_timestamptz(&mut s, &utc.with_timezone(&tz.0));
                         } else {
-                            format_timestamp(&utc.naive_utc())
-                        })
-                    })
-                    .collect(),
-            )
+                            push_timestamp(&mut s, &utc.naive_utc());
+                        }
+                        b.append_value(&s);
+                    }
+                    None => b.append_null(),
+                }
+            }
+            Some(b.finish())
         }
         DataType::Time32(_) | DataType::Time64(_) => {
             let us = cast(a, &DataType::Time64(TimeUnit::Microsecond)).ok()?;

@@ -33,12 +33,8 @@ pub(crate) struct Output {
     pub(crate) extra_float_digits: i8,
     /// The session's TimeZone, in which `timestamptz` text is printed.
     pub(crate) time_zone: SessionTz,
-    /// The declared type of each result column that is a table column, by position
-    /// (empty when none is known): what RowDescription reports for it.
-    pub(crate) declared: Vec<Option<Declared>>,
-    /// PostgreSQL's name for each result column DataFusion names otherwise, by position
-    /// (see [`super::column_names`]).
-    pub(crate) names: Vec<Option<String>>,
+    /// The result columns' declared types and PostgreSQL names (none known when empty).
+    pub(crate) columns: Arc<Columns>,
 }
 
 impl Output {
@@ -47,14 +43,12 @@ impl Output {
         Self {
             extra_float_digits: 1,
             time_zone: SessionTz::utc(),
-            declared: vec![],
-            names: vec![],
+            columns: Columns::none(),
         }
     }
 
-    pub(crate) fn with_columns(mut self, c: &Columns) -> Self {
-        self.declared = c.declared.clone();
-        self.names = c.names.clone();
+    pub(crate) fn with_columns(mut self, c: &Arc<Columns>) -> Self {
+        self.columns = Arc::clone(c);
         self
     }
 }
@@ -62,16 +56,26 @@ impl Output {
 /// What RowDescription says of a statement's result columns beyond their Arrow fields.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Columns {
+    /// The declared type of each result column that is a table column, by position
+    /// (empty when none is known): what RowDescription reports for it.
     pub(crate) declared: Vec<Option<Declared>>,
+    /// PostgreSQL's name for each result column DataFusion names otherwise, by position
+    /// (see [`super::column_names`]).
     pub(crate) names: Vec<Option<String>>,
 }
 
 impl Columns {
-    pub(crate) fn of(plan: &LogicalPlan, be: &dyn BeService) -> Self {
-        Self {
+    pub(crate) fn of(plan: &LogicalPlan, be: &dyn BeService) -> Arc<Self> {
+        Arc::new(Self {
             declared: declared_types(plan, be),
             names: super::column_names::pg_names(plan),
-        }
+        })
+    }
+
+    /// Nothing known beyond the Arrow fields.
+    pub(crate) fn none() -> Arc<Self> {
+        static NONE: std::sync::OnceLock<Arc<Columns>> = std::sync::OnceLock::new();
+        Arc::clone(NONE.get_or_init(|| Arc::new(Columns::default())))
     }
 }
 
@@ -169,7 +173,7 @@ pub(crate) fn fields(
     let options = Arc::new(options);
     let mut fields =
         arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, Some(Arc::clone(&options)))?;
-    for (i, d) in out.declared.iter().enumerate() {
+    for (i, d) in out.columns.declared.iter().enumerate() {
         let (Some(d), Some(f)) = (d, fields.get_mut(i)) else {
             continue;
         };
@@ -193,7 +197,7 @@ pub(crate) fn fields(
         .with_format_options(Arc::clone(&options))
         .with_type_modifier(d.typmod);
     }
-    for (i, name) in out.names.iter().enumerate() {
+    for (i, name) in out.columns.names.iter().enumerate() {
         let (Some(name), Some(f)) = (name, fields.get_mut(i)) else {
             continue;
         };
@@ -293,45 +297,143 @@ fn guarded(stream: SendableRecordBatchStream, guard: Guard) -> BatchStream {
     .boxed()
 }
 
-/// A query response streaming `stream`'s rows in the given formats.
+/// How a result is sent: its field descriptions and the columns re-spelled first.
+#[derive(Debug)]
+pub(crate) struct Encoding {
+    pub(crate) fields: Arc<Vec<FieldInfo>>,
+    /// Float and date/time columns sent as text, in PostgreSQL's spelling.
+    text_cols: Vec<usize>,
+    /// The schema of a batch whose `text_cols` are re-spelled.
+    text_schema: SchemaRef,
+    /// jsonb columns sent in binary.
+    binary_jsonb: Vec<usize>,
+}
+
+impl Encoding {
+    pub(crate) fn new(schema: &Schema, format: &Format, out: &Output) -> PgWireResult<Self> {
+        let fields = Arc::new(fields(schema, format, out)?);
+        let text_cols: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| {
+                format.is_text(*i)
+                    && ((matches!(f.data_type(), DataType::Float32 | DataType::Float64)
+                        && out.extra_float_digits >= 1)
+                        || datetime::is_temporal_text(f.data_type()))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let binary_jsonb: Vec<usize> = fields
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| *f.datatype() == Type::JSONB && !format.is_text(*i))
+            .map(|(i, _)| i)
+            .collect();
+        let mut text_fields: Vec<Field> =
+            schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for &i in &text_cols {
+            let f = &text_fields[i];
+            text_fields[i] = Field::new(f.name(), DataType::Utf8, f.is_nullable());
+        }
+        Ok(Self {
+            fields,
+            text_cols,
+            text_schema: Arc::new(Schema::new(text_fields)),
+            binary_jsonb,
+        })
+    }
+}
+
+/// A prepared statement's [`Encoding`]s, kept between its executions: what they depend on
+/// (the result schema, the formats asked for, `extra_float_digits` and the statement's
+/// columns) rarely changes from one run to the next.
+#[derive(Debug, Default)]
+pub(crate) struct EncodingCache(parking_lot::Mutex<Vec<Kept>>);
+
+#[derive(Debug)]
+struct Kept {
+    schema: SchemaRef,
+    format: Format,
+    extra_float_digits: i8,
+    encoding: Arc<Encoding>,
+}
+
+/// How many encodings a statement keeps (a few formats or settings at once at most).
+const KEPT_MAX: usize = 4;
+
+fn same_format(a: &Format, b: &Format) -> bool {
+    match (a, b) {
+        (Format::UnifiedText, Format::UnifiedText) => true,
+        (Format::UnifiedBinary, Format::UnifiedBinary) => true,
+        (Format::Individual(a), Format::Individual(b)) => a == b,
+        _ => false,
+    }
+}
+
+impl EncodingCache {
+    /// The encoding of `schema` for `format` and `out`, whose columns must be the
+    /// statement's own.
+    pub(crate) fn get(
+        &self,
+        schema: &SchemaRef,
+        format: &Format,
+        out: &Output,
+    ) -> PgWireResult<Arc<Encoding>> {
+        {
+            let kept = self.0.lock();
+            if let Some(k) = kept.iter().find(|k| {
+                k.extra_float_digits == out.extra_float_digits
+                    && same_format(&k.format, format)
+                    && (Arc::ptr_eq(&k.schema, schema) || *k.schema == **schema)
+            }) {
+                return Ok(Arc::clone(&k.encoding));
+            }
+        }
+        let encoding = Arc::new(Encoding::new(schema, format, out)?);
+        let mut kept = self.0.lock();
+        if kept.len() >= KEPT_MAX {
+            kept.remove(0);
+        }
+        kept.push(Kept {
+            schema: Arc::clone(schema),
+            format: format.clone(),
+            extra_float_digits: out.extra_float_digits,
+            encoding: Arc::clone(&encoding),
+        });
+        Ok(encoding)
+    }
+}
+
+/// A query response streaming `stream`'s rows in the given formats; `cache` keeps the
+/// encoding for the statement's next runs.
 pub(crate) fn rows_response<T: Send + Sync + 'static>(
     stream: SendableRecordBatchStream,
     format: &Format,
     out: &Output,
     guard: Guard,
     keep: T,
+    cache: Option<&EncodingCache>,
 ) -> PgWireResult<QueryResponse> {
     let schema = stream.schema();
-    let fields = Arc::new(fields(&schema, format, out)?);
-    let text_cols: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(i, f)| {
-            format.is_text(*i)
-                && ((matches!(f.data_type(), DataType::Float32 | DataType::Float64)
-                    && out.extra_float_digits >= 1)
-                    || datetime::is_temporal_text(f.data_type()))
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let binary_jsonb: Vec<usize> = fields
-        .iter()
-        .enumerate()
-        .filter(|(i, f)| *f.datatype() == Type::JSONB && !format.is_text(*i))
-        .map(|(i, _)| i)
-        .collect();
+    let encoding = match cache {
+        Some(c) => c.get(&schema, format, out)?,
+        None => Arc::new(Encoding::new(&schema, format, out)?),
+    };
+    let fields = Arc::clone(&encoding.fields);
     let tz = out.time_zone;
-    let f2 = Arc::clone(&fields);
     let rows = guarded(stream, guard)
         .map(move |batch| {
             let _keep = &keep;
             let batch = batch
-                .and_then(|b| as_pg_text(b, &text_cols, tz))
-                .and_then(|b| as_binary_jsonb(b, &binary_jsonb));
+                .and_then(|b| as_pg_text(b, &encoding.text_cols, &encoding.text_schema, tz))
+                .and_then(|b| as_binary_jsonb(b, &encoding.binary_jsonb));
             match batch {
-                Ok(b) => stream::iter(arrow_pg::datatypes::encode_recordbatch(Arc::clone(&f2), b))
-                    .boxed(),
+                Ok(b) => stream::iter(arrow_pg::datatypes::encode_recordbatch(
+                    Arc::clone(&encoding.fields),
+                    b,
+                ))
+                .boxed(),
                 Err(e) => stream::once(async move { Err(e) }).boxed(),
             }
         })
@@ -359,13 +461,16 @@ fn as_binary_jsonb(batch: RecordBatch, cols: &[usize]) -> PgWireResult<RecordBat
 /// Replaces text-format float and date/time columns with their PostgreSQL spelling
 /// (`71`, not `71.0`; `1e+20`; `Infinity`; `2024-01-01 00:00:00-05`). The field
 /// description still says float8, timestamptz ...
-fn as_pg_text(batch: RecordBatch, cols: &[usize], tz: SessionTz) -> PgWireResult<RecordBatch> {
+fn as_pg_text(
+    batch: RecordBatch,
+    cols: &[usize],
+    schema: &SchemaRef,
+    tz: SessionTz,
+) -> PgWireResult<RecordBatch> {
     if cols.is_empty() {
         return Ok(batch);
     }
-    let schema = batch.schema();
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     for &i in cols {
         let a = &columns[i];
         let text: StringArray = match a.data_type() {
@@ -377,14 +482,17 @@ fn as_pg_text(batch: RecordBatch, cols: &[usize], tz: SessionTz) -> PgWireResult
             }
             _ => match datetime::temporal_as_text(a, tz) {
                 Some(t) => t,
-                None => continue,
+                // Cannot happen: the columns are floats and date/times.
+                None => arrow::compute::cast(a, &DataType::Utf8)
+                    .map_err(|e| PgWireError::ApiError(Box::new(e)))?
+                    .as_string::<i32>()
+                    .clone(),
             },
         };
         columns[i] = Arc::new(text);
-        fields[i] = Field::new(fields[i].name(), DataType::Utf8, fields[i].is_nullable());
     }
-    let schema: SchemaRef = Arc::new(Schema::new(fields));
-    RecordBatch::try_new(schema, columns).map_err(|e| PgWireError::ApiError(Box::new(e)))
+    RecordBatch::try_new(Arc::clone(schema), columns)
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))
 }
 
 /// PostgreSQL's float output (extra_float_digits >= 1): the shortest digits that read

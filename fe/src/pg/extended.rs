@@ -8,10 +8,11 @@ use std::sync::Arc;
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
-use futures::{Sink, SinkExt};
-use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::ExtendedQueryHandler;
-use pgwire::api::results::{FieldInfo, Response};
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::copy;
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
+use pgwire::api::query::{send_execution_response, ExtendedQueryHandler};
+use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::PgWireConnectionState;
@@ -19,10 +20,10 @@ use pgwire::api::{ClientInfo, ClientPortalStore, Type, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{
-    Bind, BindComplete, Describe, Execute, Flush, Parse, ParseComplete, Sync as PgSync,
+    Bind, BindComplete, Describe, Execute, Parse, ParseComplete, Sync as PgSync,
     TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
-use pgwire::messages::response::ReadyForQuery;
+use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery};
 use pgwire::messages::PgWireBackendMessage;
 
 use super::cursor::CursorStmt;
@@ -44,7 +45,7 @@ fn result_fields(
     format: &Format,
     be: &dyn BeService,
     session: Option<&Session>,
-) -> PgWireResult<Vec<FieldInfo>> {
+) -> PgWireResult<Arc<Vec<FieldInfo>>> {
     let out = Output::describe();
     match stmt {
         // FETCH returns the cursor's columns (psycopg 3 and asyncpg describe it before
@@ -52,15 +53,23 @@ fn result_fields(
         PgStatement::Cursor(CursorStmt::Fetch { name, .. }) => match session {
             Some(s) => {
                 let (schema, columns) = s.cursors.schema(name).map_err(user_error)?;
-                encode::fields(&schema, format, &out.with_columns(&columns))
+                Ok(Arc::new(encode::fields(
+                    &schema,
+                    format,
+                    &out.with_columns(&columns),
+                )?))
             }
-            None => Ok(vec![]),
+            None => Ok(Arc::default()),
         },
-        PgStatement::Planned(p) if PgStatement::returns_rows(p.plan()) => encode::fields(
-            p.plan().schema().as_arrow(),
-            format,
-            &out.with_columns(p.columns(be)),
-        ),
+        PgStatement::Planned(p) if PgStatement::returns_rows(p.plan()) => Ok(Arc::clone(
+            &p.encodings
+                .get(
+                    p.plan().schema().inner(),
+                    format,
+                    &out.with_columns(p.columns(be)),
+                )?
+                .fields,
+        )),
         PgStatement::Session(SessionStmt::Show(name)) => {
             let names: Vec<String> = if name.eq_ignore_ascii_case("all") {
                 vec!["name".into(), "setting".into()]
@@ -73,9 +82,9 @@ fn result_fields(
                     .map(|n| arrow::datatypes::Field::new(n, DataType::Utf8, false))
                     .collect::<Vec<_>>(),
             );
-            encode::fields(&schema, format, &out)
+            Ok(Arc::new(encode::fields(&schema, format, &out)?))
         }
-        _ => Ok(vec![]),
+        _ => Ok(Arc::default()),
     }
 }
 
@@ -129,12 +138,14 @@ impl QueryParser for Parser {
         stmt: &PgStatement,
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        result_fields(
+        Ok(result_fields(
             stmt,
             format.unwrap_or(&Format::UnifiedText),
             self.handler.engine.be().as_ref(),
             None,
-        )
+        )?
+        .as_ref()
+        .clone())
     }
 }
 
@@ -201,12 +212,10 @@ impl ExtendedQueryHandler for Extended {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(client)?;
-        session.hold();
-        let r = self.parse(client, &session, message).await;
-        released_on_error(&session, r)
+        self.parse(client, &session, message).await
     }
 
-    /// pgwire's, answering BindComplete without a flush (see [`super::cork`]).
+    /// pgwire's, answering BindComplete without a flush (see [`super::conn`]).
     async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -214,12 +223,11 @@ impl ExtendedQueryHandler for Extended {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let session = session_of(client)?;
-        session.hold();
-        let r = bind(client, &message).await;
-        released_on_error(&session, r)
+        bind(client, &message).await
     }
 
+    /// pgwire's, except that a portal run for all its rows (the usual Execute) streams
+    /// them to the client as they come, where pgwire's portal collects them first.
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -227,27 +235,76 @@ impl ExtendedQueryHandler for Extended {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let session = session_of(client)?;
-        session.hold();
-        let r = self._on_execute(client, message).await;
-        // COPY FROM STDIN: the client waits for CopyInResponse before it sends data.
-        if matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
-            session.release();
+        if message.max_rows != 0 || !matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+        {
+            return self._on_execute(client, message).await;
         }
-        released_on_error(&session, r)
-    }
-
-    async fn on_flush<C>(&self, client: &mut C, _message: Flush) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let r = client.flush().await;
-        if let Ok(session) = session_of(client) {
-            session.release();
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) => portal,
+            _ => return self._on_execute(client, message).await,
+        };
+        {
+            // Run once only: a portal run to its end has no more rows.
+            let mut state = portal.state.lock().await;
+            if !matches!(*state, PortalExecutionState::Initial) {
+                drop(state);
+                return self._on_execute(client, message).await;
+            }
+            *state = PortalExecutionState::Finished;
         }
-        Ok(r?)
+        let mut status = client.transaction_status();
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        match self.do_query(client, portal.as_ref(), 0).await? {
+            Response::Query(mut results) => {
+                let mut rows = 0;
+                while let Some(row) = results.data_rows.next().await {
+                    client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                    rows += 1;
+                }
+                let tag = Tag::new(&results.command_tag).with_rows(rows);
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                    .await?;
+            }
+            Response::EmptyQuery => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?;
+            }
+            Response::Execution(tag) => send_execution_response(client, tag).await?,
+            Response::TransactionStart(tag) => {
+                send_execution_response(client, tag).await?;
+                status = status.to_in_transaction_state();
+            }
+            Response::TransactionEnd(tag) => {
+                send_execution_response(client, tag).await?;
+                status = status.to_idle_state();
+                client.portal_store().rm_portal(DEFAULT_NAME);
+            }
+            Response::Error(e) => {
+                client
+                    .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                    .await?;
+                status = status.to_error_state();
+            }
+            Response::CopyIn(r) => {
+                client.set_state(PgWireConnectionState::CopyInProgress(true));
+                copy::send_copy_in_response(client, r).await?;
+            }
+            Response::CopyOut(r) => copy::send_copy_out_response(client, r).await?,
+            Response::CopyBoth(r) => {
+                client.set_state(PgWireConnectionState::CopyInProgress(true));
+                copy::send_copy_both_response(client, r).await?;
+            }
+        }
+        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            client.set_transaction_status(status);
+        }
+        Ok(())
     }
 
     async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
@@ -259,15 +316,12 @@ impl ExtendedQueryHandler for Extended {
     {
         client.portal_store().rm_portal(DEFAULT_NAME);
         let status = client.transaction_status();
-        let r = client
+        client
             .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
                 status,
             )))
-            .await;
-        if let Ok(session) = session_of(client) {
-            session.release();
-        }
-        Ok(r?)
+            .await?;
+        Ok(())
     }
 
     /// Like pgwire's, but a statement without result columns answers NoData (as
@@ -280,9 +334,7 @@ impl ExtendedQueryHandler for Extended {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(client)?;
-        session.hold();
-        let r = self.describe(client, &session, message).await;
-        released_on_error(&session, r)
+        self.describe(client, &session, message).await
     }
 
     async fn do_query<C>(
@@ -384,7 +436,7 @@ impl Extended {
                         result_fields(&stmt.statement, &Format::UnifiedText, be, Some(session))?;
                     (Some(params), fields)
                 }
-                Some(Entry::Empty) => (Some(vec![]), vec![]),
+                Some(Entry::Empty) => (Some(vec![]), Arc::default()),
                 None => return Err(PgWireError::StatementNotFound(name.to_owned())),
             },
             TARGET_TYPE_BYTE_PORTAL => match client.portal_store().get_portal(name) {
@@ -397,17 +449,17 @@ impl Extended {
                         Some(session),
                     )?,
                 ),
-                Some(Entry::Empty) => (None, vec![]),
+                Some(Entry::Empty) => (None, Arc::default()),
                 // A cursor DECLAREd in SQL is a portal too: psycopg 3 describes its
                 // server-side cursors by name.
                 None => match session.cursors.schema(name) {
                     Ok((schema, columns)) => (
                         None,
-                        encode::fields(
+                        Arc::new(encode::fields(
                             &schema,
                             &Format::UnifiedText,
                             &Output::describe().with_columns(&columns),
-                        )?,
+                        )?),
                     ),
                     Err(_) => return Err(PgWireError::PortalNotFound(name.to_owned())),
                 },
@@ -436,7 +488,7 @@ impl Extended {
     }
 }
 
-/// pgwire's Bind, answering BindComplete without a flush (see [`super::cork`]).
+/// pgwire's Bind, answering BindComplete without a flush (see [`super::conn`]).
 async fn bind<C>(client: &mut C, message: &Bind) -> PgWireResult<()>
 where
     C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -469,12 +521,4 @@ where
         .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
         .await?;
     Ok(())
-}
-
-/// An error ends the batch: PostgreSQL sends ErrorResponse at once.
-fn released_on_error<T>(session: &Session, r: PgWireResult<T>) -> PgWireResult<T> {
-    if r.is_err() {
-        session.release();
-    }
-    r
 }

@@ -12,13 +12,16 @@
 //!   which DataFusion decorrelates; over no rows `array_agg` gives NULL, so both forms
 //!   are wrapped in [`ARRAY_OR_EMPTY`], which makes that the empty array PostgreSQL
 //!   gives. An element that holds a subquery itself (psql's `\dp`) is computed in a
-//!   derived table first, and stays NULL over no rows.
+//!   derived table first, which [`crate::empty_relations`] removes when it reads a
+//!   catalog that never has rows (`pg_policy`).
 //! - `to_timestamp(text, template)` and `to_date(text, template)` with PostgreSQL's
 //!   templates (`'YYYY-MM-DD HH24:MI:SS.US'`, Superset's time range bounds) get the
 //!   equivalent chrono format DataFusion parses with; `to_timestamp` returns
 //!   `timestamptz`, as in PostgreSQL (the text is read as UTC).
 //! - what psql's catalog queries need besides ([`catalog`]: `tableoid`, scalar
 //!   subqueries over pg_catalog);
+//! - `'name(argtypes)'::regprocedure` becomes a call of the function that resolves
+//!   the signature against pg_proc (`crate::catalog::pg`'s `eddy_regprocedure`);
 //! - `timestamp 'epoch' + e * interval '1 second'` (Superset's epoch columns) becomes
 //!   `to_timestamp(e)`, since DataFusion cannot multiply an interval by a number; any
 //!   fixed-length interval (seconds to weeks) works the same way.
@@ -36,6 +39,7 @@ use datafusion::sql::sqlparser::dialect::{Dialect, DuckDbDialect, PostgreSqlDial
 use datafusion::sql::sqlparser::parser::Parser;
 
 use super::functions::ARRAY_OR_EMPTY;
+use crate::catalog::pg::REGPROCEDURE;
 
 /// The plain positional arguments of a call, or `None` for anything fancier.
 fn plain_args(args: &FunctionArguments) -> Option<Vec<&Expr>> {
@@ -148,8 +152,10 @@ fn array_of_subquery(q: &Query) -> Option<Expr> {
         },
     };
     // A subquery inside the element (psql's `\dp` lists each policy's roles with a
-    // nested ARRAY(...)) cannot be decorrelated from inside an aggregate's argument;
-    // from a derived table's projection it can.
+    // nested ARRAY(...)) cannot be decorrelated from inside an aggregate's argument.
+    // In a derived table's projection it goes with the projection when the table is
+    // known to be empty (`pg_policy`, see [`crate::empty_relations`]), and the rest
+    // is uncorrelated.
     let nested = visit_expressions(&item, |e| {
         let array_of_query =
             matches!(e, Expr::Function(f) if matches!(f.args, FunctionArguments::Subquery(_)));
@@ -169,10 +175,8 @@ fn array_of_subquery(q: &Query) -> Option<Expr> {
             expr: item,
             alias: Ident::new("eddy_element"),
         }];
-        // DataFusion cannot decorrelate this form once a function wraps it, so over no
-        // rows it stays NULL.
         return parse_expr(&format!(
-            "(SELECT array_agg(eddy_element) FROM ({inner}) AS eddy_elements)"
+            "{ARRAY_OR_EMPTY}((SELECT array_agg(eddy_element) FROM ({inner}) AS eddy_elements))"
         ));
     }
     let agg = parse_expr(&format!("array_agg({item}{order})"))?;
@@ -384,6 +388,32 @@ fn datetime_expr(e: &Expr) -> Option<Expr> {
     }
 }
 
+/// `'name(argtypes)'::regprocedure` (psql's `\sf name(args)`) as the function that
+/// resolves the signature against pg_proc. Only a text constant or a parameter: a
+/// column cast to `regprocedure` is an OID shown by name, which this does not do.
+fn regprocedure(e: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        expr, data_type, ..
+    } = e
+    else {
+        return None;
+    };
+    let ty = data_type.to_string().to_ascii_lowercase();
+    if ty.trim_start_matches("pg_catalog.") != "regprocedure" {
+        return None;
+    }
+    let Expr::Value(v) = expr.as_ref() else {
+        return None;
+    };
+    if !matches!(
+        v.value,
+        Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_) | Value::Placeholder(_)
+    ) {
+        return None;
+    }
+    parse_expr(&format!("{REGPROCEDURE}({expr})"))
+}
+
 /// Rewrites the calls named in the module documentation, in place.
 pub(crate) fn postgres_functions(stmt: &mut Statement) {
     catalog::catalog_queries(stmt);
@@ -397,7 +427,7 @@ pub(crate) fn postgres_functions(stmt: &mut Statement) {
         ControlFlow::<()>::Continue(())
     });
     let _ = visit_expressions_mut(stmt, |e| {
-        if let Some(new) = datetime_expr(e) {
+        if let Some(new) = datetime_expr(e).or_else(|| regprocedure(e)) {
             *e = new;
             return ControlFlow::<()>::Continue(());
         }
@@ -485,6 +515,23 @@ mod tests {
     }
 
     #[test]
+    fn regprocedure_casts_resolve_signatures() {
+        assert_eq!(
+            rewritten("SELECT 'now()'::pg_catalog.regprocedure::pg_catalog.oid"),
+            "SELECT eddy_regprocedure('now()')::pg_catalog.oid"
+        );
+        assert_eq!(
+            rewritten("SELECT CAST($1 AS regprocedure)"),
+            "SELECT eddy_regprocedure($1)"
+        );
+        // An OID column shown as a signature, and regproc: left alone.
+        assert_eq!(
+            rewritten("SELECT p.oid::regprocedure, 'now'::regproc FROM pg_proc p"),
+            "SELECT p.oid::regprocedure, 'now'::regproc FROM pg_proc p"
+        );
+    }
+
+    #[test]
     fn array_subqueries_become_aggregates_or_maps() {
         assert_eq!(
             rewritten("SELECT ARRAY(SELECT b.rolname FROM pg_roles b WHERE b.oid = r.oid ORDER BY 1) FROM pg_roles r"),
@@ -497,6 +544,11 @@ mod tests {
         assert_eq!(
             rewritten("SELECT array(select x from pg_catalog.unnest(evttags) as t(x)) FROM pg_event_trigger e"),
             "SELECT eddy_array_or_empty(array_transform(evttags, x -> x)) FROM pg_event_trigger e"
+        );
+        // An element with a subquery of its own is computed in a derived table.
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT polname || array_to_string(ARRAY(SELECT rolname FROM pg_roles WHERE oid = polrelid), ',') FROM pg_policy WHERE polrelid = c.oid) FROM pg_class c"),
+            "SELECT eddy_array_or_empty((SELECT array_agg(eddy_element) FROM (SELECT polname || array_to_string(eddy_array_or_empty((SELECT array_agg(rolname) FROM pg_roles WHERE oid = polrelid)), ',') AS eddy_element FROM pg_policy WHERE polrelid = c.oid) AS eddy_elements)) FROM pg_class c"
         );
     }
 }

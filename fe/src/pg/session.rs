@@ -234,8 +234,16 @@ pub(crate) struct Session {
     planning: Mutex<Option<((u64, u64), Planning)>>,
     /// Bumped by every change of a setting.
     settings_version: std::sync::atomic::AtomicU64,
-    /// The connection socket's cork, for the extended protocol's handlers.
-    cork: Option<Arc<super::cork::Cork>>,
+    /// What every statement reads of the settings, parsed, for the settings version.
+    derived: Mutex<Option<(u64, Derived)>>,
+}
+
+/// The settings every statement reads, parsed once per change of the settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Derived {
+    pub(crate) statement_timeout: Option<Duration>,
+    pub(crate) extra_float_digits: i8,
+    pub(crate) time_zone: SessionTz,
 }
 
 /// What `SET` changed that the client must be told about.
@@ -285,7 +293,7 @@ impl Session {
             client: None,
             planning: Mutex::new(None),
             settings_version: std::sync::atomic::AtomicU64::new(0),
-            cork: None,
+            derived: Mutex::new(None),
         }
     }
 
@@ -299,24 +307,6 @@ impl Session {
     pub(crate) fn with_client(mut self, addr: std::net::SocketAddr) -> Self {
         self.client = Some(addr);
         self
-    }
-
-    pub(crate) fn with_cork(mut self, cork: Arc<super::cork::Cork>) -> Self {
-        self.cork = Some(cork);
-        self
-    }
-
-    /// Holds the connection's answers back until [`Self::release`] (see [`super::cork`]).
-    pub(crate) fn hold(&self) {
-        if let Some(c) = &self.cork {
-            c.hold();
-        }
-    }
-
-    pub(crate) fn release(&self) {
-        if let Some(c) = &self.cork {
-            c.release();
-        }
     }
 
     /// `pg_terminate_backend`: stops the running statement and closes the connection.
@@ -386,6 +376,26 @@ impl Session {
             .map(|s| s.trim().trim_matches('"').to_string())
             .filter(|s| !s.is_empty() && s != "$user")
             .collect()
+    }
+
+    /// [`Self::statement_timeout`], [`Self::extra_float_digits`] and [`Self::time_zone`],
+    /// parsed again only after a setting changed.
+    pub(crate) fn derived(&self) -> Derived {
+        let version = self
+            .settings_version
+            .load(std::sync::atomic::Ordering::Acquire);
+        if let Some((v, d)) = *self.derived.lock() {
+            if v == version {
+                return d;
+            }
+        }
+        let d = Derived {
+            statement_timeout: self.statement_timeout(),
+            extra_float_digits: self.extra_float_digits(),
+            time_zone: self.time_zone(),
+        };
+        *self.derived.lock() = Some((version, d));
+        d
     }
 
     /// `statement_timeout` as a duration; `None` when 0 (no limit).

@@ -215,8 +215,6 @@ pub(crate) struct Startup {
     config: Arc<StartupConfig>,
     /// The connection's termination token, handed to its session.
     terminated: tokio_util::sync::CancellationToken,
-    /// The connection socket's cork, handed to its session.
-    cork: Arc<super::cork::Cork>,
     scram: Option<SASLAuthStartupHandler<Parameters>>,
     md5: Option<Md5PasswordAuthStartupHandler<Users, Parameters>>,
 }
@@ -233,7 +231,6 @@ impl Startup {
     pub(crate) fn new(
         config: Arc<StartupConfig>,
         terminated: tokio_util::sync::CancellationToken,
-        cork: Arc<super::cork::Cork>,
     ) -> Self {
         let (mut scram, mut md5) = (None, None);
         if config.auth.has_users() {
@@ -264,7 +261,6 @@ impl Startup {
         Self {
             config,
             terminated,
-            cork,
             scram,
             md5,
         }
@@ -283,8 +279,7 @@ impl Startup {
         let session = Arc::new(
             Session::new(user, client.metadata())
                 .with_termination(self.terminated.clone())
-                .with_client(client.socket_addr())
-                .with_cork(Arc::clone(&self.cork)),
+                .with_client(client.socket_addr()),
         );
         let (pid, secret) = client.pid_and_secret_key();
         self.config
