@@ -329,7 +329,7 @@ fn lookup_scan(st: &TableState, schema: SchemaRef, mut found: Vec<RowLoc>) -> Re
             if local.is_empty() {
                 continue;
             }
-            let taken = take_record_batch(b, &UInt32Array::from(local))
+            let taken = pick_rows(b, &local)
                 .map_err(|e| Error::new(ErrorCode::Internal, format!("key lookup: {e}")))?;
             stats.memtable_rows += taken.num_rows() as u64;
             work.push(Work::Batch(adapt_batch(&schema, &taken)?));
@@ -389,11 +389,24 @@ async fn read_rows(
             i += 1;
         }
         let batch = row_group_batch(&seg, rg, &schema).await?;
-        let taken = take_record_batch(&batch, &UInt32Array::from(local))
-            .map_err(|e| read_err(&seg.meta.path, e))?;
+        let taken = pick_rows(&batch, &local).map_err(|e| read_err(&seg.meta.path, e))?;
         out.push(Ok(taken));
     }
     Ok(Box::pin(stream::iter(out)))
+}
+
+/// Rows `local` (ascending, distinct) of `batch`: a zero-copy slice when they are
+/// consecutive, as the one row of a point lookup is, else copied out.
+fn pick_rows(
+    batch: &RecordBatch,
+    local: &[u32],
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    if let (Some(&first), Some(&last)) = (local.first(), local.last()) {
+        if (last - first) as usize + 1 == local.len() {
+            return Ok(batch.slice(first as usize, local.len()));
+        }
+    }
+    take_record_batch(batch, &UInt32Array::from(local.to_vec()))
 }
 
 fn read_err(path: &str, e: impl std::fmt::Display) -> Error {

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod pg;
 pub mod pg_literals;
 pub mod plan_exprs;
+pub mod point_query;
 pub mod prepared;
 pub mod provider;
 pub mod query;

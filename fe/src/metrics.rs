@@ -42,6 +42,16 @@ pub static MEMORY_POOL_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
         IntGauge::new("eddy_fe_memory_pool_bytes", "Query memory pool size").expect("valid metric"),
     )
 });
+/// Prepared point queries answered from the primary-key index without DataFusion.
+pub static POINT_QUERIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "eddy_fe_point_queries_total",
+            "Prepared point queries answered from the primary-key index without DataFusion",
+        )
+        .expect("valid metric"),
+    )
+});
 pub static HTTP_ROWS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new("eddy_fe_http_ingest_rows_total", "Rows accepted over HTTP")
@@ -60,6 +70,7 @@ pub fn init(memory_pool_bytes: u64) {
     LazyLock::force(&QUERIES);
     LazyLock::force(&QUERY_ERRORS);
     LazyLock::force(&QUERY_SECONDS);
+    LazyLock::force(&POINT_QUERIES);
     LazyLock::force(&HTTP_ROWS);
     LazyLock::force(&CONNECTIONS);
 }

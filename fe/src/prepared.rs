@@ -28,6 +28,7 @@ use eddy_proto::Result;
 use parking_lot::Mutex;
 
 use crate::error::classify;
+use crate::point_query::PointPlan;
 use crate::query::Planning;
 
 /// A planned statement kept between Parse and its executions.
@@ -45,6 +46,8 @@ struct Optimized {
     /// The [`Planning::id`] it was optimized with.
     planning: u64,
     plan: LogicalPlan,
+    /// How it runs when it is a point query (see [`crate::point_query`]).
+    point: Option<Arc<PointPlan>>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -113,6 +116,7 @@ impl Prepared {
                 Ok(p) => {
                     *self.optimized.lock() = Some(Optimized {
                         planning: planning.id,
+                        point: PointPlan::of(&p).map(Arc::new),
                         plan: p.clone(),
                     });
                     p
@@ -134,6 +138,15 @@ impl Prepared {
 }
 
 impl Prepared {
+    /// The point plan of the plan optimized with `planning`, when it is a point query (it
+    /// is known from the second run on).
+    pub fn point(&self, planning: &Planning) -> Option<Arc<PointPlan>> {
+        match &*self.optimized.lock() {
+            Some(o) if o.planning == planning.id => o.point.clone(),
+            _ => None,
+        }
+    }
+
     /// The kept physical plan, for a constant query planned with `planning`.
     pub fn physical(&self, planning: &Planning) -> Option<Arc<dyn ExecutionPlan>> {
         match &*self.physical.lock() {

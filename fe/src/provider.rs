@@ -124,7 +124,7 @@ impl TableProvider for EddyTable {
     }
 }
 
-fn scalar_of(v: &ScalarValue) -> Option<Scalar> {
+pub(crate) fn scalar_of(v: &ScalarValue) -> Option<Scalar> {
     Some(match v {
         ScalarValue::Boolean(Some(b)) => Scalar::Bool(*b),
         ScalarValue::Int8(Some(x)) => Scalar::Int(*x as i64),

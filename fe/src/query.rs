@@ -450,6 +450,11 @@ impl QueryEngine {
                 return Ok(Outcome::Rows(stream));
             }
         }
+        if let Some(point) = prepared.point(planning) {
+            if let Some(stream) = point.run(params.as_ref()).await? {
+                return Ok(Outcome::Rows(stream));
+            }
+        }
         let bound = prepared.bind(planning, params)?;
         if bound.optimized && crate::fast_plan::is_constant(&bound.plan) {
             let physical = self

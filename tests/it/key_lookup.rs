@@ -98,6 +98,92 @@ async fn check(c: &tokio_postgres::Client, table: &str, cases: &[(&str, &str)], 
     }
 }
 
+/// The value of a counter in the Prometheus text of `GET /metrics`.
+async fn counter(s: &Server, name: &str) -> u64 {
+    let m = s.metrics().await;
+    m.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {m}"))
+}
+
+/// A prepared point query, run again and again as a pool runs it, answers as the same
+/// query through a full scan: rows in the memtable, in a segment, moved, deleted, never
+/// there, a NULL key, a composite key, columns picked and renamed, `LIMIT 0`, a row
+/// upserted between runs. From its second run on it is answered from the key index
+/// without DataFusion (counted in `eddy_fe_point_queries_total`).
+async fn prepared_lookups(s: &Server, c: &tokio_postgres::Client, when: &str) {
+    let before = counter(s, "eddy_fe_point_queries_total").await;
+    let all = c.prepare("SELECT * FROM kv WHERE id = $1").await.unwrap();
+    let picked = c
+        .prepare("SELECT x, v AS value FROM kv WHERE id = $1")
+        .await
+        .unwrap();
+    let none = c
+        .prepare("SELECT v FROM kv WHERE id = $1 LIMIT 0")
+        .await
+        .unwrap();
+    let pair = c
+        .prepare("SELECT price, n FROM k2 WHERE n = $2 AND sym = $1")
+        .await
+        .unwrap();
+    let mut answered = 0;
+    for round in 0..3 {
+        for id in [7i64, 1500, 9, 123456, 3000] {
+            let got = c.query(&all, &[&id]).await.unwrap();
+            let scan = c
+                .query("SELECT x, v FROM kv WHERE id + 0 = $1", &[&id])
+                .await
+                .unwrap();
+            assert_eq!(got.len(), scan.len(), "{when}: id = {id}");
+            if let (Some(g), Some(w)) = (got.first(), scan.first()) {
+                assert_eq!(g.get::<_, i64>(0), id, "{when}");
+                assert_eq!(
+                    g.get::<_, Option<String>>(1),
+                    w.get::<_, Option<String>>(1),
+                    "{when}: {id}"
+                );
+                assert_eq!(
+                    g.get::<_, Option<f64>>(2),
+                    w.get::<_, Option<f64>>(0),
+                    "{when}: {id}"
+                );
+            }
+            let p = c.query(&picked, &[&id]).await.unwrap();
+            assert_eq!(p.len(), got.len(), "{when}: {id}");
+            if let (Some(p), Some(g)) = (p.first(), got.first()) {
+                assert_eq!(p.columns()[1].name(), "value");
+                assert_eq!(p.get::<_, Option<f64>>(0), g.get::<_, Option<f64>>(2));
+                assert_eq!(p.get::<_, Option<String>>(1), g.get::<_, Option<String>>(1));
+            }
+            // (`LIMIT 0` plans as no scan at all.)
+            assert!(c.query(&none, &[&id]).await.unwrap().is_empty(), "{when}");
+            answered += 2;
+        }
+        let null: Option<i64> = None;
+        assert!(c.query(&all, &[&null]).await.unwrap().is_empty(), "{when}");
+        let got = c.query(&pair, &[&"CL", &2i32]).await.unwrap();
+        assert_eq!(got.len(), 1, "{when}");
+        assert_eq!(got[0].get::<_, f64>(0), 72.0, "{when}");
+        assert!(c.query(&pair, &[&"CL", &3i32]).await.unwrap().is_empty());
+        answered += 3;
+        // A write between runs is seen by the next run.
+        let v = format!("r{round}");
+        rows(c, &format!("INSERT INTO kv VALUES (3000, '{v}', {round})")).await;
+        let got = c.query(&all, &[&3000i64]).await.unwrap();
+        assert_eq!(got[0].get::<_, String>(1), v, "{when}");
+        answered += 1;
+        assert_eq!(c.query(&all, &[&3000i64]).await.unwrap().len(), 1);
+        answered += 1;
+    }
+    // Each statement's first run plans it through DataFusion.
+    let after = counter(s, "eddy_fe_point_queries_total").await;
+    assert!(
+        after - before >= answered - 3,
+        "{when}: {} of {answered} runs answered from the index",
+        after - before
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn key_lookups_equal_full_scans_across_seal_upsert_delete_and_kill9() {
     let dir = tempdir();
@@ -160,6 +246,7 @@ async fn key_lookups_equal_full_scans_across_seal_upsert_delete_and_kill9() {
     );
     assert!(!plan.contains("FilterExec"), "{plan}");
     same_as_scan(&c).await;
+    prepared_lookups(&s, &c, "segment + memtable").await;
     let plan = format!(
         "{:?}",
         rows(&c, "EXPLAIN ANALYZE SELECT * FROM kv WHERE id = 1500").await
@@ -172,6 +259,7 @@ async fn key_lookups_equal_full_scans_across_seal_upsert_delete_and_kill9() {
     let c = s.client().await;
     check(&c, "kv", CASES, "after kill -9").await;
     same_as_scan(&c).await;
+    prepared_lookups(&s, &c, "after kill -9").await;
     check(&c, "k2", CASES2, "after kill -9").await;
     rows(&c, "CHECKPOINT").await;
     check(&c, "kv", CASES, "after kill -9 and a seal").await;
