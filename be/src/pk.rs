@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use arrow::array::ArrayRef;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
 use eddy_proto::{Error, ErrorCode, Result};
@@ -29,7 +29,84 @@ pub type Deletes = HashMap<u64, RoaringBitmap>;
 pub struct PkIndex {
     columns: Vec<String>,
     converter: RowConverter,
-    map: HashMap<Box<[u8]>, RowLoc, ahash::RandomState>,
+    map: KeyMap,
+}
+
+/// Index entries by encoded key. A key whose row encoding has a fixed width of at most 16
+/// bytes (integers, dates, timestamps, booleans, and pairs of small ones) is packed into a
+/// `u128` held inline: no allocation per key, and a probe compares in place instead of
+/// following a pointer to the key's bytes (a cache miss per lookup on a large table).
+/// Other keys (text, numeric) keep their bytes.
+enum KeyMap {
+    Packed(HashMap<u128, RowLoc, ahash::RandomState>),
+    Bytes(HashMap<Box<[u8]>, RowLoc, ahash::RandomState>),
+}
+
+/// A fixed-width row (every row of the index has the same length, at most 16 bytes).
+fn pack(row: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    b[..row.len()].copy_from_slice(row);
+    u128::from_le_bytes(b)
+}
+
+impl KeyMap {
+    fn new(types: &[DataType]) -> Self {
+        // Arrow's row format: a null flag byte, then the value's bytes.
+        let width = types.iter().try_fold(0usize, |w, dt| {
+            let bytes = match dt {
+                DataType::Boolean => Some(1),
+                dt if dt.is_primitive() => dt.primitive_width(),
+                _ => None,
+            }?;
+            Some(w + 1 + bytes)
+        });
+        match width {
+            Some(w) if w <= 16 => Self::Packed(HashMap::default()),
+            _ => Self::Bytes(HashMap::default()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Packed(m) => m.len(),
+            Self::Bytes(m) => m.len(),
+        }
+    }
+
+    fn get(&self, row: &[u8]) -> Option<RowLoc> {
+        match self {
+            Self::Packed(m) => m.get(&pack(row)).copied(),
+            Self::Bytes(m) => m.get(row).copied(),
+        }
+    }
+
+    fn get_mut(&mut self, row: &[u8]) -> Option<&mut RowLoc> {
+        match self {
+            Self::Packed(m) => m.get_mut(&pack(row)),
+            Self::Bytes(m) => m.get_mut(row),
+        }
+    }
+
+    fn insert(&mut self, row: &[u8], loc: RowLoc) -> Option<RowLoc> {
+        match self {
+            Self::Packed(m) => m.insert(pack(row), loc),
+            Self::Bytes(m) => m.insert(row.into(), loc),
+        }
+    }
+
+    fn remove(&mut self, row: &[u8]) -> Option<RowLoc> {
+        match self {
+            Self::Packed(m) => m.remove(&pack(row)),
+            Self::Bytes(m) => m.remove(row),
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&RowLoc) -> bool) {
+        match self {
+            Self::Packed(m) => m.retain(|_, l| keep(l)),
+            Self::Bytes(m) => m.retain(|_, l| keep(l)),
+        }
+    }
 }
 
 impl std::fmt::Debug for PkIndex {
@@ -61,12 +138,18 @@ impl PkIndex {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
+        let types: Vec<DataType> = columns
+            .iter()
+            .filter_map(|c| schema.field_with_name(c).ok())
+            .map(|f| f.data_type().clone())
+            .collect();
+        let map = KeyMap::new(&types);
         let converter = RowConverter::new(fields)
             .map_err(|e| Error::new(ErrorCode::Internal, format!("key encoder: {e}")))?;
         Ok(Self {
             columns: columns.to_vec(),
             converter,
-            map: HashMap::default(),
+            map,
         })
     }
 
@@ -75,7 +158,7 @@ impl PkIndex {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.len() == 0
     }
 
     /// The key columns, in key order.
@@ -92,7 +175,7 @@ impl PkIndex {
             .map_err(|e| Error::new(ErrorCode::InvalidValue, format!("encode key: {e}")))?;
         Ok(rows
             .iter()
-            .filter_map(|r| self.map.get(r.as_ref()).copied())
+            .filter_map(|r| self.map.get(r.as_ref()))
             .collect())
     }
 
@@ -122,7 +205,7 @@ impl PkIndex {
                 unit,
                 row: base + i as u32,
             };
-            if let Some(old) = self.map.insert(row.as_ref().into(), loc) {
+            if let Some(old) = self.map.insert(row.as_ref(), loc) {
                 mark(deletes, old);
             }
         }
@@ -144,8 +227,7 @@ impl PkIndex {
     /// by the caller, who passes only live rows).
     pub fn load(&mut self, rows: &Rows, unit: u64, row_numbers: &[u32]) {
         for (row, n) in rows.iter().zip(row_numbers) {
-            self.map
-                .insert(row.as_ref().into(), RowLoc { unit, row: *n });
+            self.map.insert(row.as_ref(), RowLoc { unit, row: *n });
         }
     }
 
@@ -163,6 +245,89 @@ impl PkIndex {
 
     /// Removes index entries that point into `unit` (the unit was dropped).
     pub fn forget_unit(&mut self, unit: u64) {
-        self.map.retain(|_, loc| loc.unit != unit);
+        self.map.retain(|loc| loc.unit != unit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{BooleanArray, Date32Array, Int32Array, Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    fn index(fields: Vec<Field>) -> (PkIndex, SchemaRef) {
+        let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+        let schema = Arc::new(Schema::new(fields));
+        (PkIndex::new(&schema, &names).unwrap(), schema)
+    }
+
+    /// Every key kind finds its row, replaces and deletes it, packed or not; the packed
+    /// width is the row format's real width.
+    #[test]
+    fn keys_of_every_kind_upsert_locate_and_delete() {
+        let cases: Vec<(Vec<Field>, Vec<ArrayRef>, bool)> = vec![
+            (
+                vec![Field::new("id", DataType::Int64, false)],
+                vec![Arc::new(Int64Array::from(vec![
+                    i64::MIN,
+                    -1,
+                    0,
+                    7,
+                    i64::MAX,
+                ]))],
+                true,
+            ),
+            (
+                vec![
+                    Field::new("a", DataType::Int32, false),
+                    Field::new("d", DataType::Date32, false),
+                    Field::new("b", DataType::Boolean, false),
+                ],
+                vec![
+                    Arc::new(Int32Array::from(vec![1, 1, 2, -3, 0])),
+                    Arc::new(Date32Array::from(vec![0, 1, 0, 19000, -5])),
+                    Arc::new(BooleanArray::from(vec![true, false, true, true, false])),
+                ],
+                true,
+            ),
+            (
+                vec![
+                    Field::new("s", DataType::Utf8, false),
+                    Field::new("n", DataType::Int64, false),
+                ],
+                vec![
+                    Arc::new(StringArray::from(vec!["a", "a", "b", "", "long text"])),
+                    Arc::new(Int64Array::from(vec![1, 2, 1, 1, 1])),
+                ],
+                false,
+            ),
+        ];
+        for (fields, cols, packed) in cases {
+            let (mut pk, schema) = index(fields);
+            assert_eq!(matches!(pk.map, KeyMap::Packed(_)), packed, "{schema:?}");
+            let batch = RecordBatch::try_new(Arc::clone(&schema), cols.clone()).unwrap();
+            let rows = pk.keys(&batch).unwrap();
+            if packed {
+                assert!(rows.iter().all(|r| r.as_ref().len() <= 16));
+            }
+            let mut deletes = Deletes::new();
+            pk.upsert(&rows, 1, 0, &mut deletes);
+            assert_eq!(pk.len(), 5);
+            let found = pk.locate(&cols).unwrap();
+            let want: Vec<RowLoc> = (0..5).map(|row| RowLoc { unit: 1, row }).collect();
+            assert_eq!(found, want);
+            // The same keys again replace the first rows.
+            pk.upsert(&rows, 2, 10, &mut deletes);
+            assert_eq!(deletes[&1].len(), 5);
+            assert_eq!(pk.locate(&cols).unwrap()[4], RowLoc { unit: 2, row: 14 });
+            let first = batch.slice(0, 1);
+            assert_eq!(pk.delete(&pk.keys(&first).unwrap(), &mut deletes), 1);
+            assert_eq!(pk.locate(&cols).unwrap().len(), 4);
+            pk.forget_unit(2);
+            assert!(pk.is_empty());
+        }
     }
 }
