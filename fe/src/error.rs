@@ -74,6 +74,7 @@ pub fn classify(e: DataFusionError) -> Error {
             }
             None => Error::new(ErrorCode::QueryFailed, msg.clone()),
         },
+        // SQL DataFusion does not support: PostgreSQL's feature_not_supported (0A000).
         DataFusionError::NotImplemented(msg) => Error::new(ErrorCode::Unsupported, msg.clone()),
         DataFusionError::ResourcesExhausted(msg) => {
             Error::new(ErrorCode::ResourceExhausted, msg.clone())

@@ -28,37 +28,62 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
-/// The key column a keyed filter pins, or `None` if the filter is not keyed.
-fn keyed_column<'a>(key: &[String], schema: &Schema, e: &'a Expr) -> Option<&'a str> {
-    let of_type = |c: &str, v: &Expr| -> bool {
-        let Ok(field) = schema.field_with_name(c) else {
-            return false;
-        };
-        let ty = field.data_type();
-        exact_type(ty)
-            && match v {
-                Expr::Literal(s, _) => &s.data_type() == ty,
-                Expr::Placeholder(p) => p.field.as_ref().is_some_and(|f| f.data_type() == ty),
-                _ => false,
-            }
+/// Whether `v` is a literal or a typed placeholder of the key column `c`'s own type, of
+/// a type the lookup takes as it is.
+fn of_key_type(schema: &Schema, c: &str, v: &Expr) -> bool {
+    let Ok(field) = schema.field_with_name(c) else {
+        return false;
+    };
+    let ty = field.data_type();
+    exact_type(ty)
+        && match v {
+            Expr::Literal(s, _) => &s.data_type() == ty,
+            Expr::Placeholder(p) => p.field.as_ref().is_some_and(|f| f.data_type() == ty),
+            _ => false,
+        }
+}
+
+/// The key column `key = value` (either way round) pins and its value, when the value is
+/// of the column's own type (see [`of_key_type`]).
+pub(crate) fn key_equality<'a>(
+    key: &[String],
+    schema: &Schema,
+    e: &'a Expr,
+) -> Option<(&'a str, &'a Expr)> {
+    let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Eq,
+        right,
+    }) = e
+    else {
+        return None;
     };
     let column = |e: &'a Expr| match e {
         Expr::Column(c) if key.iter().any(|k| k == &c.name) => Some(c.name.as_str()),
         _ => None,
     };
+    match (column(left), column(right)) {
+        (Some(c), _) if of_key_type(schema, c, right) => Some((c, right.as_ref())),
+        (_, Some(c)) if of_key_type(schema, c, left) => Some((c, left.as_ref())),
+        _ => None,
+    }
+}
+
+/// The key column a keyed filter pins, or `None` if the filter is not keyed.
+fn keyed_column<'a>(key: &[String], schema: &Schema, e: &'a Expr) -> Option<&'a str> {
+    if let Some((c, _)) = key_equality(key, schema, e) {
+        return Some(c);
+    }
     match e {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::Eq,
-            right,
-        }) => match (column(left), column(right)) {
-            (Some(c), _) if of_type(c, right) => Some(c),
-            (_, Some(c)) if of_type(c, left) => Some(c),
-            _ => None,
-        },
         Expr::InList(l) if !l.negated => {
-            let c = column(&l.expr)?;
-            l.list.iter().all(|v| of_type(c, v)).then_some(c)
+            let c = match l.expr.as_ref() {
+                Expr::Column(c) if key.iter().any(|k| k == &c.name) => c.name.as_str(),
+                _ => return None,
+            };
+            l.list
+                .iter()
+                .all(|v| of_key_type(schema, c, v))
+                .then_some(c)
         }
         _ => None,
     }

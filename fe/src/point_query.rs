@@ -23,7 +23,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, Projection, TableScan};
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection, TableScan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use eddy_proto::{BeService, Predicate, PredicateOp, Result, ScanRequest};
 use futures::{stream, TryStreamExt};
@@ -228,33 +228,15 @@ impl PointPlan {
     }
 }
 
-/// `key = value` (either way round) with a parameter or literal of the key column's type.
+/// A keyed equality (see [`crate::key_filter::key_equality`]) and where its value comes from.
 fn key_equality<'a>(table: &EddyTable, e: &'a Expr) -> Option<(&'a str, KeyValue)> {
-    let Expr::BinaryExpr(BinaryExpr {
-        left,
-        op: Operator::Eq,
-        right,
-    }) = e
-    else {
-        return None;
-    };
-    let (column, value) = match (left.as_ref(), right.as_ref()) {
-        (Expr::Column(c), v) | (v, Expr::Column(c)) => (c.name.as_str(), v),
-        _ => return None,
-    };
-    if !table.key.iter().any(|k| k == column) {
-        return None;
-    }
-    let ty = table.schema.field_with_name(column).ok()?.data_type();
+    let (column, value) = crate::key_filter::key_equality(&table.key, &table.schema, e)?;
     let value = match value {
         Expr::Placeholder(p) => {
-            if p.field.as_ref().map(|f| f.data_type()) != Some(ty) {
-                return None;
-            }
             let i: usize = p.id.strip_prefix('$')?.parse().ok()?;
             KeyValue::Param(i.checked_sub(1)?)
         }
-        Expr::Literal(v, _) if &v.data_type() == ty => KeyValue::Literal(v.clone()),
+        Expr::Literal(v, _) => KeyValue::Literal(v.clone()),
         _ => return None,
     };
     Some((column, value))
