@@ -163,20 +163,17 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match Cli::parse().command {
-        Command::Standalone(args) => {
-            let cfg = load_config(&args, Path::new("eddy-data"))?;
-            let _servers = start(cfg).await?;
-            shutdown_signal().await;
-        }
+    // The config is read before the runtime starts: the allocator policy must be in place
+    // before the worker threads make their first allocations.
+    let (cfg, demo, _temp) = match Cli::parse().command {
+        Command::Standalone(args) => (load_config(&args, Path::new("eddy-data"))?, None, None),
         Command::Demo {
             server,
             rows_per_second,
@@ -190,67 +187,95 @@ async fn main() -> anyhow::Result<()> {
                 .as_ref()
                 .map(|t| t.path().to_path_buf())
                 .unwrap_or_else(|| "eddy-data".into());
-            let cfg = load_config(&server, &dir)?;
-            let data_dir = cfg.be.data_dir.clone();
-            let (be, endpoints) = start(cfg).await?;
-            let plan = [
-                (GeneratorKind::Ticks, rows_per_second),
-                (GeneratorKind::Events, rows_per_second / 2),
-                (GeneratorKind::Orders, (rows_per_second / 50).max(1)),
-            ];
-            for (i, (kind, rate)) in plan.into_iter().enumerate() {
-                let def = kind.demo_table();
-                let table = def.name.clone();
-                be.create_table(def, true).await?;
-                let options = [
-                    ("kind", kind.as_str().to_string()),
-                    ("rows_per_second", rate.to_string()),
-                    ("seed", (42 + i).to_string()),
-                ];
-                let source = SourceDef {
-                    name: format!("demo_{table}"),
-                    connector: "generator".into(),
-                    options: options
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect(),
-                    table,
-                    paused: false,
-                };
-                be.create_source(source, true).await?;
+            (load_config(&server, &dir)?, Some(rows_per_second), temp)
+        }
+    };
+    match eddy_be::malloc::configure(cfg.be.malloc_retain_bytes) {
+        Some(p) => tracing::debug!(
+            retain_bytes = p.retain_bytes,
+            arenas = p.arenas,
+            "malloc policy"
+        ),
+        None => tracing::debug!("allocator is not glibc malloc: its defaults stay"),
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?
+        .block_on(async move {
+            match demo {
+                None => {
+                    let _servers = start(cfg).await?;
+                    shutdown_signal().await;
+                    Ok(())
+                }
+                Some(rows_per_second) => run_demo(cfg, rows_per_second).await,
             }
-            // The order log the per-user rollup counts, fed like `orders` but append-only.
-            be.create_table(eddy_ingest::generator::order_events_table(), true)
-                .await?;
-            let events = SourceDef {
-                name: "demo_order_events".into(),
-                connector: "generator".into(),
-                options: [
-                    ("kind", "orders".to_string()),
-                    ("rows_per_second", (rows_per_second / 50).max(1).to_string()),
-                    ("seed", "45".to_string()),
-                ]
+        })
+}
+
+/// `eddy demo`: standalone with the demo schema, sources, views and alert rules.
+async fn run_demo(cfg: Config, rows_per_second: u64) -> anyhow::Result<()> {
+    let data_dir = cfg.be.data_dir.clone();
+    let (be, endpoints) = start(cfg).await?;
+    let plan = [
+        (GeneratorKind::Ticks, rows_per_second),
+        (GeneratorKind::Events, rows_per_second / 2),
+        (GeneratorKind::Orders, (rows_per_second / 50).max(1)),
+    ];
+    for (i, (kind, rate)) in plan.into_iter().enumerate() {
+        let def = kind.demo_table();
+        let table = def.name.clone();
+        be.create_table(def, true).await?;
+        let options = [
+            ("kind", kind.as_str().to_string()),
+            ("rows_per_second", rate.to_string()),
+            ("seed", (42 + i).to_string()),
+        ];
+        let source = SourceDef {
+            name: format!("demo_{table}"),
+            connector: "generator".into(),
+            options: options
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
-                table: "order_events".into(),
-                paused: false,
-            };
-            be.create_source(events, true).await?;
-            for view in eddy_ingest::generator::demo_views() {
-                be.create_rollup(view, true).await?;
-            }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_micros() as i64;
-            for rule in eddy_ingest::generator::demo_alerts(now) {
-                be.create_alert(rule, true).await?;
-            }
-            tokio::spawn(eddy_ingest::alert::tail::print_alerts(
-                Arc::clone(&be),
-                std::time::Duration::from_secs(1),
-            ));
-            println!(
+            table,
+            paused: false,
+        };
+        be.create_source(source, true).await?;
+    }
+    // The order log the per-user rollup counts, fed like `orders` but append-only.
+    be.create_table(eddy_ingest::generator::order_events_table(), true)
+        .await?;
+    let events = SourceDef {
+        name: "demo_order_events".into(),
+        connector: "generator".into(),
+        options: [
+            ("kind", "orders".to_string()),
+            ("rows_per_second", (rows_per_second / 50).max(1).to_string()),
+            ("seed", "45".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        table: "order_events".into(),
+        paused: false,
+    };
+    be.create_source(events, true).await?;
+    for view in eddy_ingest::generator::demo_views() {
+        be.create_rollup(view, true).await?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_micros() as i64;
+    for rule in eddy_ingest::generator::demo_alerts(now) {
+        be.create_alert(rule, true).await?;
+    }
+    tokio::spawn(eddy_ingest::alert::tail::print_alerts(
+        Arc::clone(&be),
+        std::time::Duration::from_secs(1),
+    ));
+    println!(
                 "\neddy demo is running: live commodity ticks, clickstream events and orders.\n\n  \
                  psql -h {} -p {} -U eddy -d eddy\n\n  \
                  SELECT symbol, count(*), last_value(price ORDER BY ts) FROM ticks GROUP BY symbol;\n  \
@@ -270,8 +295,6 @@ async fn main() -> anyhow::Result<()> {
                 endpoints.http,
                 data_dir.display()
             );
-            shutdown_signal().await;
-        }
-    }
+    shutdown_signal().await;
     Ok(())
 }

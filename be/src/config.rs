@@ -40,6 +40,9 @@ pub struct BeConfig {
     pub retention_interval_ms: u64,
     /// Decoded segment columns kept in memory for repeated scans (0 disables the cache).
     pub segment_cache_bytes: u64,
+    /// Free heap memory the allocator keeps for reuse instead of returning it to the
+    /// kernel (see [`crate::malloc`]); the rest is returned every 15 s.
+    pub malloc_retain_bytes: u64,
     /// Largest aggregate state one materialized view may hold; a view that outgrows it
     /// stops (system.rollups.last_error says so) instead of exhausting memory.
     pub rollup_state_bytes_max: u64,
@@ -68,6 +71,7 @@ impl Default for BeConfig {
             bulk_write_rows_min: 1_000_000,
             retention_interval_ms: 60_000,
             segment_cache_bytes: 2 * 1024 * 1024 * 1024,
+            malloc_retain_bytes: 512 * 1024 * 1024,
             rollup_state_bytes_max: 4 * 1024 * 1024 * 1024,
             alert_sink_queue_max: 100_000,
         }

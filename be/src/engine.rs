@@ -104,6 +104,7 @@ impl Engine {
             .map_err(|m| Error::new(ErrorCode::InvalidTableDefinition, m))?;
         metrics::init(config.memtable_bytes_max);
         metrics::BULK_WRITE_ROWS_MIN.set(config.bulk_write_rows_min as i64);
+        crate::malloc::start_trimming();
         crate::rollups::STATE_BYTES_MAX.store(config.rollup_state_bytes_max, Ordering::Relaxed);
         metrics::VIEW_STATE_BYTES_MAX.set(config.rollup_state_bytes_max as i64);
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {

@@ -18,6 +18,7 @@ pub mod config;
 pub mod engine;
 pub mod lookup;
 pub mod maintenance;
+pub mod malloc;
 pub mod manifest;
 pub mod metrics;
 pub mod pk;
@@ -28,6 +29,7 @@ mod snapshot_stats;
 pub mod sources;
 pub mod store;
 pub mod table;
+mod time_order;
 pub mod wal;
 
 pub use config::BeConfig;

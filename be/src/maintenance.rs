@@ -186,17 +186,14 @@ pub(crate) fn build_segments(
         };
         let mut order: Vec<u32> = idx.values().to_vec();
         if let (Some(ts), false) = (&times, in_order) {
-            // A stable sort that finds runs: rows that arrive nearly in time order (the
-            // usual case) cost about one pass, and equal times keep their arrival order.
-            let mut keyed: Vec<(i64, u32)> = order
+            // Stable, so equal times keep their arrival order.
+            let keys: Vec<i64> = order
                 .iter()
-                .enumerate()
-                .map(|(j, src)| (ts[*src as usize].unwrap_or(i64::MIN), j as u32))
+                .map(|src| ts[*src as usize].unwrap_or(i64::MIN))
                 .collect();
-            keyed.sort_by_key(|k| k.0);
-            let sorted = UInt32Array::from_iter_values(keyed.iter().map(|k| k.1));
+            let sorted = UInt32Array::from(crate::time_order::stable_order(&keys));
             part = take_record_batch(&part, &sorted).map_err(|e| internal("sort by time", e))?;
-            order = keyed.iter().map(|k| order[k.1 as usize]).collect();
+            order = sorted.values().iter().map(|j| order[*j as usize]).collect();
         } else if let (Some(tc), false) = (&def.time_column, in_order) {
             let col = part.column_by_name(tc).expect("time column exists");
             let sorted =

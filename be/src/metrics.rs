@@ -98,6 +98,15 @@ pub static BULK_WRITES: LazyLock<IntCounter> = LazyLock::new(|| {
         .expect("valid metric"),
     )
 });
+pub static MALLOC_RETAIN_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "eddy_be_malloc_retain_bytes",
+            "Free heap memory kept for reuse between trims (be.malloc_retain_bytes; 0: allocator defaults)",
+        )
+        .expect("valid metric"),
+    )
+});
 pub static BULK_WRITE_ROWS_MIN: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
         IntGauge::new(
@@ -283,6 +292,7 @@ pub fn init(memtable_bytes_max: u64) {
     LazyLock::force(&SEALS);
     LazyLock::force(&BULK_WRITES);
     LazyLock::force(&BULK_WRITE_ROWS_MIN);
+    LazyLock::force(&MALLOC_RETAIN_BYTES);
     LazyLock::force(&COMPACTIONS);
     LazyLock::force(&COMPACTED_SEGMENTS);
     LazyLock::force(&RETENTION_DROPPED_SEGMENTS);
