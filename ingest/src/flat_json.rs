@@ -84,7 +84,7 @@ impl Column {
             (Column::I32(b), false) => b.append_value(int(token)?.try_into().ok()?),
             (Column::I64(b), false) => b.append_value(int(token)?),
             (Column::F32(b), false) => b.append_value(number(token)?.parse().ok()?),
-            (Column::F64(b), false) => b.append_value(number(token)?.parse().ok()?),
+            (Column::F64(b), false) => b.append_value(float(token)?),
             (Column::Bool(b), false) => b.append_value(match token {
                 b"true" => true,
                 b"false" => false,
@@ -122,49 +122,106 @@ impl Column {
     }
 }
 
-/// A JSON integer literal (`-?(0|[1-9][0-9]*)`) that fits i64.
+/// A JSON integer literal (`-?(0|[1-9][0-9]*)`) that fits i64, checked and read in one
+/// pass.
 fn int(t: &[u8]) -> Option<i64> {
-    let digits = t.strip_prefix(b"-").unwrap_or(t);
-    if digits.is_empty()
-        || !digits.iter().all(u8::is_ascii_digit)
-        || (digits.len() > 1 && digits[0] == b'0')
-    {
+    let (negative, digits) = match t.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, t),
+    };
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
         return None;
     }
-    std::str::from_utf8(t).ok()?.parse().ok()
+    // Accumulated negated, so that i64::MIN fits.
+    let mut v: i64 = 0;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_sub(i64::from(d))?;
+    }
+    if negative {
+        Some(v)
+    } else {
+        v.checked_neg()
+    }
 }
 
-/// The token as text if it is a JSON number (`-?int(.digits)?([eE][+-]?digits)?`).
-fn number(t: &[u8]) -> Option<&str> {
-    let mut i = usize::from(t.first() == Some(&b'-'));
-    let digits = |i: &mut usize| {
+/// The powers of ten an f64 holds exactly.
+const EXACT_POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A JSON number (`-?int(.digits)?([eE][+-]?digits)?`) as f64, checked and read in one
+/// pass. Prices and measures have few digits: when the digits fit 2^53 and the decimal
+/// exponent is within 22, both are exact f64s and one correctly rounded multiplication or
+/// division gives the correctly rounded value (Clinger's fast path, as `str::parse` takes
+/// too, after a slower scan); other numbers go to `str::parse`.
+fn float(t: &[u8]) -> Option<f64> {
+    let negative = t.first() == Some(&b'-');
+    let mut i = usize::from(negative);
+    let mut mantissa: u64 = 0;
+    let mut digits = |i: &mut usize| {
         let start = *i;
-        while *i < t.len() && t[*i].is_ascii_digit() {
+        while let Some(d) = t.get(*i).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
             *i += 1;
         }
         *i - start
     };
     let first = i;
-    let n = digits(&mut i);
-    if n == 0 || (n > 1 && t[first] == b'0') {
+    let int_digits = digits(&mut i);
+    if int_digits == 0 || (int_digits > 1 && t[first] == b'0') {
         return None;
     }
+    let mut frac_digits = 0;
     if t.get(i) == Some(&b'.') {
         i += 1;
-        if digits(&mut i) == 0 {
+        frac_digits = digits(&mut i);
+        if frac_digits == 0 {
             return None;
         }
     }
+    let mut exponent: i64 = 0;
     if matches!(t.get(i), Some(b'e' | b'E')) {
         i += 1;
+        let negative_exp = t.get(i) == Some(&b'-');
         if matches!(t.get(i), Some(b'+' | b'-')) {
             i += 1;
         }
-        if digits(&mut i) == 0 {
+        let start = i;
+        while let Some(d) = t.get(i).map(|b| b.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            exponent = (exponent * 10 + i64::from(d)).min(1 << 20);
+            i += 1;
+        }
+        if i == start {
             return None;
         }
+        if negative_exp {
+            exponent = -exponent;
+        }
     }
-    (i == t.len()).then(|| std::str::from_utf8(t).ok())?
+    if i != t.len() {
+        return None;
+    }
+    let scale = exponent - frac_digits as i64;
+    if int_digits + frac_digits <= 19 && mantissa <= 1 << 53 && scale.abs() <= 22 {
+        let m = mantissa as f64;
+        let p = EXACT_POW10[scale.unsigned_abs() as usize];
+        let v = if scale >= 0 { m * p } else { m / p };
+        return Some(if negative { -v } else { v });
+    }
+    // SAFETY: checked above to be ASCII digits, signs, '.', 'e' and 'E'.
+    unsafe { std::str::from_utf8_unchecked(t) }.parse().ok()
+}
+
+/// The token as text if it is a JSON number (`-?int(.digits)?([eE][+-]?digits)?`).
+fn number(t: &[u8]) -> Option<&str> {
+    float(t)?;
+    // SAFETY: `float` accepted it, so it is ASCII.
+    Some(unsafe { std::str::from_utf8_unchecked(t) })
 }
 
 fn skip_ws(line: &[u8], mut i: usize) -> usize {
@@ -177,7 +234,13 @@ fn skip_ws(line: &[u8], mut i: usize) -> usize {
 /// Where the string starting after the quote at `i - 1` ends (its closing quote), if it
 /// has no escapes.
 fn string_end(line: &[u8], i: usize) -> Option<usize> {
-    let end = i + memchr::memchr2(b'"', b'\\', &line[i..])?;
+    // Most values are short (symbols, ids): a plain scan beats setting up a vector search.
+    let rest = &line[i..];
+    let end = match rest.iter().take(24).position(|b| matches!(b, b'"' | b'\\')) {
+        Some(p) => i + p,
+        None if rest.len() <= 24 => return None,
+        None => i + 24 + memchr::memchr2(b'"', b'\\', &rest[24..])?,
+    };
     (line[end] == b'"').then_some(end)
 }
 
@@ -194,6 +257,8 @@ fn text(token: &[u8]) -> Option<&str> {
 struct Decoder<'a> {
     /// Column name → index into `columns`; few columns, so a scan beats hashing.
     names: Vec<&'a [u8]>,
+    /// Each name in quotes as it appears as a key, for names that need no escapes.
+    quoted: Vec<Option<Vec<u8>>>,
     columns: Vec<Column>,
     seen: Vec<bool>,
     /// The column the next key most likely names: keys come in the same order line after
@@ -220,12 +285,21 @@ impl<'a> Decoder<'a> {
             i += 1;
         } else {
             loop {
-                if line.get(i) != Some(&b'"') {
-                    return None;
-                }
-                let key_end = string_end(line, i + 1)?;
-                let key = &line[i + 1..key_end];
-                i = skip_ws(line, key_end + 1);
+                // Keys come in the same order line after line: the expected one is
+                // recognised by its quoted name, without searching for its end.
+                let hint = self.next_column;
+                let (column, after_key) = match self.quoted.get(hint).and_then(Option::as_ref) {
+                    Some(q) if line[i..].starts_with(q) => (Some(hint), i + q.len()),
+                    _ => {
+                        if line.get(i) != Some(&b'"') {
+                            return None;
+                        }
+                        let key_end = string_end(line, i + 1)?;
+                        let key = &line[i + 1..key_end];
+                        (self.names.iter().position(|n| *n == key), key_end + 1)
+                    }
+                };
+                i = skip_ws(line, after_key);
                 if line.get(i) != Some(&b':') {
                     return None;
                 }
@@ -237,19 +311,12 @@ impl<'a> Decoder<'a> {
                     }
                     b'{' | b'[' => return None,
                     _ => {
-                        let end = i + memchr::memchr2(b',', b'}', &line[i..])?;
-                        let end = i + line[i..end]
+                        // A number, true, false or null: up to the next separator.
+                        let len = line[i..]
                             .iter()
-                            .position(|b| matches!(b, b' ' | b'\t' | b'\r'))
-                            .unwrap_or(end - i);
-                        (&line[i..end], false, end)
+                            .position(|b| matches!(b, b',' | b'}' | b' ' | b'\t' | b'\r'))?;
+                        (&line[i..i + len], false, i + len)
                     }
-                };
-                let hint = self.next_column;
-                let column = if self.names.get(hint) == Some(&key) {
-                    Some(hint)
-                } else {
-                    self.names.iter().position(|n| *n == key)
                 };
                 if let Some(c) = column {
                     self.next_column = c + 1;
@@ -314,6 +381,15 @@ pub(crate) fn decode(
             .fields()
             .iter()
             .map(|f| f.name().as_bytes())
+            .collect(),
+        quoted: schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let n = f.name().as_bytes();
+                (!n.iter().any(|b| matches!(b, b'"' | b'\\') || b.is_ascii_control()))
+                    .then(|| [&b"\""[..], n, b"\""].concat())
+            })
             .collect(),
         seen: vec![false; columns.len()],
         next_column: 0,
@@ -426,6 +502,62 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn numbers_read_as_str_parse_reads_them() {
+        for t in ["0", "-0", "4100", "-9223372036854775808", "9223372036854775807"] {
+            assert_eq!(int(t.as_bytes()), t.parse().ok(), "{t}");
+        }
+        for t in ["9223372036854775808", "-9223372036854775809", "01", "-", "", "1.0", "1e3"] {
+            assert_eq!(int(t.as_bytes()), None, "{t}");
+        }
+        // Decimal renderings of many doubles, short and long, scaled far both ways: the
+        // fast path must round exactly as the standard library does.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut texts: Vec<String> = [
+            "0", "-0.0", "65.007", "425.9422", "1e22", "1e23", "9007199254740993", "0.1",
+            "123456789012345678", "1234567890123456789", "12345678901234567890", "1E-5",
+            "2.5e+3", "4.9406564584124654e-324", "1.7976931348623157e308",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = f64::from_bits(x >> 2) * if x & 1 == 0 { 1.0 } else { -1.0 };
+            let short = (x % 1_000_000_000) as f64 / [1.0, 10.0, 1e4, 1e9][(x % 4) as usize];
+            texts.push(format!("{v:e}"));
+            texts.push(format!("{short}"));
+            texts.push(format!("{:.3}", short));
+        }
+        for t in &texts {
+            let want: Option<f64> = if number_grammar(t) { t.parse().ok() } else { None };
+            assert_eq!(float(t.as_bytes()).map(f64::to_bits), want.map(f64::to_bits), "{t}");
+        }
+        for t in [".5", "1.", "1e", "01.5", "+1", "1x", "NaN", "inf", "--1"] {
+            assert_eq!(float(t.as_bytes()), None, "{t}");
+        }
+    }
+
+    /// JSON's number grammar, as a regular language, for the comparison above.
+    fn number_grammar(t: &str) -> bool {
+        let t = t.strip_prefix('-').unwrap_or(t);
+        let (mantissa, exp) = match t.find(['e', 'E']) {
+            Some(p) => (&t[..p], Some(&t[p + 1..])),
+            None => (t, None),
+        };
+        let (int, frac) = match mantissa.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (mantissa, None),
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        digits(int)
+            && (int == "0" || !int.starts_with('0'))
+            && frac.is_none_or(digits)
+            && exp.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)))
     }
 
     #[test]
