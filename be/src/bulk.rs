@@ -2,7 +2,8 @@
 //!
 //! A write of at least `be.bulk_write_rows_min` rows into a plain append table (no primary
 //! key, no materialized view or alert rule fed by it) skips the WAL and the memtable: its
-//! rows are split into chunks of about that many rows, each chunk is partitioned, sorted
+//! rows are split into chunks of about `be.compaction_target_rows` rows (segments that
+//! compaction would not merge further), each chunk is partitioned, sorted
 //! and encoded into segments on its own thread, the segments are uploaded, and one
 //! manifest naming them all is written. The write is acknowledged only then, and becomes
 //! visible at once, whole: a crash before the manifest leaves orphan files (removed at the

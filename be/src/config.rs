@@ -34,8 +34,9 @@ pub struct BeConfig {
     /// Segments below this many rows count as small.
     pub compaction_target_rows: u64,
     /// A write of at least this many rows into a table without primary key, views or
-    /// alerts is encoded straight into segments of about this many rows (no WAL, no
-    /// memtable), as a Doris stream load; 0 turns this off.
+    /// alerts is encoded straight into segments of up to about `compaction_target_rows`
+    /// rows (no WAL, no memtable), as a Doris stream load; 0 turns this off. Logging such
+    /// a write would cost a copy, an fsync of all of it and a seal later.
     pub bulk_write_rows_min: u64,
     pub retention_interval_ms: u64,
     /// Decoded segment columns kept in memory for repeated scans (0 disables the cache).
@@ -68,7 +69,7 @@ impl Default for BeConfig {
             compaction_interval_ms: 10_000,
             compaction_min_segments: 4,
             compaction_target_rows: 1_000_000,
-            bulk_write_rows_min: 1_000_000,
+            bulk_write_rows_min: 100_000,
             retention_interval_ms: 60_000,
             segment_cache_bytes: 2 * 1024 * 1024 * 1024,
             malloc_retain_bytes: 512 * 1024 * 1024,

@@ -442,7 +442,10 @@ impl Engine {
         let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
         let bulk_min = self.config.bulk_write_rows_min;
         if bulk_min > 0 && rows as u64 >= bulk_min && crate::bulk::eligible(&table.state.lock()) {
-            let n = crate::bulk::write(&self.ctx, table, batches, bulk_min as usize).await?;
+            // Segments of a compacted size, whatever the threshold: a lower threshold
+            // only sends smaller writes this way.
+            let chunk_rows = bulk_min.max(self.config.compaction_target_rows) as usize;
+            let n = crate::bulk::write(&self.ctx, table, batches, chunk_rows).await?;
             metrics::ROWS_INGESTED.with_label_values(&[name]).inc_by(n);
             metrics::BYTES_INGESTED
                 .with_label_values(&[name])

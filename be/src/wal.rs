@@ -235,8 +235,10 @@ impl Writer {
                 }
             }
             metrics::WAL_GROUP_SIZE.observe(group.len() as f64);
-            // A rotate request is a record of kind 0: it starts a new file first.
-            let rotate = group.iter().any(|r| r.kind == 0);
+            // A rotate request is a record of kind 0: it starts a new file first, unless
+            // the current one is still empty (a CHECKPOINT after bulk writes, which skip
+            // the log, or after another CHECKPOINT): then there is nothing to close.
+            let rotate = group.iter().any(|r| r.kind == 0) && self.file_bytes > 0;
             if rotate || self.file_bytes >= self.file_bytes_max {
                 if let Err(e) = self.rotate() {
                     for r in group {
@@ -260,11 +262,16 @@ impl Writer {
                 parts.push(&r.payload);
             }
             let written: usize = parts.iter().map(|p| p.len()).sum();
-            let result = write_all_vectored(&mut self.file, &parts)
-                .and_then(|_| self.file.sync_data())
-                .map_err(|e| io_err("write WAL", e));
+            // A group of rotate requests alone writes nothing, so has nothing to sync.
+            let result = if parts.is_empty() {
+                Ok(())
+            } else {
+                metrics::WAL_FSYNCS.inc();
+                write_all_vectored(&mut self.file, &parts)
+                    .and_then(|_| self.file.sync_data())
+                    .map_err(|e| io_err("write WAL", e))
+            };
             drop(parts);
-            metrics::WAL_FSYNCS.inc();
             match result {
                 Ok(()) => {
                     self.file_bytes += written as u64;
@@ -398,6 +405,37 @@ mod tests {
         assert_eq!(next, 6);
         let (records, _) = replay(dir.path()).unwrap();
         assert_eq!(records.len(), 5, "the torn tail was cut");
+    }
+
+    /// A rotate starts a new file only when the current one holds records, and sequence
+    /// numbers stay increasing across skipped and real rotations.
+    #[tokio::test]
+    async fn rotate_skips_an_empty_file_and_replay_keeps_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::start(dir.path().to_path_buf(), 1, 16, 1 << 20).unwrap();
+        let files = || wal_files(dir.path()).unwrap().len();
+        wal.rotate().await.unwrap();
+        wal.rotate().await.unwrap();
+        assert_eq!(files(), 1, "rotating an empty log made a new file");
+        let first = wal
+            .append(7, KIND_WRITE, vec![1; 10], Box::new(|seq| seq))
+            .await
+            .unwrap();
+        wal.rotate().await.unwrap();
+        assert_eq!(files(), 2, "rotating after a write starts a new file");
+        wal.rotate().await.unwrap();
+        assert_eq!(files(), 2);
+        let second = wal
+            .append(7, KIND_WRITE, vec![2; 10], Box::new(|seq| seq))
+            .await
+            .unwrap();
+        assert!(second > first);
+        drop(wal);
+        let (records, next) = replay(dir.path()).unwrap();
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![first, second]);
+        assert_eq!(records[1].payload, vec![2u8; 10]);
+        assert!(next > second);
     }
 
     /// More buffers than one writev takes, of uneven sizes (some empty), land in order.
