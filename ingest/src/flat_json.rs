@@ -387,8 +387,9 @@ pub(crate) fn decode(
             .iter()
             .map(|f| {
                 let n = f.name().as_bytes();
-                (!n.iter().any(|b| matches!(b, b'"' | b'\\') || b.is_ascii_control()))
-                    .then(|| [&b"\""[..], n, b"\""].concat())
+                (!n.iter()
+                    .any(|b| matches!(b, b'"' | b'\\') || b.is_ascii_control()))
+                .then(|| [&b"\""[..], n, b"\""].concat())
             })
             .collect(),
         seen: vec![false; columns.len()],
@@ -506,19 +507,45 @@ mod tests {
 
     #[test]
     fn numbers_read_as_str_parse_reads_them() {
-        for t in ["0", "-0", "4100", "-9223372036854775808", "9223372036854775807"] {
+        for t in [
+            "0",
+            "-0",
+            "4100",
+            "-9223372036854775808",
+            "9223372036854775807",
+        ] {
             assert_eq!(int(t.as_bytes()), t.parse().ok(), "{t}");
         }
-        for t in ["9223372036854775808", "-9223372036854775809", "01", "-", "", "1.0", "1e3"] {
+        for t in [
+            "9223372036854775808",
+            "-9223372036854775809",
+            "01",
+            "-",
+            "",
+            "1.0",
+            "1e3",
+        ] {
             assert_eq!(int(t.as_bytes()), None, "{t}");
         }
         // Decimal renderings of many doubles, short and long, scaled far both ways: the
         // fast path must round exactly as the standard library does.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut texts: Vec<String> = [
-            "0", "-0.0", "65.007", "425.9422", "1e22", "1e23", "9007199254740993", "0.1",
-            "123456789012345678", "1234567890123456789", "12345678901234567890", "1E-5",
-            "2.5e+3", "4.9406564584124654e-324", "1.7976931348623157e308",
+            "0",
+            "-0.0",
+            "65.007",
+            "425.9422",
+            "1e22",
+            "1e23",
+            "9007199254740993",
+            "0.1",
+            "123456789012345678",
+            "1234567890123456789",
+            "12345678901234567890",
+            "1E-5",
+            "2.5e+3",
+            "4.9406564584124654e-324",
+            "1.7976931348623157e308",
         ]
         .iter()
         .map(|t| t.to_string())
@@ -534,8 +561,16 @@ mod tests {
             texts.push(format!("{:.3}", short));
         }
         for t in &texts {
-            let want: Option<f64> = if number_grammar(t) { t.parse().ok() } else { None };
-            assert_eq!(float(t.as_bytes()).map(f64::to_bits), want.map(f64::to_bits), "{t}");
+            let want: Option<f64> = if number_grammar(t) {
+                t.parse().ok()
+            } else {
+                None
+            };
+            assert_eq!(
+                float(t.as_bytes()).map(f64::to_bits),
+                want.map(f64::to_bits),
+                "{t}"
+            );
         }
         for t in [".5", "1.", "1e", "01.5", "+1", "1x", "NaN", "inf", "--1"] {
             assert_eq!(float(t.as_bytes()), None, "{t}");
