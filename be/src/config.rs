@@ -42,7 +42,7 @@ pub struct BeConfig {
     /// Decoded segment columns kept in memory for repeated scans (0 disables the cache).
     pub segment_cache_bytes: u64,
     /// Free heap memory the allocator keeps for reuse instead of returning it to the
-    /// kernel (see [`crate::malloc`]); the rest is returned every 15 s.
+    /// kernel (see [`crate::malloc`]); past it, free memory is returned (checked every second).
     pub malloc_retain_bytes: u64,
     /// Largest aggregate state one materialized view may hold; a view that outgrows it
     /// stops (system.rollups.last_error says so) instead of exhausting memory.
