@@ -1,16 +1,18 @@
-"""64 concurrent psycopg connections for 60 s (EDDY_SOAK_SECONDS overrides it), each mixing
+"""64 concurrent psycopg connections for 40 s of warm-up and 60 s measured, each mixing
 the queries Superset and Grafana send with inserts of its own rows: the server stays up, no
 statement fails, every connection reads back exactly what it wrote, and the server's memory
 is flat: its RSS (VmRSS in /proc/<pid>/status), sampled every second, grows less than 15%
 from the middle third of the run to the last third.
 
-60 s is the default, in CI too (about 40 s more than the former 20 s, well inside CI's
-budget): eddy's RSS climbs while its 64 sessions, caches and allocator arenas warm up (on a
-2-core machine, from about 60 MiB to about 160 MiB in the first minute, then flat near
-190 MiB from about 100 s on, debug and release alike), and 60 s is long enough for that
-climb to slow down by the last third (measured: +9% to +11% last third over middle third)
-while a leak per statement keeps growing it. Set EDDY_SOAK_SECONDS for a longer run
-(e.g. 300 in a nightly job) or a quick local one; the memory check runs either way."""
+The 60 s measured (EDDY_SOAK_SECONDS) follow 40 s of the same workload as warm-up
+(EDDY_SOAK_WARMUP_SECONDS), in CI too: eddy's RSS climbs while its 64 sessions, caches and
+allocator arenas warm up (on a 2-core machine, from about 60 MiB to about 160 MiB in the
+first minute, then flat near 190-200 MiB from about 100 s on). Measured from the start, the
+last third of 60 s came out +5% to +12% over the middle third alone and up to +15.2% inside
+a full CI run, where the machine is slower: the check was measuring how far warm-up had got,
+not whether memory is flat. A leak per statement keeps growing RSS after any warm-up, so it
+still fails the check. Set EDDY_SOAK_SECONDS for a longer run (e.g. 300 in a nightly job)
+or a quick local one; the memory check runs either way."""
 import datetime as dt
 import os
 import threading
@@ -20,7 +22,8 @@ import psycopg
 
 CONNECTIONS = 64
 SECONDS = float(os.environ.get("EDDY_SOAK_SECONDS", "60"))
-RSS_GROWTH_MAX = 0.15  # last third vs middle third
+WARMUP_SECONDS = float(os.environ.get("EDDY_SOAK_WARMUP_SECONDS", "40"))
+RSS_GROWTH_MAX = 0.15  # last third vs middle third of the measured seconds
 
 
 def rss_kib(pid):
@@ -88,7 +91,7 @@ def test_64_connections_mixing_queries_and_inserts(eddy, capsys):
         conn.execute("CREATE TABLE soak (conn bigint NOT NULL, seq bigint NOT NULL, "
                      "ts timestamp NOT NULL, v double precision)")
     results = {}
-    deadline = time.monotonic() + SECONDS
+    deadline = time.monotonic() + WARMUP_SECONDS + SECONDS
     samples, stop = [], threading.Event()
     sampler = threading.Thread(target=sample_rss, args=(eddy.proc.pid, deadline, samples, stop))
     sampler.start()
@@ -97,7 +100,7 @@ def test_64_connections_mixing_queries_and_inserts(eddy, capsys):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=SECONDS + 120)
+        t.join(timeout=WARMUP_SECONDS + SECONDS + 120)
     stop.set()
     sampler.join(timeout=10)
     errors = {n: r for n, r in results.items() if r[0] != "ok"}
@@ -110,15 +113,15 @@ def test_64_connections_mixing_queries_and_inserts(eddy, capsys):
         assert conn.execute("SELECT count(*) FROM soak").fetchone()[0] == written
         assert conn.execute("SELECT count(DISTINCT conn) FROM soak").fetchone()[0] == CONNECTIONS
 
-    # Memory is flat: the last third of the run against the middle third (the first third is
-    # the allocator and caches warming up). Max against max, so a steady leak shows in full.
-    kib = [k for _, k in samples]
+    # Memory is flat: after the warm-up, the last third of the measured run against the middle
+    # third. Max against max, so a steady leak shows in full.
+    kib = [k for t, k in samples if t >= WARMUP_SECONDS]
     third = len(kib) // 3
     assert third >= 3, f"only {len(kib)} RSS samples in {SECONDS} s"
     middle, last = kib[third:2 * third], kib[2 * third:]
     growth = max(last) / max(middle) - 1
     statements = sum(r[2] for r in results.values())
-    summary = (f"soak: {SECONDS:g} s, {statements:,} statements, {written:,} rows; eddy RSS over "
+    summary = (f"soak: {WARMUP_SECONDS:g} s warm-up + {SECONDS:g} s, {statements:,} statements, {written:,} rows; eddy RSS over "
                f"{len(kib)} samples (MiB): first {kib[0] / 1024:.1f}, min {min(kib) / 1024:.1f}, "
                f"max {max(kib) / 1024:.1f}, last {kib[-1] / 1024:.1f}; middle third max "
                f"{max(middle) / 1024:.1f}, last third max {max(last) / 1024:.1f} ({100 * growth:+.1f}%)")
