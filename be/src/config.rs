@@ -43,7 +43,7 @@ pub struct BeConfig {
     pub segment_cache_bytes: u64,
     /// Free heap memory the allocator keeps for reuse instead of returning it to the
     /// kernel (see [`crate::malloc`]); past it, free memory is returned (checked every
-    /// second). 0 (the default) leaves glibc's own policy; bulk-load nodes gain from 512 MiB.
+    /// second). 0 leaves glibc's own policy.
     pub malloc_retain_bytes: u64,
     /// Largest aggregate state one materialized view may hold; a view that outgrows it
     /// stops (system.rollups.last_error says so) instead of exhausting memory.
@@ -73,7 +73,7 @@ impl Default for BeConfig {
             bulk_write_rows_min: 100_000,
             retention_interval_ms: 60_000,
             segment_cache_bytes: 2 * 1024 * 1024 * 1024,
-            malloc_retain_bytes: 0,
+            malloc_retain_bytes: 512 * 1024 * 1024,
             rollup_state_bytes_max: 4 * 1024 * 1024 * 1024,
             alert_sink_queue_max: 100_000,
         }
