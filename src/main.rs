@@ -196,7 +196,9 @@ fn main() -> anyhow::Result<()> {
             arenas = p.arenas,
             "malloc policy"
         ),
-        None => tracing::debug!("allocator is not glibc malloc: its defaults stay"),
+        None => tracing::debug!(
+            "allocator defaults kept (be.malloc_retain_bytes is 0, or the allocator is not glibc's)"
+        ),
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

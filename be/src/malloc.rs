@@ -40,9 +40,11 @@ static TRIMMING: AtomicBool = AtomicBool::new(false);
 /// policy), where the allocator is not glibc's, or when a setting was refused (then the
 /// defaults stay in force). Under a steady many-session workload RSS reaches its plateau
 /// a little later with it, at the same height (the 64-connection soak after warm-up:
-/// +0.0% over a minute, max 208 MiB, against 205-214 MiB with glibc's defaults). Call once at startup, before
-/// the worker threads exist (arena assignment happens at a thread's first allocation);
-/// the process's first policy is the one [`start_trimming`] keeps.
+/// +0.0% over a minute, max 208 MiB, against 205-214 MiB with glibc's defaults).
+///
+/// Call once at startup, before the worker threads exist (arena assignment happens at a
+/// thread's first allocation); the process's first policy is the one [`start_trimming`]
+/// keeps.
 pub fn configure(retain_bytes: u64) -> Option<TrimPolicy> {
     if retain_bytes == 0 {
         return None;

@@ -154,12 +154,18 @@ const EXACT_POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-/// A JSON number (`-?int(.digits)?([eE][+-]?digits)?`) as f64, checked and read in one
-/// pass. Prices and measures have few digits: when the digits fit 2^53 and the decimal
-/// exponent is within 22, both are exact f64s and one correctly rounded multiplication or
-/// division gives the correctly rounded value (Clinger's fast path, as `str::parse` takes
-/// too, after a slower scan); other numbers go to `str::parse`.
-fn float(t: &[u8]) -> Option<f64> {
+/// A JSON number (`-?int(.digits)?([eE][+-]?digits)?`), checked and its digits read in
+/// one pass.
+struct Number {
+    negative: bool,
+    /// The digits as an integer; meaningful only when `digits` <= 19.
+    mantissa: u64,
+    digits: usize,
+    /// The power of ten the mantissa is scaled by.
+    scale: i64,
+}
+
+fn scan_number(t: &[u8]) -> Option<Number> {
     let negative = t.first() == Some(&b'-');
     let mut i = usize::from(negative);
     let mut mantissa: u64 = 0;
@@ -203,24 +209,34 @@ fn float(t: &[u8]) -> Option<f64> {
             exponent = -exponent;
         }
     }
-    if i != t.len() {
-        return None;
+    (i == t.len()).then_some(Number {
+        negative,
+        mantissa,
+        digits: int_digits + frac_digits,
+        scale: exponent - frac_digits as i64,
+    })
+}
+
+/// A JSON number as f64. Prices and measures have few digits: when the digits fit 2^53 and
+/// the decimal exponent is within 22, both are exact f64s and one correctly rounded
+/// multiplication or division gives the correctly rounded value (Clinger's fast path, as
+/// `str::parse` takes too, after a slower scan); other numbers go to `str::parse`.
+fn float(t: &[u8]) -> Option<f64> {
+    let n = scan_number(t)?;
+    if n.digits <= 19 && n.mantissa <= 1 << 53 && n.scale.abs() <= 22 {
+        let m = n.mantissa as f64;
+        let p = EXACT_POW10[n.scale.unsigned_abs() as usize];
+        let v = if n.scale >= 0 { m * p } else { m / p };
+        return Some(if n.negative { -v } else { v });
     }
-    let scale = exponent - frac_digits as i64;
-    if int_digits + frac_digits <= 19 && mantissa <= 1 << 53 && scale.abs() <= 22 {
-        let m = mantissa as f64;
-        let p = EXACT_POW10[scale.unsigned_abs() as usize];
-        let v = if scale >= 0 { m * p } else { m / p };
-        return Some(if negative { -v } else { v });
-    }
-    // SAFETY: checked above to be ASCII digits, signs, '.', 'e' and 'E'.
+    // SAFETY: `scan_number` accepted it, so it is ASCII.
     unsafe { std::str::from_utf8_unchecked(t) }.parse().ok()
 }
 
-/// The token as text if it is a JSON number (`-?int(.digits)?([eE][+-]?digits)?`).
+/// The token as text if it is a JSON number.
 fn number(t: &[u8]) -> Option<&str> {
-    float(t)?;
-    // SAFETY: `float` accepted it, so it is ASCII.
+    scan_number(t)?;
+    // SAFETY: `scan_number` accepted it, so it is ASCII.
     Some(unsafe { std::str::from_utf8_unchecked(t) })
 }
 
