@@ -130,6 +130,17 @@ def test_unaliased_columns_are_named_as_postgresql_names_them(eddy, trades):
             assert cur.fetchall()[0][:4] == (2, 1, "CL", "CL")
 
 
+def test_row_description_carries_type_sizes(eddy, trades):
+    """RowDescription's typlen is pg_type.typlen, as PostgreSQL sends it (None: variable)."""
+    q = ("SELECT qty, px, sym, ok, ts, day, amt, qty::int AS i4, qty::smallint AS i2, "
+         "px::real AS f4, interval '1 day' FROM trades LIMIT 1")
+    want = [8, 8, None, 1, 8, 4, None, 4, 2, 4, 16]
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        for prepare in (False, True):
+            cur = conn.execute(q, prepare=prepare)
+            assert [d.internal_size for d in cur.description] == want
+
+
 def test_transactions_and_aborted_state(eddy, trades):
     with psycopg.connect(eddy.dsn()) as conn:  # not autocommit: psycopg sends BEGIN
         assert conn.execute("SELECT count(*) FROM trades").fetchone() == (3,)

@@ -211,7 +211,41 @@ pub(crate) fn fields(
         .with_format_options(Arc::clone(&options))
         .with_type_modifier(f.type_modifier());
     }
-    Ok(fields)
+    Ok(fields
+        .into_iter()
+        .map(|f| {
+            let len = typlen(f.datatype());
+            f.with_type_size(len)
+        })
+        .collect())
+}
+
+/// `pg_type.typlen` of a type eddy returns, as RowDescription carries it: the fixed width
+/// in bytes, or -1 for variable-width types (text, numeric, jsonb, arrays, ...).
+fn typlen(ty: &Type) -> i16 {
+    match *ty {
+        Type::BOOL | Type::CHAR => 1,
+        Type::INT2 => 2,
+        Type::INT4
+        | Type::FLOAT4
+        | Type::DATE
+        | Type::OID
+        | Type::REGCLASS
+        | Type::REGPROC
+        | Type::REGTYPE
+        | Type::XID
+        | Type::CID => 4,
+        Type::INT8
+        | Type::FLOAT8
+        | Type::TIME
+        | Type::TIMESTAMP
+        | Type::TIMESTAMPTZ
+        | Type::MONEY => 8,
+        Type::TIMETZ => 12,
+        Type::INTERVAL | Type::UUID => 16,
+        Type::NAME => 64,
+        _ => -1,
+    }
 }
 
 /// Why a running statement was stopped.
