@@ -31,6 +31,7 @@ pub mod point_query;
 pub mod prepared;
 pub mod provider;
 pub mod query;
+mod repeated_names;
 pub mod rollup_catalog;
 pub mod rollup_rewrite;
 pub mod scalar_subquery;

@@ -28,6 +28,7 @@ use crate::catalog::{EddySchema, SystemSchema};
 use crate::config::FeConfig;
 use crate::ddl;
 use crate::error::classify;
+use crate::repeated_names;
 use crate::source_ddl::{self, EddyStatement, Piece};
 
 /// How `COPY ... FROM STDIN` data is encoded.
@@ -299,10 +300,22 @@ impl QueryEngine {
     /// where DataFusion can infer them.
     pub async fn plan(&self, stmt: Statement, state: &SessionState) -> Result<LogicalPlan> {
         self.rewrite.refresh(state).await;
-        let plan = state
+        // Kept for a second attempt only where result columns may share a name.
+        let retry = repeated_names::may_repeat(&stmt).then(|| stmt.clone());
+        let plan = match state
             .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
             .await
-            .map_err(classify)?;
+        {
+            Err(e) if repeated_names::is_repeated_name_error(&e) && retry.is_some() => {
+                let mut stmt = retry.expect("checked above");
+                repeated_names::alias_repeats(&mut stmt);
+                state
+                    .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
+                    .await
+            }
+            planned => planned,
+        }
+        .map_err(classify)?;
         crate::pg_literals::narrow(plan).map_err(classify)
     }
 

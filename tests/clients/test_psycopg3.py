@@ -130,6 +130,30 @@ def test_unaliased_columns_are_named_as_postgresql_names_them(eddy, trades):
             assert cur.fetchall()[0][:4] == (2, 1, "CL", "CL")
 
 
+def test_result_columns_may_share_a_name(eddy, trades):
+    """PostgreSQL allows two result columns one name (`qty` and `qty::int` are both `qty`)."""
+    cases = [
+        ("SELECT qty, qty::int FROM trades ORDER BY qty LIMIT 1", ["qty", "qty"], (1, 1)),
+        ("SELECT count(*), count(*) FROM trades", ["count", "count"], (3, 3)),
+        ("SELECT sym, trades.sym, upper(sym) FROM trades ORDER BY 1 LIMIT 1",
+         ["sym", "sym", "upper"], ("CL", "CL", "CL")),
+        ("SELECT * FROM (SELECT qty, qty::bigint FROM trades) s ORDER BY 1 LIMIT 1",
+         ["qty", "qty"], (1, 1)),
+        ("SELECT qty, qty FROM trades WHERE qty = 1 UNION ALL SELECT 1, 2",
+         ["qty", "qty"], None),
+    ]
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        for q, names, first in cases:
+            for prepare in (False, True):
+                cur = conn.execute(q, prepare=prepare)
+                assert [d.name for d in cur.description] == names, q
+                rows = cur.fetchall()
+                if first is not None:
+                    assert rows[0] == first, q
+                else:
+                    assert sorted(rows) == [(1, 1), (1, 2)], q
+
+
 def test_row_description_carries_type_sizes(eddy, trades):
     """RowDescription's typlen is pg_type.typlen, as PostgreSQL sends it (None: variable)."""
     q = ("SELECT qty, px, sym, ok, ts, day, amt, qty::int AS i4, qty::smallint AS i2, "

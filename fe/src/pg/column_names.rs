@@ -8,6 +8,8 @@
 
 use datafusion::logical_expr::{Expr, LogicalPlan};
 
+use crate::repeated_names::unmarked;
+
 const UNNAMED: &str = "?column?";
 
 /// PostgreSQL's name for each result column of `plan` whose name differs from
@@ -65,11 +67,13 @@ fn name_of(e: &Expr, input: &LogicalPlan) -> String {
                 inner
             }
         }
+        // eddy's alias for a repeated name (see `repeated_names`).
+        Expr::Alias(a) if unmarked(&a.name).is_some() => name_of(&a.expr, input),
         Expr::Alias(a) => a.name.clone(),
         Expr::Column(c) => match derived(input, &c.name) {
             // DataFusion's own alias (`count(Int64(1)) AS count(*)`) is not the user's.
             Some(d) => name_of(&d.unalias(), input),
-            None => c.name.clone(),
+            None => unmarked(&c.name).unwrap_or(&c.name).to_string(),
         },
         // int4 arithmetic is an operator, planned as a function (see `pg_literals`).
         Expr::ScalarFunction(f) if crate::pg_literals::is_int4_arithmetic(f) => UNNAMED.into(),
