@@ -130,6 +130,7 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::DivisionByZero
         | ErrorCode::OutOfRange
         | ErrorCode::CardinalityViolation
+        | ErrorCode::DatetimeOverflow
         | ErrorCode::InvalidTableDefinition
         | ErrorCode::DecodeInput
         | ErrorCode::InvalidSourceOption => tonic::Code::InvalidArgument,

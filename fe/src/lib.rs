@@ -22,6 +22,8 @@ pub mod first_last;
 pub mod fixed_intervals;
 pub mod flight;
 pub mod http;
+pub mod int_arithmetic;
+pub mod interval_arithmetic;
 pub mod key_filter;
 pub mod metrics;
 pub mod pg;

@@ -16,6 +16,7 @@ mod datetime;
 mod encode;
 mod extended;
 mod functions;
+mod intervals;
 mod local_time;
 mod rewrite;
 mod session;

@@ -34,6 +34,8 @@ pub enum ErrorCode {
     OutOfRange = 2007,
     /// A subquery used as an expression returned more than one row.
     CardinalityViolation = 2008,
+    /// A date, time or interval result does not fit its type.
+    DatetimeOverflow = 2009,
     /// Planning or executing a query failed.
     QueryFailed = 3000,
     /// No function (or operator) of that name takes those arguments.
@@ -81,6 +83,7 @@ impl ErrorCode {
             ErrorCode::DivisionByZero => "22012",
             ErrorCode::OutOfRange => "22003",
             ErrorCode::CardinalityViolation => "21000",
+            ErrorCode::DatetimeOverflow => "22008",
             ErrorCode::QueryFailed => "XX000",
             ErrorCode::UndefinedFunction => "42883",
             ErrorCode::TableNotFound => "42P01",
@@ -123,6 +126,7 @@ impl ErrorCode {
             | ErrorCode::DivisionByZero
             | ErrorCode::OutOfRange
             | ErrorCode::CardinalityViolation
+            | ErrorCode::DatetimeOverflow
             | ErrorCode::InvalidTableDefinition
             | ErrorCode::DecodeInput
             | ErrorCode::InvalidSourceOption => 400,

@@ -1,7 +1,7 @@
 """PostgreSQL behaviours drivers and BI tools rely on, each through a real client:
 varchar(n)/char(n) typmods and length checks, timestamptz text and date_trunc in the
-session TimeZone, Describe of a FETCH portal, ARRAY(subquery) over no rows, and
-pg_stat_activity's per-session state."""
+session TimeZone, Describe of a FETCH portal, ARRAY(subquery) over no rows,
+pg_stat_activity's per-session state, and integer and interval arithmetic."""
 import asyncio
 import datetime as dt
 import warnings
@@ -223,3 +223,56 @@ def test_pg_stat_activity_shows_other_sessions(eddy):
         worker.execute("COMMIT")
         assert watcher.execute("SELECT state, xact_start FROM pg_stat_activity WHERE pid = %s",
                                (worker_pid,)).fetchone() == ("idle", None)
+
+
+@pytest.fixture(scope="module")
+def nums(eddy):
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE nums (id bigint NOT NULL, i4 integer, i2 smallint, f float8)")
+        conn.execute("INSERT INTO nums VALUES (1, 2, 3, 1.5), (9223372036854775807, NULL, 32767, NULL)")
+    return "nums"
+
+
+def test_integer_overflow_is_out_of_range(eddy, nums):
+    """bigint and smallint arithmetic fails with 22003 as in PostgreSQL, never wraps."""
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        for q, msg in [("SELECT id + 1 FROM nums", "bigint out of range"),
+                       ("SELECT id * 2 FROM nums", "bigint out of range"),
+                       ("SELECT 9223372036854775807 + 1", "bigint out of range"),
+                       ("SELECT i2 + i2 FROM nums", "smallint out of range"),
+                       ("SELECT 2147483647 + 1", "integer out of range")]:
+            with pytest.raises(errors.NumericValueOutOfRange, match=msg):
+                conn.execute(q)
+        row = conn.execute("SELECT id - 1, i2 * 2::smallint, 1 + 1 FROM nums WHERE id = 1").fetchone()
+        assert row == (0, 6, 2)
+        assert [d.type_code for d in conn.execute("SELECT 1 + 1, i2 + i2 FROM nums WHERE id = 1").description] == [23, 21]
+
+
+def test_interval_times_number(eddy, nums):
+    """interval * number, number * interval and interval / number, NULLs kept, in text
+    and binary results."""
+    q = ("SELECT interval '1 day' * i4, i2 * interval '1 hour', interval '1 mon' * f, "
+         "interval '1 hour' / 3, CASE WHEN i4 IS NULL THEN NULL ELSE interval '-1 day 2 hours' END "
+         "FROM nums ORDER BY id")
+    day, hour = dt.timedelta(days=1), dt.timedelta(hours=1)
+    want = [(2 * day, 3 * hour, 45 * day, hour / 3, -day + 2 * hour),
+            (None, 32767 * hour, None, hour / 3, None)]
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        for binary in (False, True):
+            assert conn.cursor(binary=binary).execute(q).fetchall() == want
+        # The text PostgreSQL prints.
+        conn.adapters.register_loader("interval", psycopg.types.string.TextLoader)
+        row = conn.execute(q + " LIMIT 1").fetchone()
+        assert row == ("2 days", "03:00:00", "1 mon 15 days", "00:20:00", "-1 days +02:00:00")
+        assert conn.execute(
+            "SELECT now() - interval '1 day' * 7 < now() - interval '6 days'").fetchone() == (True,)
+        with pytest.raises(errors.DatetimeFieldOverflow):
+            conn.execute("SELECT interval '1 mon' * 3000000000")
+
+    async def binary():
+        c = await asyncpg.connect(host="127.0.0.1", port=eddy.port, user="eddy", database="eddy")
+        try:
+            return [tuple(r) for r in await c.fetch(q)]
+        finally:
+            await c.close()
+    assert asyncio.run(binary()) == want

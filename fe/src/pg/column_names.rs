@@ -75,8 +75,13 @@ fn name_of(e: &Expr, input: &LogicalPlan) -> String {
             Some(d) => name_of(&d.unalias(), input),
             None => unmarked(&c.name).unwrap_or(&c.name).to_string(),
         },
-        // int4 arithmetic is an operator, planned as a function (see `pg_literals`).
-        Expr::ScalarFunction(f) if crate::pg_literals::is_int4_arithmetic(f) => UNNAMED.into(),
+        // integer arithmetic is an operator, planned as a function (see `pg_literals`).
+        Expr::ScalarFunction(f)
+            if crate::int_arithmetic::is_int_arithmetic(f)
+                || crate::interval_arithmetic::is_interval_scale(f) =>
+        {
+            UNNAMED.into()
+        }
         Expr::ScalarFunction(f) => f.func.name().to_string(),
         Expr::AggregateFunction(f) => f.func.name().to_string(),
         Expr::WindowFunction(w) => w.fun.name().to_string(),

@@ -341,6 +341,8 @@ pub(crate) struct Encoding {
     text_schema: SchemaRef,
     /// jsonb columns sent in binary.
     binary_jsonb: Vec<usize>,
+    /// Interval columns and whether each is sent as text (see [`super::intervals`]).
+    intervals: Vec<(usize, bool)>,
 }
 
 impl Encoding {
@@ -364,6 +366,13 @@ impl Encoding {
             .filter(|(i, f)| *f.datatype() == Type::JSONB && !format.is_text(*i))
             .map(|(i, _)| i)
             .collect();
+        let intervals: Vec<(usize, bool)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| super::intervals::is_interval(f.data_type()))
+            .map(|(i, _)| (i, format.is_text(i)))
+            .collect();
         let mut text_fields: Vec<Field> =
             schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         for &i in &text_cols {
@@ -375,6 +384,7 @@ impl Encoding {
             text_cols,
             text_schema: Arc::new(Schema::new(text_fields)),
             binary_jsonb,
+            intervals,
         })
     }
 }
@@ -461,7 +471,8 @@ pub(crate) fn rows_response<T: Send + Sync + 'static>(
             let _keep = &keep;
             let batch = batch
                 .and_then(|b| as_pg_text(b, &encoding.text_cols, &encoding.text_schema, tz))
-                .and_then(|b| as_binary_jsonb(b, &encoding.binary_jsonb));
+                .and_then(|b| as_binary_jsonb(b, &encoding.binary_jsonb))
+                .and_then(|b| super::intervals::encode(b, &encoding.intervals));
             match batch {
                 Ok(b) => stream::iter(arrow_pg::datatypes::encode_recordbatch(
                     Arc::clone(&encoding.fields),
