@@ -117,7 +117,10 @@ async fn errors_carry_postgres_sqlstates_and_reject_whole_statements() {
     assert_eq!((code.as_str(), msg.as_str()), ("22012", "division by zero"));
     // int4 constants add as int4, as in PostgreSQL: out of range rather than wrapped.
     let (code, msg) = sqlstate(&c, "SELECT 2147483647 + 1").await;
-    assert_eq!((code.as_str(), msg.as_str()), ("22003", "integer out of range"));
+    assert_eq!(
+        (code.as_str(), msg.as_str()),
+        ("22003", "integer out of range")
+    );
     assert_eq!(scalar(&c, "SELECT 2147483648 + 1").await, "2147483649");
     // The connection is still usable.
     assert_eq!(scalar(&c, "SELECT 40 + 2").await, "42");
