@@ -302,18 +302,17 @@ impl QueryEngine {
         self.rewrite.refresh(state).await;
         // Kept for a second attempt only where result columns may share a name.
         let retry = repeated_names::may_repeat(&stmt).then(|| stmt.clone());
-        let plan = match state
+        let planned = state
             .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
-            .await
-        {
-            Err(e) if repeated_names::is_repeated_name_error(&e) && retry.is_some() => {
-                let mut stmt = retry.expect("checked above");
+            .await;
+        let plan = match (planned, retry) {
+            (Err(e), Some(mut stmt)) if repeated_names::is_repeated_name_error(&e) => {
                 repeated_names::alias_repeats(&mut stmt);
                 state
                     .statement_to_plan(DFStatement::Statement(Box::new(stmt)))
                     .await
             }
-            planned => planned,
+            (planned, _) => planned,
         }
         .map_err(classify)?;
         crate::pg_literals::narrow(plan).map_err(classify)
