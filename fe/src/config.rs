@@ -31,9 +31,6 @@ pub struct FeConfig {
     pub http_body_bytes_max: usize,
     /// Largest `COPY ... FROM STDIN` accepted (it is buffered so that it applies whole).
     pub copy_bytes_max: usize,
-    /// Threads serving PostgreSQL connections, each waiting in its own epoll (see
-    /// `pg::io_threads`); 0 serves them on the main runtime. Default: the number of cores.
-    pub pg_io_threads: usize,
 }
 
 impl Default for FeConfig {
@@ -50,7 +47,6 @@ impl Default for FeConfig {
             target_partitions: 0,
             http_body_bytes_max: 512 * 1024 * 1024,
             copy_bytes_max: 4 * 1024 * 1024 * 1024,
-            pg_io_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }

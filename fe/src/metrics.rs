@@ -64,15 +64,6 @@ pub static CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
             .expect("valid metric"),
     )
 });
-pub static PG_IO_THREADS: LazyLock<IntGauge> = LazyLock::new(|| {
-    register(
-        IntGauge::new(
-            "eddy_fe_pg_io_threads",
-            "Threads serving PostgreSQL connections (fe.pg_io_threads; 0: the main runtime)",
-        )
-        .expect("valid metric"),
-    )
-});
 
 pub fn init(memory_pool_bytes: u64) {
     MEMORY_POOL_BYTES.set(memory_pool_bytes as i64);

@@ -17,7 +17,6 @@ mod encode;
 mod extended;
 mod functions;
 mod intervals;
-pub(crate) mod io_threads;
 mod local_time;
 mod rewrite;
 mod session;
@@ -50,7 +49,7 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::PgWireBackendMessage;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use self::copy::CopyState;
@@ -668,7 +667,6 @@ pub async fn serve(
     method: PasswordMethod,
     copy_bytes_max: usize,
     tls: Option<pgwire::tokio::TlsAcceptor>,
-    io_threads: Option<io_threads::IoThreads>,
 ) {
     // pg_catalog completed from the BE's table definitions (primary keys, NOT NULL,
     // typmods); the crate's alone still answers if that cannot be set up.
@@ -720,7 +718,7 @@ pub async fn serve(
             startup: Arc::clone(&startup),
             terminated: terminated.clone(),
         });
-        let serve = move |socket: TcpStream| async move {
+        tokio::spawn(async move {
             metrics::CONNECTIONS.inc();
             tokio::select! {
                 r = conn::process_socket(socket, tls, f) => {
@@ -734,12 +732,6 @@ pub async fn serve(
                 }
             }
             metrics::CONNECTIONS.dec();
-        };
-        match &io_threads {
-            Some(threads) => threads.spawn(socket, tokio::runtime::Handle::current(), serve),
-            None => {
-                tokio::spawn(serve(socket));
-            }
-        }
+        });
     }
 }

@@ -77,16 +77,6 @@ pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoint
             tracing::error!(error = %snafu::Report::from_error(e), "Flight SQL server stopped");
         }
     });
-    let io_threads = match config.pg_io_threads {
-        0 => None,
-        n => Some(crate::pg::io_threads::IoThreads::start(n).map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("cannot start {n} PostgreSQL I/O threads (fe.pg_io_threads): {e}"),
-            )
-        })?),
-    };
-    crate::metrics::PG_IO_THREADS.set(config.pg_io_threads as i64);
     tokio::spawn(crate::pg::serve(
         pg,
         engine,
@@ -94,7 +84,6 @@ pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoint
         pg_method,
         config.copy_bytes_max,
         pg_tls,
-        io_threads,
     ));
     let router = crate::http::router(be, config.http_body_bytes_max);
     tokio::spawn(async move {
