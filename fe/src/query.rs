@@ -469,8 +469,9 @@ impl QueryEngine {
         }
         let bound = prepared.bind(planning, params)?;
         if bound.optimized && crate::fast_plan::is_constant(&bound.plan) {
-            let physical = self
-                .physical_plan(bound.plan.clone(), true, &planning.state)
+            // Boxed, as is `execute_bound`: planning's futures are large, and inline they
+            // would size (and be copied with) every run's future, point queries included.
+            let physical = Box::pin(self.physical_plan(bound.plan.clone(), true, &planning.state))
                 .await
                 .map_err(classify)?;
             prepared.keep_physical(&bound, planning, &physical);
@@ -478,7 +479,7 @@ impl QueryEngine {
                 datafusion::physical_plan::execute_stream(physical, task()).map_err(classify)?;
             return Ok(Outcome::Rows(stream));
         }
-        self.execute_bound(bound, planning).await
+        Box::pin(self.execute_bound(bound, planning)).await
     }
 
     /// Runs a prepared statement's plan with its parameters bound (see
