@@ -22,7 +22,7 @@ use eddy_proto::{Error, ErrorCode, Result, Scalar};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use roaring::RoaringBitmap;
@@ -297,6 +297,14 @@ fn bitmaps(batch: &RecordBatch) -> BTreeMap<String, BTreeMap<String, String>> {
     out
 }
 
+/// Whether Parquet stores `t` as INT32/INT64, which DELTA_BINARY_PACKED encodes.
+fn delta_packs(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int32 | DataType::Int64 | DataType::Date32 | DataType::Timestamp(_, _)
+    )
+}
+
 /// Whether a text column repeats enough for a dictionary to pay: at most half of its first
 /// few thousand values distinct.
 fn few_distinct(col: &ArrayRef) -> bool {
@@ -356,6 +364,15 @@ pub fn encode_segment(spec: &SegmentSpec, batch: &RecordBatch) -> Result<(Bytes,
     for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
         if f.data_type() == &DataType::Utf8 && few_distinct(col) {
             props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
+        }
+        // The time column is sorted: its deltas bit-packed take 1-2 bytes a row where
+        // Snappy over plain values left 5 (ClickHouse's Delta codec, Doris' for datetimes).
+        // Less to compress and write; scans decode it once into the segment cache.
+        if spec.time_column.as_deref() == Some(f.name().as_str()) && delta_packs(f.data_type()) {
+            let path = ColumnPath::from(f.name().as_str());
+            props = props
+                .set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED)
+                .set_column_compression(path, Compression::UNCOMPRESSED);
         }
     }
     let props = props.build();
@@ -527,5 +544,52 @@ mod tests {
             },
         ];
         assert!(merge_ranges(&with_nan).is_none());
+    }
+
+    #[test]
+    fn the_time_column_is_delta_packed_and_reads_back_unchanged() {
+        use arrow::array::TimestampMicrosecondArray;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        let n = 5000i64;
+        // Sorted with irregular gaps, a NULL and both extremes' neighbourhood.
+        let ts: Vec<Option<i64>> = (0..n)
+            .map(|i| match i {
+                0 => Some(i64::MIN + 1),
+                17 => None,
+                _ if i == n - 1 => Some(i64::MAX),
+                _ => Some(1_767_225_600_000_000 + i * i * 13),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(ts)),
+                Arc::new(Int64Array::from_iter_values(0..n)),
+            ],
+        )
+        .unwrap();
+        let spec = SegmentSpec {
+            id: 1,
+            partition: "p".into(),
+            path: "x.parquet".into(),
+            level: 0,
+            time_column: Some("ts".into()),
+            row_group_rows: 2048,
+        };
+        let (data, _) = encode_segment(&spec, &batch).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(data).unwrap();
+        for g in reader.metadata().row_groups() {
+            let (ts, v) = (g.column(0), g.column(1));
+            assert!(ts.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
+            assert_eq!(ts.compression(), Compression::UNCOMPRESSED);
+            assert!(!v.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
+        }
+        let back: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+        let back = arrow::compute::concat_batches(&batch.schema(), &back).unwrap();
+        assert_eq!(back, batch);
     }
 }
