@@ -477,6 +477,17 @@ mod tests {
     use arrow::array::{Float64Array, Int64Array, StringArray};
     use arrow::datatypes::{Field, Schema};
 
+    fn spec(time_column: Option<&str>, row_group_rows: usize) -> SegmentSpec {
+        SegmentSpec {
+            id: 1,
+            partition: "p".into(),
+            path: "x.parquet".into(),
+            level: 0,
+            time_column: time_column.map(str::to_string),
+            row_group_rows,
+        }
+    }
+
     fn same(a: &BTreeMap<String, ColumnRange>, b: &BTreeMap<String, ColumnRange>) {
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
     }
@@ -505,14 +516,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let spec = SegmentSpec {
-            id: 1,
-            partition: "p".into(),
-            path: "x.parquet".into(),
-            level: 0,
-            time_column: None,
-            row_group_rows: 256,
-        };
+        let spec = spec(None, 256);
         let (_, meta) = encode_segment(&spec, &batch).unwrap();
         assert_eq!(meta.row_groups.len(), 4);
         same(&meta.columns, &ranges(&batch));
@@ -572,14 +576,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let spec = SegmentSpec {
-            id: 1,
-            partition: "p".into(),
-            path: "x.parquet".into(),
-            level: 0,
-            time_column: Some("ts".into()),
-            row_group_rows: 2048,
-        };
+        let spec = spec(Some("ts"), 2048);
         let (data, _) = encode_segment(&spec, &batch).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(data).unwrap();
         for g in reader.metadata().row_groups() {
