@@ -12,7 +12,7 @@
 //! slow. Tables with keys, views or alerts keep the WAL path, since their state depends on
 //! the order of writes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arrow::compute::concat_batches;
@@ -79,6 +79,8 @@ pub(crate) async fn write(
             .unwrap_or(1)
             .min(runs.len());
         let next = AtomicUsize::new(0);
+        // After a failure nothing will be committed: the other threads stop taking chunks.
+        let failed = AtomicBool::new(false);
         let mut results: Vec<Option<Result<Vec<Arc<SegmentHandle>>>>> =
             (0..runs.len()).map(|_| None).collect();
         let slots: Vec<parking_lot::Mutex<&mut Option<Result<_>>>> =
@@ -90,12 +92,18 @@ pub(crate) async fn write(
                     .spawn_scoped(s, || loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(run) = runs.get(i) else { break };
+                        if failed.load(Ordering::Relaxed) {
+                            break;
+                        }
                         let r = concat_batches(&schema, &batches[run.clone()])
                             .map_err(|e| {
                                 Error::new(ErrorCode::Internal, format!("concat rows: {e}"))
                             })
                             .and_then(|chunk| build_segments(&ctx2, tid, &def, &chunk, 0))
                             .and_then(|built| runtime.block_on(upload(&ctx2, &built)));
+                        if r.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
                         **slots[i].lock() = Some(r);
                     });
                 if let Err(e) = spawned {
@@ -110,7 +118,7 @@ pub(crate) async fn write(
                 r.unwrap_or_else(|| {
                     Err(Error::new(
                         ErrorCode::Internal,
-                        "no encoder thread could be started",
+                        "chunk not written: no encoder thread started, or another chunk failed",
                     ))
                 })
             })

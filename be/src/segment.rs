@@ -366,7 +366,7 @@ pub fn encode_segment(spec: &SegmentSpec, batch: &RecordBatch) -> Result<(Bytes,
             props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
         }
         // The time column is sorted: its deltas bit-packed take 1-2 bytes a row where
-        // Snappy over plain values left 5 (ClickHouse's Delta codec, Doris' for datetimes).
+        // Snappy over plain values left 5 (as ClickHouse's Delta codec).
         // Less to compress and write; scans decode it once into the segment cache.
         if spec.time_column.as_deref() == Some(f.name().as_str()) && delta_packs(f.data_type()) {
             let path = ColumnPath::from(f.name().as_str());
