@@ -15,14 +15,13 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use bytes::Bytes;
-use eddy_ingest::decode::{decode_csv, decode_ndjson};
+use eddy_ingest::decode_stream::decode_stream;
 use eddy_ingest::source::{self as sources, RunningSource};
 use eddy_ingest::validate::conform_batch;
 use eddy_proto::{
-    rejected_table_def, AlertDef, AlertRuleInfo, BeService, ColumnDef, Error, ErrorCode, Result,
-    RollupDef, RollupInfo, ScanRequest, ScanSnapshot, SegmentInfo, SourceDef, SourceStatus,
-    TableDef, TableInfo, WriteFormat,
+    rejected_table_def, AlertDef, AlertRuleInfo, BeService, ByteStream, ColumnDef, Error,
+    ErrorCode, Result, RollupDef, RollupInfo, ScanRequest, ScanSnapshot, SegmentInfo, SourceDef,
+    SourceStatus, TableDef, TableInfo, WriteFormat,
 };
 use futures::StreamExt;
 use object_store::path::Path;
@@ -733,23 +732,17 @@ impl BeService for Engine {
         &self,
         table: &str,
         format: WriteFormat,
-        body: Vec<Bytes>,
+        body: ByteStream,
     ) -> Result<u64> {
         let t = self.get(table)?;
         let schema = Arc::clone(&t.state.lock().schema);
         let started = std::time::Instant::now();
-        let batches = tokio::task::spawn_blocking(move || {
-            let pieces: Vec<&[u8]> = body.iter().map(|b| b.as_ref()).collect();
-            match format {
-                WriteFormat::NdJson => decode_ndjson(&schema, &pieces),
-                WriteFormat::Csv { header, delimiter } => {
-                    decode_csv(&schema, &pieces, header, delimiter)
-                }
-            }
-        })
-        .await
-        .map_err(|e| Error::new(ErrorCode::Internal, format!("decode task: {e}")))??;
-        tracing::debug!(table, ms = started.elapsed().as_millis() as u64, "decoded");
+        let batches = decode_stream(schema, format, body).await?;
+        tracing::debug!(
+            table,
+            ms = started.elapsed().as_millis() as u64,
+            "received and decoded"
+        );
         self.write_validated(&t, table, batches).await
     }
 

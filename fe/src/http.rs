@@ -2,15 +2,16 @@
 //! `GET /health` and `GET /metrics` (Prometheus text).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use eddy_proto::{BeService, Error, ErrorCode, WriteFormat};
+use eddy_proto::{BeService, ByteStream, Error, ErrorCode, WriteFormat};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -58,44 +59,49 @@ async fn ingest(
             format!("unsupported Content-Type {ct:?}: use application/x-ndjson or text/csv"),
         ));
     };
-    let body = match read_pieces(body, st.body_bytes_max).await {
-        Ok(b) => b,
-        Err(resp) => return resp,
-    };
+    let too_large = Arc::new(AtomicBool::new(false));
+    let body = limited(body, st.body_bytes_max, Arc::clone(&too_large));
     match st.be.write_encoded(&table, format, body).await {
         Ok(n) => {
             metrics::HTTP_ROWS.inc_by(n);
             (StatusCode::OK, Json(json!({ "table": table, "rows": n }))).into_response()
         }
+        Err(e) if too_large.load(Ordering::Relaxed) => {
+            let body = json!({
+                "error": e.message,
+                "code": "ResourceExhausted",
+                "sqlstate": ErrorCode::ResourceExhausted.sqlstate(),
+            });
+            (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+        }
         Err(e) => error_response(&e),
     }
 }
 
-/// The body as the frames it arrived in: joining them would copy (and fault in) the whole
-/// body once more, and the decoders read records across frame boundaries. 413 past
-/// `limit` bytes.
-async fn read_pieces(body: Body, limit: usize) -> Result<Vec<Bytes>, Response> {
-    let mut stream = body.into_data_stream();
-    let (mut pieces, mut bytes) = (Vec::new(), 0usize);
-    while let Some(frame) = stream.next().await {
+/// The body as the frames it arrives in, for the BE to decode while it arrives: joining
+/// them would copy (and fault in) the whole body once more, and the decoders read records
+/// across frame boundaries. Past `limit` bytes it ends with an error and sets `too_large`
+/// (answered 413).
+fn limited(body: Body, limit: usize, too_large: Arc<AtomicBool>) -> ByteStream {
+    let mut bytes = 0usize;
+    let frames = body.into_data_stream().map(move |frame| {
         let frame = frame.map_err(|e| {
-            error_response(&Error::new(
+            Error::new(
                 ErrorCode::DecodeInput,
                 format!("reading the request body: {e}"),
-            ))
+            )
         })?;
         bytes += frame.len();
         if bytes > limit {
-            let body = json!({
-                "error": format!("request body exceeds fe.http_body_bytes_max ({limit} bytes)"),
-                "code": "ResourceExhausted",
-                "sqlstate": ErrorCode::ResourceExhausted.sqlstate(),
-            });
-            return Err((StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response());
+            too_large.store(true, Ordering::Relaxed);
+            return Err(Error::new(
+                ErrorCode::ResourceExhausted,
+                format!("request body exceeds fe.http_body_bytes_max ({limit} bytes)"),
+            ));
         }
-        pieces.push(frame);
-    }
-    Ok(pieces)
+        Ok(frame)
+    });
+    Box::pin(frames)
 }
 
 async fn health() -> Response {

@@ -370,9 +370,12 @@ impl PgHandler {
                 format: f,
                 columns,
             } => {
-                client
-                    .session_extensions()
-                    .insert(CopyState::new(table, f, self.copy_bytes_max));
+                client.session_extensions().insert(CopyState::start(
+                    Arc::clone(&self.engine),
+                    table,
+                    f,
+                    self.copy_bytes_max,
+                ));
                 Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
             }
             Outcome::Empty => Response::EmptyQuery,

@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use eddy_proto::{BeService, Error, ErrorCode, Result, WriteFormat};
+use eddy_proto::{BeService, ByteStream, Error, ErrorCode, Result, WriteFormat};
 
 use crate::catalog::{EddySchema, SystemSchema};
 use crate::config::FeConfig;
@@ -740,31 +740,30 @@ impl QueryEngine {
         })
     }
 
-    /// Writes the data of a `COPY ... FROM STDIN`, all or nothing. `data` is the CopyData
-    /// messages as received.
-    pub async fn copy_in(&self, table: &str, f: &CopyFormat, data: Vec<Bytes>) -> Result<u64> {
-        use crate::copy_body::{drop_first_line, trim_suffix};
+    /// Writes the data of a `COPY ... FROM STDIN`, all or nothing. `data` yields the
+    /// CopyData messages as they arrive; CSV is decoded while it arrives.
+    pub async fn copy_in(&self, table: &str, f: &CopyFormat, data: ByteStream) -> Result<u64> {
+        use futures::TryStreamExt;
         let delimiter = if f.csv { f.delimiter } else { b',' };
-        let mut body: Vec<Bytes> = if f.csv {
+        let data: ByteStream = if f.csv {
             data
         } else {
-            vec![Bytes::from(text_to_csv(&data.concat(), f.delimiter))]
+            // The text format's escapes are converted over the whole data.
+            let whole: Vec<Bytes> = data.try_collect().await?;
+            let csv = Bytes::from(text_to_csv(&whole.concat(), f.delimiter));
+            Box::pin(futures::stream::iter([Ok(csv)]))
         };
-        let mut header = f.header;
-        if !f.columns.is_empty() {
-            if header {
-                drop_first_line(&mut body);
-            }
+        let column_header = (!f.columns.is_empty()).then(|| {
             let mut h = f
                 .columns
                 .join(&(delimiter as char).to_string())
                 .into_bytes();
             h.push(b'\n');
-            body.insert(0, Bytes::from(h));
-            header = true;
-        }
-        // psql ends text COPY data with `\.`; drop it.
-        trim_suffix(&mut body, b"\\.\n");
+            Bytes::from(h)
+        });
+        let header = f.header || column_header.is_some();
+        let drop_own_header = f.header && column_header.is_some();
+        let body = crate::copy_body::edited(data, column_header, drop_own_header);
         self.be
             .write_encoded(table, WriteFormat::Csv { header, delimiter }, body)
             .await

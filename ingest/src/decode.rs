@@ -129,7 +129,7 @@ pub fn decode_ndjson(schema: &SchemaRef, body: &[&[u8]]) -> Result<Vec<RecordBat
 /// The one-pass decoder for flat objects ([`crate::flat_json`]) first; else arrow-json
 /// with timestamps read as text and parsed by [`crate::timestamps`], and if that fails,
 /// with arrow's own timestamp reading (whose error is reported).
-fn decode_ndjson_fast(schema: &SchemaRef, body: &[&[u8]]) -> Result<Vec<RecordBatch>> {
+pub(crate) fn decode_ndjson_fast(schema: &SchemaRef, body: &[&[u8]]) -> Result<Vec<RecordBatch>> {
     if let Some(batches) = flat_json::decode(schema, body, DECODE_BATCH_ROWS) {
         let mut out = Batches::new(schema, false);
         for b in batches {
@@ -305,7 +305,7 @@ pub fn decode_csv(
 }
 
 /// Reads the header line and returns the schema of the file's columns plus the rest.
-fn csv_header_schema<'a>(
+pub(crate) fn csv_header_schema<'a>(
     schema: &SchemaRef,
     body: &[&'a [u8]],
     delimiter: u8,
@@ -350,7 +350,7 @@ fn csv_header_schema<'a>(
 }
 
 /// Vectorized decoding, timestamps as text first (see [`decode_ndjson_fast`]).
-fn decode_csv_fast(
+pub(crate) fn decode_csv_fast(
     schema: &SchemaRef,
     file_schema: &SchemaRef,
     body: &[&[u8]],

@@ -9,6 +9,7 @@
 
 pub mod alert;
 pub mod decode;
+pub mod decode_stream;
 mod flat_json;
 pub mod generator;
 pub mod rollup;

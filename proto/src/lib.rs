@@ -19,7 +19,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use rollup::{RollupDef, RollupInfo, INTERNAL_COLUMN_PREFIX};
 pub use scalar::{Predicate, PredicateOp, Scalar};
 pub use service::{
-    BatchStream, BeService, ColumnStatistics, ScanRequest, ScanSnapshot, ScanStats,
+    BatchStream, BeService, ByteStream, ColumnStatistics, ScanRequest, ScanSnapshot, ScanStats,
     SnapshotStatistics, WriteFormat,
 };
 pub use source::{rejected_table_def, SourceDef, SourceStatus, REJECTED_TABLE};

@@ -20,6 +20,10 @@ use crate::table::{ColumnDef, SegmentInfo, TableDef, TableInfo};
 /// A stream of Arrow batches produced by the BE.
 pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
 
+/// A request body in the pieces it arrives in (HTTP frames, COPY messages). An error
+/// item (a vanished client, a size limit) aborts the write with that error.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
 /// Encoded rows as a client sends them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteFormat {
@@ -107,13 +111,14 @@ pub trait BeService: Send + Sync + Debug {
     /// request is applied.
     async fn write(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64>;
     /// Decodes rows in `format` with the table's schema, then writes them like [`Self::write`].
-    /// `body` is the request body in the pieces it arrived in (HTTP frames, COPY messages);
-    /// records may span pieces, and they are decoded without being joined.
+    /// `body` yields the request body in the pieces it arrives in; records may span
+    /// pieces, they are decoded without being joined, and decoding starts before the body
+    /// has ended. Nothing is written unless the whole body decodes.
     async fn write_encoded(
         &self,
         table: &str,
         format: WriteFormat,
-        body: Vec<Bytes>,
+        body: ByteStream,
     ) -> Result<u64>;
     /// Deletes rows by primary key; `keys` holds the key columns. Returns rows deleted.
     async fn delete_keys(&self, table: &str, keys: RecordBatch) -> Result<u64>;

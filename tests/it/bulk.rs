@@ -174,6 +174,61 @@ async fn check_keyed_and_viewed(c: &tokio_postgres::Client) {
     );
 }
 
+/// A COPY that ends without CopyDone writes nothing, though its data was being decoded
+/// while it arrived: not when the client sends CopyFail, nor when it goes away mid-COPY.
+/// The server takes the next COPY as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_copy_writes_nothing() {
+    use futures::SinkExt;
+    let dir = tempdir();
+    let s = Server::start(dir.path(), SMALL_BULK);
+    let c = s.client().await;
+    rows(
+        &c,
+        "CREATE TABLE t (ts timestamp NOT NULL, k text, v bigint NOT NULL) \
+         WITH (time_column = 'ts', partition_by = 'day')",
+    )
+    .await;
+    // Well over one decoding chunk (16 MiB), so decoding starts before the data ends.
+    let data = csv_rows(0, 800_000);
+    assert!(data.len() > 20 << 20);
+    {
+        let sink = c.copy_in("COPY t FROM STDIN (FORMAT csv)").await.unwrap();
+        futures::pin_mut!(sink);
+        sink.send(std::io::Cursor::new(data.clone().into_bytes()))
+            .await
+            .unwrap();
+        // Dropped unfinished: tokio-postgres sends CopyFail.
+    }
+    assert_eq!(scalar(&c, "SELECT count(*) FROM t").await, "0");
+
+    let mut psql = s
+        .psql_cmd()
+        .args(["-c", "COPY t FROM STDIN (FORMAT csv)"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = psql.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, data.as_bytes()).unwrap();
+    // All of it is with psql or on its way; it never sends CopyDone.
+    psql.kill().unwrap();
+    psql.wait().unwrap();
+    drop(stdin);
+    // Long enough for the server to notice and, were it to treat the end of the
+    // connection as the end of the data, to decode and write it.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(scalar(&c, "SELECT count(*) FROM t").await, "0");
+    assert_eq!(segments(&c, "t").await, "0,0");
+
+    let out = s
+        .psql_stdin("COPY t FROM STDIN (FORMAT csv)", data.as_bytes())
+        .unwrap();
+    assert_eq!(out.trim(), "COPY 800000");
+    assert_eq!(scalar(&c, "SELECT count(*) FROM t").await, "800000");
+}
+
 /// kill -9 at several moments of a large COPY: after the restart the table holds all of its
 /// rows or none, and no segment file is left that the manifest does not name.
 #[tokio::test(flavor = "multi_thread")]

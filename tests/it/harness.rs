@@ -156,7 +156,7 @@ impl Server {
     }
 
     /// psql connected to this server, stopping at the first error.
-    fn psql_cmd(&self) -> Command {
+    pub fn psql_cmd(&self) -> Command {
         let mut cmd = Command::new("psql");
         cmd.args([
             "-h",

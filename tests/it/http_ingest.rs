@@ -158,3 +158,67 @@ async fn bodies_in_frames_and_the_body_limit() {
     );
     assert_eq!(scalar(&c, "SELECT count(*) FROM f").await, "60");
 }
+
+/// A body of many decoding chunks (decoded while it arrives) is written whole, and a bad
+/// row near its end rejects all of it, numbered across the whole body.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_body_is_decoded_while_it_arrives_and_rejected_whole() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client().await;
+    rows(
+        &c,
+        "CREATE TABLE l (id bigint NOT NULL, ts timestamp NOT NULL, name text)",
+    )
+    .await;
+    let n = 700_000;
+    let line = |i: usize| {
+        format!("{{\"id\":{i},\"ts\":\"2024-01-01 00:00:00\",\"name\":\"row number {i}\"}}\n")
+    };
+    let good: String = (0..n).map(line).collect();
+    assert!(good.len() > 40 << 20, "three or more chunks");
+    let http = reqwest::Client::new();
+    let url = s.http_url("/v1/tables/l/rows");
+    let bad_row = n - 10;
+    let bad: String = (0..n)
+        .map(|i| {
+            if i == bad_row {
+                "{\"id\":\"oops\",\"ts\":\"2024-01-01 00:00:00\"}\n".to_string()
+            } else {
+                line(i)
+            }
+        })
+        .collect();
+    let r = http
+        .post(&url)
+        .header("content-type", "application/x-ndjson")
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let j: serde_json::Value = r.json().await.unwrap();
+    let msg = j["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("row {}", bad_row + 1)) && msg.contains("oops"),
+        "{msg}"
+    );
+    assert_eq!(scalar(&c, "SELECT count(*) FROM l").await, "0");
+
+    let r = http
+        .post(&url)
+        .header("content-type", "application/x-ndjson")
+        .body(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(
+        scalar(
+            &c,
+            "SELECT count(*) || ',' || sum(id) || ',' || min(id) || ',' || max(name) FROM l"
+        )
+        .await,
+        format!("{n},{},0,row number 99999", (0..n as i64).sum::<i64>())
+    );
+}
