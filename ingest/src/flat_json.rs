@@ -250,14 +250,55 @@ fn skip_ws(line: &[u8], mut i: usize) -> usize {
 /// Where the string starting after the quote at `i - 1` ends (its closing quote), if it
 /// has no escapes.
 fn string_end(line: &[u8], i: usize) -> Option<usize> {
-    // Most values are short (symbols, ids): a plain scan beats setting up a vector search.
-    let rest = &line[i..];
-    let end = match rest.iter().take(24).position(|b| matches!(b, b'"' | b'\\')) {
-        Some(p) => i + p,
-        None if rest.len() <= 24 => return None,
-        None => i + 24 + memchr::memchr2(b'"', b'\\', &rest[24..])?,
-    };
+    let end = i + quote_or_backslash(&line[i..])?;
     (line[end] == b'"').then_some(end)
+}
+
+/// The first `"` or `\` in `s`, eight bytes at a time: values are mostly short (symbols,
+/// ids, timestamps), too short for a vector search to pay for its setup.
+#[inline]
+fn quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // High bit set in each byte of `x` that is zero; the lowest such bit is exact.
+    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut at = 0;
+    while let Some(word) = s.get(at..at + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let hits = zeros(x ^ (ONES * u64::from(b'"'))) | zeros(x ^ (ONES * u64::from(b'\\')));
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    s[at..]
+        .iter()
+        .position(|b| matches!(b, b'"' | b'\\'))
+        .map(|p| at + p)
+}
+
+/// Whether `s` starts with `prefix`, for short prefixes (quoted keys): compared inline
+/// eight bytes at a time rather than by a call to `memcmp`.
+#[inline]
+fn starts_with_short(s: &[u8], prefix: &[u8]) -> bool {
+    let n = prefix.len();
+    if s.len() < n {
+        return false;
+    }
+    let word =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"));
+    if n < 8 {
+        return s[..n].iter().zip(prefix).all(|(a, b)| a == b);
+    }
+    let mut at = 0;
+    while at + 8 <= n {
+        if word(s, at) != word(prefix, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last, partial word overlaps the one before.
+    at == n || word(s, n - 8) == word(prefix, n - 8)
 }
 
 /// A string value as text: ASCII (the usual case) needs no further check.
@@ -305,7 +346,7 @@ impl<'a> Decoder<'a> {
                 // recognised by its quoted name, without searching for its end.
                 let hint = self.next_column;
                 let (column, after_key) = match self.quoted.get(hint).and_then(Option::as_ref) {
-                    Some(q) if line[i..].starts_with(q) => (Some(hint), i + q.len()),
+                    Some(q) if starts_with_short(&line[i..], q) => (Some(hint), i + q.len()),
                     _ => {
                         if line.get(i) != Some(&b'"') {
                             return None;
@@ -454,6 +495,34 @@ pub(crate) fn decode(
 mod tests {
     use super::*;
     use arrow::array::Array;
+
+    #[test]
+    fn word_at_a_time_scans_agree_with_plain_ones() {
+        let text = "ab\"c\\d\u{e9}\u{a2}\"xyzzy0123456789\"\"";
+        let bytes = text.as_bytes();
+        for from in 0..bytes.len() {
+            for to in from..=bytes.len() {
+                let s = &bytes[from..to];
+                let plain = s.iter().position(|b| matches!(b, b'"' | b'\\'));
+                assert_eq!(quote_or_backslash(s), plain, "{s:?}");
+                for n in 0..=s.len().min(20) {
+                    for (k, p) in [&s[..n], &bytes[..n]].into_iter().enumerate() {
+                        assert_eq!(starts_with_short(s, p), s.starts_with(p), "{s:?} {p:?} {k}");
+                    }
+                    let mut other = s[..n].to_vec();
+                    if let Some(last) = other.last_mut() {
+                        *last ^= 1;
+                        assert!(!starts_with_short(s, &other));
+                    }
+                }
+            }
+        }
+        assert!(!starts_with_short(b"abc", b"abcd"));
+        assert_eq!(
+            quote_or_backslash(&[0xa2, 0x80, 0xdc, b'x', 0, 1, 2, 3, 4, b'\\']),
+            Some(9)
+        );
+    }
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
