@@ -365,14 +365,19 @@ pub fn encode_segment(spec: &SegmentSpec, batch: &RecordBatch) -> Result<(Bytes,
         if f.data_type() == &DataType::Utf8 && few_distinct(col) {
             props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
         }
-        // The time column is sorted: its deltas bit-packed take 1-2 bytes a row where
-        // Snappy over plain values left 5 (as ClickHouse's Delta codec).
-        // Less to compress and write; scans decode it once into the segment cache.
-        if spec.time_column.as_deref() == Some(f.name().as_str()) && delta_packs(f.data_type()) {
-            let path = ColumnPath::from(f.name().as_str());
+        let path = ColumnPath::from(f.name().as_str());
+        if delta_packs(f.data_type()) {
+            // Integers and times as bit-packed deltas, like ClickHouse's Delta codec: the
+            // sorted time column takes 1-2 bytes a row where Snappy over plain values left
+            // 5, and measures such as volumes (ticks: 2.8 against 3.1 MB per 1.57M rows)
+            // come out smaller too, with less to compress and write.
             props = props
                 .set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED)
                 .set_column_compression(path, Compression::UNCOMPRESSED);
+        } else if matches!(f.data_type(), DataType::Float32 | DataType::Float64) {
+            // Snappy finds little to repeat in a float's mantissa (ticks' prices: 22%), for
+            // a tenth of a load's CPU; plain floats also scan without decompressing.
+            props = props.set_column_compression(path, Compression::UNCOMPRESSED);
         }
     }
     let props = props.build();
@@ -551,12 +556,14 @@ mod tests {
     }
 
     #[test]
-    fn the_time_column_is_delta_packed_and_reads_back_unchanged() {
+    fn integers_are_delta_packed_floats_plain_and_all_read_back_unchanged() {
         use arrow::array::TimestampMicrosecondArray;
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         let schema = Arc::new(Schema::new(vec![
             Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
             Field::new("v", DataType::Int64, false),
+            Field::new("p", DataType::Float64, true),
+            Field::new("s", DataType::Utf8, true),
         ]));
         let n = 5000i64;
         // Sorted with irregular gaps, a NULL and both extremes' neighbourhood.
@@ -572,7 +579,15 @@ mod tests {
             schema,
             vec![
                 Arc::new(TimestampMicrosecondArray::from(ts)),
-                Arc::new(Int64Array::from_iter_values(0..n)),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|i| (i * 7919) % 1000 - 500),
+                )),
+                Arc::new(Float64Array::from_iter(
+                    (0..n).map(|i| (i % 9 != 0).then(|| i as f64 * 0.37 - 100.0)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("s{}", i % 7)),
+                )),
             ],
         )
         .unwrap();
@@ -580,10 +595,16 @@ mod tests {
         let (data, _) = encode_segment(&spec, &batch).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(data).unwrap();
         for g in reader.metadata().row_groups() {
-            let (ts, v) = (g.column(0), g.column(1));
-            assert!(ts.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
-            assert_eq!(ts.compression(), Compression::UNCOMPRESSED);
-            assert!(!v.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
+            for ints in [g.column(0), g.column(1)] {
+                assert!(ints.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
+                assert_eq!(ints.compression(), Compression::UNCOMPRESSED);
+            }
+            assert!(!g
+                .column(2)
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BINARY_PACKED));
+            assert_eq!(g.column(2).compression(), Compression::UNCOMPRESSED);
+            assert_eq!(g.column(3).compression(), Compression::SNAPPY);
         }
         let back: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
         let back = arrow::compute::concat_batches(&batch.schema(), &back).unwrap();
