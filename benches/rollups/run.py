@@ -66,8 +66,11 @@ def load_both(a, P, eddy, conn, label):
     """Ticks then events over HTTP NDJSON; -> {table: {rows, seconds, rows_per_s}}."""
     out = {}
     for table in ("ticks", "events"):
+        path = P[f"{table}_jsonl"]
+        chunks = peers.line_chunks(path, int(a.chunk_mb * 2**20))
+        lines_of = peers.count_lines(path, chunks)
         t = time.perf_counter()
-        rows = peers.http_load_ndjson(a, eddy, table, P[f"{table}_jsonl"])
+        rows = peers.http_load_ndjson(a, eddy, table, path, chunks, lines_of)
         secs = time.perf_counter() - t
         out[table] = {"rows": rows, "seconds": secs, "rows_per_s": rows / secs}
         log(f"eddy ({label}): {table}: {rows:,} rows in {secs:.2f} s = {peers.fmt_rate(rows / secs)}")
