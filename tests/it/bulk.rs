@@ -28,6 +28,16 @@ fn csv_rows(first: i64, n: i64) -> String {
         .collect()
 }
 
+/// Table `t` for [`csv_rows`], by day.
+async fn create_t(c: &tokio_postgres::Client) {
+    rows(
+        c,
+        "CREATE TABLE t (ts timestamp NOT NULL, k text, v bigint NOT NULL) \
+         WITH (time_column = 'ts', partition_by = 'day')",
+    )
+    .await;
+}
+
 async fn segments(c: &tokio_postgres::Client, table: &str) -> String {
     scalar(
         c,
@@ -44,12 +54,7 @@ async fn bulk_copy_and_http_are_segments_at_once_and_survive_kill9() {
     let dir = tempdir();
     let s = Server::start(dir.path(), SMALL_BULK);
     let c = s.client().await;
-    rows(
-        &c,
-        "CREATE TABLE t (ts timestamp NOT NULL, k text, v bigint NOT NULL) \
-         WITH (time_column = 'ts', partition_by = 'day')",
-    )
-    .await;
+    create_t(&c).await;
     // A small write takes the logged path into the memtable.
     rows(
         &c,
@@ -183,12 +188,7 @@ async fn an_abandoned_copy_writes_nothing() {
     let dir = tempdir();
     let s = Server::start(dir.path(), SMALL_BULK);
     let c = s.client().await;
-    rows(
-        &c,
-        "CREATE TABLE t (ts timestamp NOT NULL, k text, v bigint NOT NULL) \
-         WITH (time_column = 'ts', partition_by = 'day')",
-    )
-    .await;
+    create_t(&c).await;
     // Well over one decoding chunk (16 MiB), so decoding starts before the data ends.
     let data = csv_rows(0, 800_000);
     assert!(data.len() > 20 << 20);

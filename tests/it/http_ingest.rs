@@ -2,6 +2,23 @@
 
 use crate::harness::{rows, scalar, tempdir, Server};
 
+/// POSTs `body` to `url` and returns the status and the JSON answer.
+async fn post_rows(
+    url: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ndjson_and_csv_rows_and_bad_rows() {
     let dir = tempdir();
@@ -13,15 +30,8 @@ async fn ndjson_and_csv_rows_and_bad_rows() {
     let body =
         "{\"symbol\":\"CL\",\"ts\":\"2024-01-01 00:00:00.5\",\"price\":70.5,\"volume\":100}\n\
                 {\"symbol\":\"GC\",\"ts\":\"2024-01-01T00:00:01Z\",\"price\":2000}\n";
-    let r = http
-        .post(&url)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let j: serde_json::Value = r.json().await.unwrap();
+    let (status, j) = post_rows(&url, "application/x-ndjson", body).await;
+    assert_eq!(status, 200);
     assert_eq!(j["rows"], 2);
     let r = http
         .post(format!("{url}?header=true"))
@@ -36,32 +46,21 @@ async fn ndjson_and_csv_rows_and_bad_rows() {
     // A bad row rejects its request, naming row, column and value; nothing is applied.
     let bad = "{\"symbol\":\"CL\",\"ts\":\"2024-01-01 00:00:03\",\"price\":71}\n\
                {\"symbol\":\"CL\",\"ts\":\"not a time\",\"price\":72}\n";
-    let r = http
-        .post(&url)
-        .header("content-type", "application/x-ndjson")
-        .body(bad)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let j: serde_json::Value = r.json().await.unwrap();
+    let (status, j) = post_rows(&url, "application/x-ndjson", bad).await;
+    assert_eq!(status, 400);
     let msg = j["error"].as_str().unwrap();
     assert!(
         msg.contains("row 2") && msg.contains("\"ts\"") && msg.contains("not a time"),
         "{msg}"
     );
-    let r = http
-        .post(&url)
-        .header("content-type", "text/csv")
-        .body("CL,2024-01-01 00:00:04,70,1\n,2024-01-01 00:00:04,70,1\n")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let msg = r.json::<serde_json::Value>().await.unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (status, j) = post_rows(
+        &url,
+        "text/csv",
+        "CL,2024-01-01 00:00:04,70,1\n,2024-01-01 00:00:04,70,1\n",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let msg = j["error"].as_str().unwrap();
     assert!(msg.contains("row 2") && msg.contains("\"symbol\""), "{msg}");
     assert_eq!(scalar(&c, "SELECT count(*) FROM ticks").await, "3");
     let r = http
@@ -177,7 +176,6 @@ async fn a_large_body_is_decoded_while_it_arrives_and_rejected_whole() {
     };
     let good: String = (0..n).map(line).collect();
     assert!(good.len() > 40 << 20, "three or more chunks");
-    let http = reqwest::Client::new();
     let url = s.http_url("/v1/tables/l/rows");
     let bad_row = n - 10;
     let bad: String = (0..n)
@@ -189,15 +187,8 @@ async fn a_large_body_is_decoded_while_it_arrives_and_rejected_whole() {
             }
         })
         .collect();
-    let r = http
-        .post(&url)
-        .header("content-type", "application/x-ndjson")
-        .body(bad)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let j: serde_json::Value = r.json().await.unwrap();
+    let (status, j) = post_rows(&url, "application/x-ndjson", bad).await;
+    assert_eq!(status, 400);
     let msg = j["error"].as_str().unwrap();
     assert!(
         msg.contains(&format!("row {}", bad_row + 1)) && msg.contains("oops"),
@@ -205,14 +196,8 @@ async fn a_large_body_is_decoded_while_it_arrives_and_rejected_whole() {
     );
     assert_eq!(scalar(&c, "SELECT count(*) FROM l").await, "0");
 
-    let r = http
-        .post(&url)
-        .header("content-type", "application/x-ndjson")
-        .body(good)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (status, j) = post_rows(&url, "application/x-ndjson", good).await;
+    assert_eq!(status, 200, "{j}");
     assert_eq!(
         scalar(
             &c,
