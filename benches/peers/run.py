@@ -64,6 +64,11 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def fmt_runs(runs):
+    """Load times as '2.10, 2.31, 2.05 s'."""
+    return ", ".join(f"{r:.2f}" for r in runs) + " s"
+
+
 def fmt_rate(r):
     if r is None:
         return "-"
@@ -201,12 +206,16 @@ def run_duckdb(a, P, queries):
         log(f"duckdb: loading {table} from {os.path.basename(src)} ({os.path.getsize(src) / 1e6:.0f} MB)")
         warm_page_cache(src)
         try:
-            t = time.perf_counter()
-            with_timeout(lambda: (con.execute(sql), con.execute("CHECKPOINT")), a.load_timeout)
-            secs = time.perf_counter() - t
+            runs = []
+            for _ in range(a.load_repeat):
+                t = time.perf_counter()
+                with_timeout(lambda: (con.execute(sql), con.execute("CHECKPOINT")), a.load_timeout)
+                runs.append(time.perf_counter() - t)
+            secs = statistics.median(runs)
             rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-            out["load"][table] = {"rows": rows, "seconds": secs, "rows_per_s": rows / secs, "via": "read_json NDJSON + CHECKPOINT"}
-            log(f"duckdb: {table}: {rows:,} rows in {secs:.2f} s = {fmt_rate(rows / secs)}")
+            out["load"][table] = {"rows": rows, "seconds": secs, "rows_per_s": rows / secs, "runs_s": runs,
+                                  "via": "read_json NDJSON + CHECKPOINT"}
+            log(f"duckdb: {table}: {rows:,} rows in {secs:.2f} s (median of {fmt_runs(runs)}) = {fmt_rate(rows / secs)}")
         except Exception as e:  # noqa: BLE001
             out["load"][table] = {"error": f"{type(e).__name__}: {e}"}
             log(f"duckdb: loading {table} FAILED: {e}")
@@ -526,7 +535,7 @@ def http_load_ndjson(a, eddy, table, path, chunks, lines_of):
         `lines`: the body's line count when known in advance."""
         limit = state["limit"]
         if limit and len(data) > limit:
-            parts = split_at_newline(data)
+            parts = split_at_newline(bytes(data))
             if parts:
                 return post(parts[0]) + post(parts[1])
         if stop.is_set():
@@ -559,11 +568,17 @@ def http_load_ndjson(a, eddy, table, path, chunks, lines_of):
         return rows
 
     def upload(rng, prog):
+        """Reads the chunk into this uploader's own buffer, reused from chunk to chunk as
+        curl's would be: a fresh 128 MB object per chunk costs the client tens of
+        thousands of page faults, on the same 2 cores as eddy."""
         off, length = rng
+        if len(getattr(local, "buf", b"")) < length:
+            local.buf = bytearray(length)
+        view = memoryview(local.buf)[:length]
         with open(path, "rb") as f:
             f.seek(off)
-            data = f.read(length)
-        rows = post(data, lines_of[rng])
+            f.readinto(view)
+        rows = post(view, lines_of[rng])
         prog.add(length, rows)
         return rows
 
@@ -738,26 +753,42 @@ def run_eddy(a, P, queries, manifest):
         log("eddy: tables created")
 
         # ---- ticks: HTTP NDJSON
-        def checkpoint_and_record(table, rows, t_ingest, via):
-            """CHECKPOINT (counted in the load time) and record the table's load figures."""
+        def checkpoint(table, t_ingest):
+            """CHECKPOINT, counted in the load time. -> (seconds in all, checkpoint seconds)"""
             t2 = time.perf_counter()
             pg_exec(a, eddy, conn, "CHECKPOINT", a.load_timeout)
             t_ckpt = time.perf_counter() - t2
-            secs = t_ingest + t_ckpt
-            out["load"][table] = {"rows": rows, "seconds": secs, "rows_per_s": rows / secs, "ingest_s": t_ingest,
-                                  "checkpoint_s": t_ckpt, "via": via}
-            log(f"eddy: {table}: {rows:,} rows in {secs:.2f} s (CHECKPOINT {t_ckpt:.2f} s) = {fmt_rate(rows / secs)}")
+            log(f"eddy: {table}: loaded in {t_ingest + t_ckpt:.2f} s (CHECKPOINT {t_ckpt:.2f} s)")
+            return t_ingest + t_ckpt, t_ckpt
+
+        def record(table, rows, runs, via):
+            """The table's load figures: the median of `runs` ((seconds, checkpoint seconds) each)."""
+            secs = statistics.median(r[0] for r in runs)
+            t_ckpt = statistics.median(r[1] for r in runs)
+            out["load"][table] = {"rows": rows, "seconds": secs, "rows_per_s": rows / secs,
+                                  "checkpoint_s": t_ckpt, "runs_s": [r[0] for r in runs], "via": via}
+            log(f"eddy: {table}: {rows:,} rows in {secs:.2f} s (median of {fmt_runs([r[0] for r in runs])}) "
+                f"= {fmt_rate(rows / secs)}")
+
+        def recreate(table, round_):
+            """Before every load but the first: the table again, empty."""
+            if round_:
+                pg_exec(a, eddy, conn, f"DROP TABLE {table}", 60)
+                pg_exec(a, eddy, conn, EDDY_DDL[table], 60)
 
         try:
             warm_page_cache(P["ticks_jsonl"])
             chunks = line_chunks(P["ticks_jsonl"], int(a.chunk_mb * 2**20))
             lines_of = count_lines(P["ticks_jsonl"], chunks)
-            t = time.perf_counter()
-            rows = http_load_ndjson(a, eddy, "ticks", P["ticks_jsonl"], chunks, lines_of)
-            t_ingest = time.perf_counter() - t
-            log(f"eddy: ticks: {rows:,} rows accepted in {t_ingest:.2f} s; CHECKPOINT ...")
-            checkpoint_and_record("ticks", rows, t_ingest,
-                                  f"HTTP NDJSON, {a.chunk_mb:g} MB chunks x {a.uploaders} + CHECKPOINT")
+            runs = []
+            for round_ in range(a.load_repeat):
+                recreate("ticks", round_)
+                t = time.perf_counter()
+                rows = http_load_ndjson(a, eddy, "ticks", P["ticks_jsonl"], chunks, lines_of)
+                t_ingest = time.perf_counter() - t
+                log(f"eddy: ticks: {rows:,} rows accepted in {t_ingest:.2f} s; CHECKPOINT ...")
+                runs.append(checkpoint("ticks", t_ingest))
+            record("ticks", rows, runs, f"HTTP NDJSON, {a.chunk_mb:g} MB chunks x {a.uploaders} + CHECKPOINT")
         except (BenchError, Exception) as e:  # noqa: BLE001
             out["load"]["ticks"] = {"error": f"{type(e).__name__}: {e}"}
             log(f"eddy: loading ticks FAILED: {e}")
@@ -768,14 +799,18 @@ def run_eddy(a, P, queries, manifest):
             csv_path = ensure_events_csv(P)
             est = manifest.get(f"events_{a.events}", {}).get("rows") or parse_size(a.events)
             warm_page_cache(csv_path)
-            t = time.perf_counter()
-            rows = copy_load_csv(a, eddy, conn, "events", csv_path, est)
-            t_ingest = time.perf_counter() - t
-            if rows is None:
-                rows = pg_exec(a, eddy, conn, "SELECT count(*) FROM events", a.query_timeout)[0][0]
-                out["notes"].append("COPY returned no row count; events rows from count(*)")
-            log(f"eddy: events: {rows:,} rows copied in {t_ingest:.2f} s; CHECKPOINT ...")
-            checkpoint_and_record("events", rows, t_ingest, "COPY FROM STDIN (FORMAT csv) + CHECKPOINT")
+            runs = []
+            for round_ in range(a.load_repeat):
+                recreate("events", round_)
+                t = time.perf_counter()
+                rows = copy_load_csv(a, eddy, conn, "events", csv_path, est)
+                t_ingest = time.perf_counter() - t
+                if rows is None:
+                    rows = pg_exec(a, eddy, conn, "SELECT count(*) FROM events", a.query_timeout)[0][0]
+                    out["notes"].append("COPY returned no row count; events rows from count(*)")
+                log(f"eddy: events: {rows:,} rows copied in {t_ingest:.2f} s; CHECKPOINT ...")
+                runs.append(checkpoint("events", t_ingest))
+            record("events", rows, runs, "COPY FROM STDIN (FORMAT csv) + CHECKPOINT")
         except (BenchError, Exception) as e:  # noqa: BLE001
             out["load"]["events"] = {"error": f"{type(e).__name__}: {e}"}
             log(f"eddy: loading events FAILED: {e}")
@@ -985,6 +1020,7 @@ def build_report(res, a, manifest):
           "DuckDB: `CREATE TABLE AS SELECT * FROM read_json(NDJSON, explicit columns)` + `CHECKPOINT`. "
           f"eddy: ticks as NDJSON over HTTP ({a.chunk_mb:g} MB bodies, {a.uploaders} concurrent uploaders), events with "
           "`COPY … FROM STDIN (FORMAT csv)` over pgwire; each followed by `CHECKPOINT`, which is included. "
+          f"Each time is the median of {a.load_repeat} loads into an empty table (all of them in `results.json`). "
           "ratio = eddy rows/s ÷ DuckDB rows/s (> 1: eddy loads faster).", "",
           "| table | rows | DuckDB s | DuckDB rows/s | eddy s | eddy rows/s | of which CHECKPOINT s | eddy/DuckDB | eddy count(*) |",
           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -1019,6 +1055,9 @@ def main():
     ap.add_argument("--work", default=os.path.join(REPO, "target", "bench-data"),
                     help="work directory for data, databases, logs and results (default <repo>/target/bench-data)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per query after 1 warm-up (default 3)")
+    ap.add_argument("--load-repeat", type=int, default=3,
+                    help="loads of each table per engine; the median is reported (default 3: one load's time "
+                         "varies by 20%% or more between runs on a shared 2-core VM)")
     ap.add_argument("--skip-gen", action="store_true", help="do not run gen.py; fail if the data files are missing")
     ap.add_argument("--engines", default="duckdb,eddy",
                     help="comma list out of duckdb,eddy (default both). With only eddy, DuckDB's figures are taken "
