@@ -500,6 +500,7 @@ pub async fn compact(ctx: &StorageCtx, table: &Arc<Table>) -> Result<bool> {
             segment: Arc::clone(seg),
             row_groups: (0..seg.meta.row_groups.len()).collect(),
             deleted: del.clone().map(Arc::new),
+            selected: None,
         };
         let got: Vec<RecordBatch> = read_segment(read, Arc::clone(&schema))
             .await?
@@ -639,6 +640,7 @@ pub async fn load_keys(table: &Arc<Table>, seg: &Arc<SegmentHandle>) -> Result<(
         segment: Arc::clone(seg),
         row_groups: (0..seg.meta.row_groups.len()).collect(),
         deleted: deleted.clone().map(Arc::new),
+        selected: None,
     };
     let batches: Vec<RecordBatch> = read_segment(read, schema).await?.try_collect().await?;
     let mut live =

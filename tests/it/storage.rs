@@ -145,6 +145,12 @@ async fn pruning_skips_segments_by_partition_zone_map_and_bitmap() {
         rows(&c, "EXPLAIN ANALYZE SELECT n FROM ev WHERE kind = 'buy2'").await
     );
     assert!(plan.contains("segments_pruned=2/3"), "{plan}");
+    // Within the segment it reads, the scan returns only the row the bitmap allows.
+    let scan_rows = plan
+        .split("EddyScanExec")
+        .nth(1)
+        .and_then(|scan| scan.split("output_rows=").nth(1));
+    assert!(scan_rows.is_some_and(|r| r.starts_with("1,")), "{plan}");
     assert_eq!(
         scalar(&c, "SELECT n FROM ev WHERE kind = 'buy2'").await,
         "2"
