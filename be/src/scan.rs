@@ -478,10 +478,15 @@ struct Rows<'a> {
 impl Rows<'_> {
     /// `batch`, whose first row is row `base` of the segment, without the rows not read.
     fn keep(&self, batch: &RecordBatch, base: u32) -> Result<RecordBatch> {
-        let Some(selected) = self.selected else {
+        let end = base + batch.num_rows() as u32;
+        // A row group the bitmaps select whole (most of them, for a common value) needs
+        // no mask of its own.
+        let Some(selected) = self
+            .selected
+            .filter(|s| s.range_cardinality(base..end) < u64::from(end - base))
+        else {
             return filter_deleted(batch, base, self.deleted);
         };
-        let end = base + batch.num_rows() as u32;
         let mut mask = BooleanBufferBuilder::new(batch.num_rows());
         mask.append_n(batch.num_rows(), false);
         for r in selected.range(base..end) {
@@ -639,6 +644,15 @@ mod tests {
         assert_eq!(
             row_numbers(&both.keep(&batch, 100).unwrap()),
             [100, 120, 149]
+        );
+        let whole: RoaringBitmap = (90..160).collect();
+        let whole_and_deleted = Rows {
+            deleted: Some(&deleted),
+            selected: Some(&whole),
+        };
+        assert_eq!(
+            row_numbers(&whole_and_deleted.keep(&batch, 100).unwrap()),
+            kept
         );
         let none: RoaringBitmap = [1, 2].into_iter().collect();
         let nothing = Rows {
