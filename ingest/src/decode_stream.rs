@@ -52,13 +52,12 @@ where
             chunks.finish_oldest().await;
         }
     }
-    let streamed = chunks.finish().await;
-    tokio::task::spawn_blocking(move || match streamed {
-        Some(batches) => Ok(batches),
-        None => decode_whole(&schema, format, &all),
-    })
-    .await
-    .map_err(|e| Error::new(ErrorCode::Internal, format!("decode task: {e}")))?
+    if let Some(batches) = chunks.finish().await {
+        return Ok(batches);
+    }
+    tokio::task::spawn_blocking(move || decode_whole(&schema, format, &all))
+        .await
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("decode task: {e}")))?
 }
 
 /// The body decoded in one go, after it has arrived.
