@@ -31,6 +31,9 @@ pub struct FeConfig {
     pub http_body_bytes_max: usize,
     /// Largest `COPY ... FROM STDIN` accepted (it is buffered so that it applies whole).
     pub copy_bytes_max: usize,
+    /// Most PostgreSQL connections served at once (PostgreSQL's `max_connections`). Each
+    /// has a thread of its own; one more is refused with SQLSTATE 53300.
+    pub pg_max_connections: usize,
 }
 
 impl Default for FeConfig {
@@ -47,6 +50,7 @@ impl Default for FeConfig {
             target_partitions: 0,
             http_body_bytes_max: 512 * 1024 * 1024,
             copy_bytes_max: 4 * 1024 * 1024 * 1024,
+            pg_max_connections: 100,
         }
     }
 }

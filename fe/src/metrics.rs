@@ -65,6 +65,25 @@ pub static CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+pub static MAX_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "eddy_fe_pg_max_connections",
+            "Most PostgreSQL connections served at once (fe.pg_max_connections)",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static REFUSED_CONNECTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register(
+        IntCounter::new(
+            "eddy_fe_pg_refused_connections_total",
+            "PostgreSQL connections refused because fe.pg_max_connections were open",
+        )
+        .expect("valid metric"),
+    )
+});
+
 pub fn init(memory_pool_bytes: u64) {
     MEMORY_POOL_BYTES.set(memory_pool_bytes as i64);
     LazyLock::force(&QUERIES);
@@ -73,6 +92,8 @@ pub fn init(memory_pool_bytes: u64) {
     LazyLock::force(&POINT_QUERIES);
     LazyLock::force(&HTTP_ROWS);
     LazyLock::force(&CONNECTIONS);
+    LazyLock::force(&MAX_CONNECTIONS);
+    LazyLock::force(&REFUSED_CONNECTIONS);
 }
 
 pub fn render() -> String {

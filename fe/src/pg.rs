@@ -10,6 +10,7 @@
 mod activity;
 mod column_names;
 mod conn;
+mod conn_thread;
 mod copy;
 mod cursor;
 mod datetime;
@@ -636,6 +637,8 @@ struct Factory {
     startup: Arc<StartupConfig>,
     /// This connection's: cancelled by `pg_terminate_backend`.
     terminated: CancellationToken,
+    /// Opened while `fe.pg_max_connections` others were: its startup is refused.
+    refused: bool,
 }
 
 impl PgWireServerHandlers for Factory {
@@ -655,6 +658,7 @@ impl PgWireServerHandlers for Factory {
         Arc::new(Startup::new(
             Arc::clone(&self.startup),
             self.terminated.clone(),
+            self.refused,
         ))
     }
 
@@ -672,6 +676,7 @@ pub(crate) async fn serve(
     method: PasswordMethod,
     copy_bytes_max: usize,
     tls: Option<pgwire::tokio::TlsAcceptor>,
+    max_connections: usize,
 ) {
     // pg_catalog completed from the BE's table definitions (primary keys, NOT NULL,
     // typmods); the crate's alone still answers if that cannot be set up.
@@ -704,7 +709,10 @@ pub(crate) async fn serve(
         method,
         registry: Arc::clone(&handler.registry),
         pids: Arc::new(RandomPidSecretKeyGenerator::default()),
+        max_connections,
     });
+    metrics::MAX_CONNECTIONS.set(max_connections as i64);
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -717,14 +725,18 @@ pub(crate) async fn serve(
         let _ = socket.set_nodelay(true);
         let terminated = CancellationToken::new();
         let tls = tls.clone();
+        let slot = conn_thread::Slot::take(&open, max_connections);
+        let refused = slot.is_none();
         let f = Arc::new(Factory {
             handler: Arc::clone(&handler),
             extended: Arc::clone(&extended),
             startup: Arc::clone(&startup),
             terminated: terminated.clone(),
+            refused,
         });
-        tokio::spawn(async move {
-            metrics::CONNECTIONS.inc();
+        let serve = move |socket| async move {
+            // Held until the connection's future ends or unwinds.
+            let _slot = slot;
             tokio::select! {
                 r = conn::process_socket(socket, tls, f) => {
                     if let Err(e) = r {
@@ -736,7 +748,13 @@ pub(crate) async fn serve(
                     tracing::info!(peer = %peer, "connection terminated by pg_terminate_backend");
                 }
             }
-            metrics::CONNECTIONS.dec();
-        });
+        };
+        if refused {
+            // Only to tell the client why (after its startup message, as PostgreSQL does).
+            metrics::REFUSED_CONNECTIONS.inc();
+            tokio::spawn(serve(socket));
+        } else {
+            conn_thread::spawn(socket, tokio::runtime::Handle::current(), serve);
+        }
     }
 }

@@ -84,6 +84,7 @@ pub async fn start(config: &FeConfig, be: Arc<dyn BeService>) -> Result<Endpoint
         pg_method,
         config.copy_bytes_max,
         pg_tls,
+        config.pg_max_connections,
     ));
     let router = crate::http::router(be, config.http_body_bytes_max);
     tokio::spawn(async move {

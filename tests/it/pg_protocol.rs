@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use crate::harness::{rows, scalar, sqlstate, tempdir, Server};
+use crate::harness::{eventually, rows, scalar, sqlstate, tempdir, Server};
 
 async fn trades(c: &tokio_postgres::Client) {
     rows(c, "CREATE TABLE trades (sym text NOT NULL, ts timestamp NOT NULL, px double precision, qty bigint, f4 real, ok boolean, d date, n numeric(10,2))").await;
@@ -299,4 +299,37 @@ fn refuses_to_listen_beyond_loopback_without_users() {
         text.contains("[fe.users]") && text.contains("loopback"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_max_connections_are_refused_with_53300() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[("EDDY__FE__PG_MAX_CONNECTIONS", "2")]);
+    let a = s.client().await;
+    let b = s.client().await;
+    assert_eq!(scalar(&a, "SHOW max_connections").await, "2");
+    let e = connect(&s, "eddy", "")
+        .await
+        .err()
+        .expect("a third is refused");
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "53300", "{db:?}");
+    assert_eq!(db.message(), "sorry, too many clients already");
+    // The open ones are untouched; closing one lets the next in.
+    assert_eq!(scalar(&b, "SELECT 2").await, "2");
+    drop(a);
+    assert!(
+        eventually(10, || async { connect(&s, "eddy", "").await.is_ok() }).await,
+        "a slot frees when a connection closes"
+    );
+    let m = s.metrics().await;
+    assert!(m.contains("eddy_fe_pg_max_connections 2"), "{m}");
+    let refused: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("eddy_fe_pg_refused_connections_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("the refused counter");
+    assert!(refused >= 1, "{m}");
+    let (code, _) = sqlstate(&b, "SET max_connections = 5").await;
+    assert_eq!(code, "55P02");
 }

@@ -76,6 +76,7 @@ const READ_ONLY: &[&str] = &[
     "lc_collate",
     "lc_ctype",
     "in_hot_standby",
+    "max_connections",
 ];
 
 /// The canonical spelling of a setting name, whatever case the client used.
@@ -300,6 +301,14 @@ impl Session {
     /// A session whose connection closes when `terminated` is cancelled.
     pub(crate) fn with_termination(mut self, terminated: CancellationToken) -> Self {
         self.terminated = terminated;
+        self
+    }
+
+    /// A server-wide setting's value (such as `max_connections`), which the client can
+    /// read but not change.
+    pub(crate) fn with_server_setting(self, name: &str, value: String) -> Self {
+        debug_assert!(READ_ONLY.contains(&name));
+        self.vars.lock().insert(name.into(), value);
         self
     }
 

@@ -207,6 +207,8 @@ pub(crate) struct StartupConfig {
     pub(crate) method: PasswordMethod,
     pub(crate) registry: Arc<Registry>,
     pub(crate) pids: Arc<RandomPidSecretKeyGenerator>,
+    /// `fe.pg_max_connections`, which `SHOW max_connections` reports.
+    pub(crate) max_connections: usize,
 }
 
 /// One connection's startup handler (the SCRAM and MD5 exchanges keep per-connection
@@ -217,6 +219,8 @@ pub(crate) struct Startup {
     terminated: tokio_util::sync::CancellationToken,
     scram: Option<SASLAuthStartupHandler<Parameters>>,
     md5: Option<Md5PasswordAuthStartupHandler<Users, Parameters>>,
+    /// Opened while `fe.pg_max_connections` others were open.
+    refused: bool,
 }
 
 struct SharedPids(Arc<RandomPidSecretKeyGenerator>);
@@ -231,6 +235,7 @@ impl Startup {
     pub(crate) fn new(
         config: Arc<StartupConfig>,
         terminated: tokio_util::sync::CancellationToken,
+        refused: bool,
     ) -> Self {
         let (mut scram, mut md5) = (None, None);
         if config.auth.has_users() {
@@ -263,6 +268,7 @@ impl Startup {
             terminated,
             scram,
             md5,
+            refused,
         }
     }
 
@@ -278,6 +284,7 @@ impl Startup {
             .unwrap_or_else(|| "eddy".into());
         let session = Arc::new(
             Session::new(user, client.metadata())
+                .with_server_setting("max_connections", self.config.max_connections.to_string())
                 .with_termination(self.terminated.clone())
                 .with_client(client.socket_addr()),
         );
@@ -301,6 +308,13 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if self.refused {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "53300".into(),
+                "sorry, too many clients already".into(),
+            ))));
+        }
         if let Some(h) = &self.scram {
             h.on_startup(client, message).await?;
         } else if let Some(h) = &self.md5 {
