@@ -128,6 +128,7 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::StringTooLong
         | ErrorCode::WrongObjectType
         | ErrorCode::DivisionByZero
+        | ErrorCode::AmbiguousFunction
         | ErrorCode::OutOfRange
         | ErrorCode::CardinalityViolation
         | ErrorCode::DatetimeOverflow

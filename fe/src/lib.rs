@@ -12,6 +12,7 @@ pub mod alert_catalog;
 pub mod alert_ddl;
 pub mod auth;
 pub mod catalog;
+mod compat_parse;
 pub mod config;
 mod copy_body;
 pub mod ddl;

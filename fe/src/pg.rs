@@ -19,6 +19,7 @@ mod extended;
 mod functions;
 mod intervals;
 mod local_time;
+mod pg_typeof;
 mod rewrite;
 mod session;
 mod startup;
@@ -66,6 +67,7 @@ use crate::prepared::Prepared;
 use crate::query::{Outcome, Parsed, Planning, QueryEngine};
 
 pub use self::local_time::SessionTimeZone;
+pub(crate) use self::rewrite::regproc_casts;
 pub use self::startup::PasswordMethod;
 pub use self::tls::acceptor as tls_acceptor;
 
@@ -76,7 +78,9 @@ pub fn version_udf() -> datafusion::logical_expr::ScalarUDF {
 
 /// Catalog functions datafusion-pg-catalog does not provide.
 pub fn catalog_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
-    functions::visibility_udfs()
+    let mut udfs = functions::visibility_udfs();
+    udfs.push(pg_typeof::udf());
+    udfs
 }
 
 /// A statement as the pgwire front end keeps it between Parse and Execute.

@@ -21,7 +21,6 @@ use datafusion::sql::sqlparser::ast::{
     FromTable, ObjectName, ObjectType, Statement, TableFactor,
 };
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use eddy_proto::{BeService, ByteStream, Error, ErrorCode, Result, WriteFormat};
 
 use crate::catalog::{EddySchema, SystemSchema};
@@ -103,7 +102,7 @@ pub struct QueryEngine {
     ctx: SessionContext,
     /// sqlparser plus the rewrites that let DataFusion plan the catalog queries psql,
     /// SQLAlchemy and Grafana send (`pg_catalog.` qualifiers, `::regclass`, ...).
-    compat: PostgresCompatibilityParser,
+    compat: crate::compat_parse::CompatParser,
     /// Answers aggregates from materialized views (an analyzer rule of every session).
     rewrite: Arc<crate::rollup_rewrite::RollupRewrite>,
 }
@@ -217,7 +216,7 @@ impl QueryEngine {
             be,
             generation: AtomicU64::new(0),
             ctx,
-            compat: PostgresCompatibilityParser::new(),
+            compat: crate::compat_parse::CompatParser::new(),
             rewrite,
         })
     }

@@ -40,6 +40,8 @@ pub enum ErrorCode {
     QueryFailed = 3000,
     /// No function (or operator) of that name takes those arguments.
     UndefinedFunction = 3001,
+    /// A function name given without arguments names several functions.
+    AmbiguousFunction = 3002,
     /// The table does not exist.
     TableNotFound = 4000,
     /// The table already exists.
@@ -86,6 +88,7 @@ impl ErrorCode {
             ErrorCode::DatetimeOverflow => "22008",
             ErrorCode::QueryFailed => "XX000",
             ErrorCode::UndefinedFunction => "42883",
+            ErrorCode::AmbiguousFunction => "42725",
             ErrorCode::TableNotFound => "42P01",
             ErrorCode::TableAlreadyExists => "42P07",
             ErrorCode::ColumnNotFound => "42703",
@@ -118,6 +121,7 @@ impl ErrorCode {
             | ErrorCode::SourceAlreadyExists
             | ErrorCode::DependentObjects => 409,
             ErrorCode::SyntaxError
+            | ErrorCode::AmbiguousFunction
             | ErrorCode::InvalidValue
             | ErrorCode::NotNullViolation
             | ErrorCode::InvalidStatement

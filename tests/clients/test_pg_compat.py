@@ -276,3 +276,20 @@ def test_interval_times_number(eddy, nums):
         finally:
             await c.close()
     assert asyncio.run(binary()) == want
+
+
+def test_pg_typeof_names_types_as_postgres_does(eddy, nums, events):
+    """pg_typeof(x) prints the type RowDescription reports, an int literal is integer."""
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_typeof(id), pg_typeof(i4), pg_typeof(i2), pg_typeof(f), pg_typeof(1), "
+            "pg_typeof(3000000000), pg_typeof('a'), pg_typeof(i4 + 1), pg_typeof(now()), "
+            "pg_typeof(true), pg_typeof(interval '1 day'), "
+            "pg_typeof(DATE '2026-01-01') FROM nums WHERE id = 1").fetchone()
+        assert row == ("bigint", "integer", "smallint", "double precision", "integer",
+                       "bigint", "text", "integer", "timestamp with time zone", "boolean",
+                       "interval", "date")
+        # The same through the extended protocol with a parameter.
+        assert conn.execute("SELECT pg_typeof(%s::int2)", (1,), prepare=True).fetchone() == ("smallint",)
+        assert conn.execute(f"SELECT pg_typeof(ts) FROM {events} LIMIT 1").fetchone() == (
+            "timestamp with time zone",)

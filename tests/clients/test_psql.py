@@ -196,6 +196,11 @@ def test_show_function_definition(eddy):
     # An aggregate has no definition, as in PostgreSQL.
     rc, _, err = eddy.psql("-c", r"\sf bool_and")
     assert rc != 0 and '"bool_and" is an aggregate function' in err, err
+    # A name several functions share needs its argument types, as in PostgreSQL.
+    rc, _, err = eddy.psql("-c", r"\sf date_trunc")
+    assert rc != 0 and 'more than one function named "date_trunc"' in err, err
+    rc, _, err = eddy.psql("-c", r"\sf no_such_function")
+    assert rc != 0 and 'function "no_such_function" does not exist' in err, err
 
 
 def test_show_function_definition_by_signature(eddy):

@@ -28,6 +28,38 @@ impl Drop for Moto {
     }
 }
 
+/// Starts moto on a free port and creates the test bucket. The port is free when picked
+/// but another test's server may take it before moto binds it, and moto's imports can
+/// take many seconds on 2 busy cores: a moto that exits is started again on another port.
+async fn start_moto(bin: &str) -> (Moto, String) {
+    let http = reqwest::Client::new();
+    for _attempt in 0..3 {
+        let port = free_port();
+        let mut moto = Moto(
+            Command::new(bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(90) {
+            if let Ok(r) = http.put(format!("{endpoint}/eddy-test")).send().await {
+                if r.status().is_success() {
+                    return (moto, endpoint);
+                }
+            }
+            if moto.0.try_wait().unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    panic!("moto did not start in three attempts");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn segments_and_manifests_live_in_s3() {
     let bin = moto_server();
@@ -35,30 +67,7 @@ async fn segments_and_manifests_live_in_s3() {
         std::path::Path::new(&bin).exists(),
         "{bin} not found: run scripts/test.sh (it installs moto) or set EDDY_TEST_MOTO_SERVER"
     );
-    let port = free_port();
-    let _moto = Moto(
-        Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http.put(format!("{endpoint}/eddy-test")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "moto did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_moto, endpoint) = start_moto(&bin).await;
     let dir = tempdir();
     let env = [
         ("AWS_ACCESS_KEY_ID", "test"),
@@ -78,7 +87,7 @@ async fn segments_and_manifests_live_in_s3() {
     rows(&c, "CHECKPOINT").await;
     rows(&c, "INSERT INTO t VALUES (2, 'deux')").await;
     rows(&c, "CHECKPOINT").await;
-    let listing = http
+    let listing = reqwest::Client::new()
         .get(format!(
             "{endpoint}/eddy-test?list-type=2&prefix=warehouse/"
         ))

@@ -47,7 +47,7 @@ use parking_lot::RwLock;
 pub use self::activity::{Backend, BackendLister, ListBackends};
 pub(crate) use self::descriptions::catalog_oid;
 pub use self::functions::session_udfs;
-pub(crate) use self::functions::REGPROCEDURE;
+pub(crate) use self::functions::{display_name, REGPROC, REGPROCEDURE};
 pub(crate) use self::patch::typmod;
 
 type Inner = PgCatalogSchemaProvider<Arc<dyn CatalogProviderList>, activity::Roles>;

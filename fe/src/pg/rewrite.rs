@@ -39,7 +39,7 @@ use datafusion::sql::sqlparser::dialect::{Dialect, DuckDbDialect, PostgreSqlDial
 use datafusion::sql::sqlparser::parser::Parser;
 
 use super::functions::ARRAY_OR_EMPTY;
-use crate::catalog::pg::REGPROCEDURE;
+use crate::catalog::pg::{REGPROC, REGPROCEDURE};
 
 /// The plain positional arguments of a call, or `None` for anything fancier.
 fn plain_args(args: &FunctionArguments) -> Option<Vec<&Expr>> {
@@ -388,9 +388,10 @@ fn datetime_expr(e: &Expr) -> Option<Expr> {
     }
 }
 
-/// `'name(argtypes)'::regprocedure` (psql's `\sf name(args)`) as the function that
-/// resolves the signature against pg_proc. Only a text constant or a parameter: a
-/// column cast to `regprocedure` is an OID shown by name, which this does not do.
+/// `'name(argtypes)'::regprocedure` (psql's `\sf name(args)`) and `'name'::regproc`
+/// (`\sf name`) as the function that resolves the text against pg_proc. Only a text
+/// constant or a parameter: a column cast to `regprocedure` is an OID shown by name,
+/// which this does not do.
 fn regprocedure(e: &Expr) -> Option<Expr> {
     let Expr::Cast {
         expr, data_type, ..
@@ -399,9 +400,11 @@ fn regprocedure(e: &Expr) -> Option<Expr> {
         return None;
     };
     let ty = data_type.to_string().to_ascii_lowercase();
-    if ty.trim_start_matches("pg_catalog.") != "regprocedure" {
-        return None;
-    }
+    let function = match ty.trim_start_matches("pg_catalog.") {
+        "regprocedure" => REGPROCEDURE,
+        "regproc" => REGPROC,
+        _ => return None,
+    };
     let Expr::Value(v) = expr.as_ref() else {
         return None;
     };
@@ -411,7 +414,21 @@ fn regprocedure(e: &Expr) -> Option<Expr> {
     ) {
         return None;
     }
-    parse_expr(&format!("{REGPROCEDURE}({expr})"))
+    parse_expr(&format!("{function}({expr})"))
+}
+
+/// `'name'::regproc` and `'name(args)'::regprocedure` casts as the functions that resolve
+/// them, in place; whether there was one.
+pub(crate) fn regproc_casts(stmt: &mut Statement) -> bool {
+    let mut found = false;
+    let _ = visit_expressions_mut(stmt, |e| {
+        if let Some(new) = regprocedure(e) {
+            *e = new;
+            found = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
 }
 
 /// Rewrites the calls named in the module documentation, in place.
@@ -524,10 +541,14 @@ mod tests {
             rewritten("SELECT CAST($1 AS regprocedure)"),
             "SELECT eddy_regprocedure($1)"
         );
-        // An OID column shown as a signature, and regproc: left alone.
         assert_eq!(
-            rewritten("SELECT p.oid::regprocedure, 'now'::regproc FROM pg_proc p"),
-            "SELECT p.oid::regprocedure, 'now'::regproc FROM pg_proc p"
+            rewritten("SELECT 'date_trunc'::pg_catalog.regproc::pg_catalog.oid"),
+            "SELECT eddy_regproc('date_trunc')::pg_catalog.oid"
+        );
+        // An OID column shown as a signature: left alone.
+        assert_eq!(
+            rewritten("SELECT p.oid::regprocedure, p.oid::regproc FROM pg_proc p"),
+            "SELECT p.oid::regprocedure, p.oid::regproc FROM pg_proc p"
         );
     }
 

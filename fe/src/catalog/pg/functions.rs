@@ -26,6 +26,8 @@ use super::PgCatalogState;
 
 /// The function `'signature'::regprocedure` becomes (see [`super::regprocedure`]).
 pub(crate) const REGPROCEDURE: &str = "eddy_regprocedure";
+/// The function `'name'::regproc` becomes.
+pub(crate) const REGPROC: &str = "eddy_regproc";
 
 /// A built-in function's result and argument types.
 #[derive(Debug)]
@@ -63,7 +65,7 @@ fn batches_column<'a, T>(
 
 /// The name `format_type` gives a type: SQL spellings for the common ones, `x[]` for
 /// arrays.
-fn display_name(typname: &str) -> String {
+pub(crate) fn display_name(typname: &str) -> String {
     if let Some(element) = typname.strip_prefix('_') {
         return format!("{}[]", display_name(element));
     }
@@ -202,6 +204,8 @@ enum Kind {
     /// `eddy_regprocedure(text)`: what `'name(argtypes)'::regprocedure` is rewritten to
     /// (the OID of that built-in function, see [`super::regprocedure`]).
     RegProcedure,
+    /// `eddy_regproc(text)`: what `'name'::regproc` is rewritten to.
+    RegProc,
 }
 
 /// One of the functions of this module, bound to pg_catalog's state and (for
@@ -247,6 +251,7 @@ impl ScalarUDFImpl for CatalogFn {
             Kind::FunctionDef => "pg_get_functiondef",
             Kind::SharedObjectDescription => "shobj_description",
             Kind::RegProcedure => REGPROCEDURE,
+            Kind::RegProc => REGPROC,
         }
     }
 
@@ -260,7 +265,7 @@ impl ScalarUDFImpl for CatalogFn {
             Kind::TableSize | Kind::RelationSize | Kind::TotalRelationSize | Kind::DatabaseSize => {
                 DataType::Int64
             }
-            Kind::RegProcedure => DataType::Int32,
+            Kind::RegProcedure | Kind::RegProc => DataType::Int32,
             _ => DataType::Utf8,
         })
     }
@@ -290,14 +295,18 @@ impl ScalarUDFImpl for CatalogFn {
         if self.kind == Kind::ObjectDescription {
             return self.object_descriptions(&arrays).map(ColumnarValue::Array);
         }
-        if self.kind == Kind::RegProcedure {
+        if matches!(self.kind, Kind::RegProcedure | Kind::RegProc) {
+            let signatures = &self.state.procs.signatures;
             let texts = cast(&arrays[0], &DataType::Utf8)?;
             let oids = texts
                 .as_string::<i32>()
                 .iter()
                 .map(|t| {
-                    t.map(|t| self.state.procs.signatures.resolve(t))
-                        .transpose()
+                    t.map(|t| match self.kind {
+                        Kind::RegProc => signatures.resolve_name(t),
+                        _ => signatures.resolve(t),
+                    })
+                    .transpose()
                 })
                 .collect::<std::result::Result<Int32Array, _>>()
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -364,7 +373,9 @@ impl ScalarUDFImpl for CatalogFn {
                 }
                 Arc::new(out.finish())
             }
-            Kind::ObjectDescription | Kind::RegProcedure => unreachable!("answered above"),
+            Kind::ObjectDescription | Kind::RegProcedure | Kind::RegProc => {
+                unreachable!("answered above")
+            }
             Kind::ColumnDescription | Kind::SharedObjectDescription => {
                 Arc::new(StringArray::new_null(n))
             }
@@ -441,6 +452,7 @@ pub fn session_udfs(state: &Arc<PgCatalogState>, search_path: &[String]) -> Vec<
         Kind::SharedObjectDescription,
         Kind::FunctionDef,
         Kind::RegProcedure,
+        Kind::RegProc,
     ] {
         let signature = match kind {
             Kind::ColumnDescription | Kind::SharedObjectDescription => {

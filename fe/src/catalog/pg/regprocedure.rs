@@ -1,7 +1,9 @@
-//! `'name(argtypes)'::regprocedure`: a function signature's text resolved to the OID of
-//! the built-in function with exactly that name and those argument types, as
+//! `'name(argtypes)'::regprocedure` and `'name'::regproc`: a function's text resolved to
+//! the OID of the built-in function with exactly that name and those argument types, as
 //! PostgreSQL's `regprocedurein` does (psql's `\sf date_trunc(text, timestamp with time
-//! zone)` sends `SELECT '...'::pg_catalog.regprocedure::pg_catalog.oid`).
+//! zone)` sends `SELECT '...'::pg_catalog.regprocedure::pg_catalog.oid`), or with that
+//! name alone, as `regprocin` does (`\sf now` sends `'now'::pg_catalog.regproc`; a name
+//! several functions share is 42725 `more than one function named "date_trunc"`).
 //!
 //! The name may be quoted or qualified with `pg_catalog` (where every built-in lives);
 //! each argument is a type name as SQL writes it (`integer`, `character varying(20)`,
@@ -166,6 +168,37 @@ impl Signatures {
         }
     }
 
+    /// `'name'::regproc`: the OID of the one built-in function called `name` (possibly
+    /// quoted or qualified with `pg_catalog`), as PostgreSQL's `regprocin` resolves it;
+    /// a name several functions share is 42725 `more than one function named`.
+    pub(crate) fn resolve_name(&self, text: &str) -> Result<i32, Error> {
+        let trimmed = text.trim();
+        if trimmed == "-" {
+            return Ok(0);
+        }
+        if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+            return trimmed
+                .parse()
+                .map_err(|_| Error::new(ErrorCode::OutOfRange, "OID out of range"));
+        }
+        let mut name = qualified_name(trimmed)
+            .ok_or_else(|| Error::new(ErrorCode::InvalidValue, "invalid name syntax"))?;
+        let proname = name.pop().unwrap_or_default();
+        let in_catalog = match name.as_slice() {
+            [] => true,
+            [schema] => schema == "pg_catalog",
+            _ => return Err(Error::new(ErrorCode::InvalidValue, "invalid name syntax")),
+        };
+        match self.by_name.get(&proname).filter(|_| in_catalog) {
+            Some(c) if c.len() == 1 => Ok(c[0].0),
+            Some(c) if c.len() > 1 => Err(Error::new(
+                ErrorCode::AmbiguousFunction,
+                format!("more than one function named \"{trimmed}\""),
+            )),
+            _ => Err(undefined_function(trimmed)),
+        }
+    }
+
     /// The OID of the function `text` names (see the module documentation).
     pub(crate) fn resolve(&self, text: &str) -> Result<i32, Error> {
         let trimmed = text.trim();
@@ -268,6 +301,24 @@ mod tests {
         );
         assert_eq!(s("1299"), Ok(1299));
         assert_eq!(s("-"), Ok(0));
+    }
+
+    #[test]
+    fn names_resolve_only_when_one_function_has_them() {
+        let s = signatures();
+        assert_eq!(s.resolve_name("now").ok(), Some(1299));
+        assert_eq!(s.resolve_name("pg_catalog.\"now\"").ok(), Some(1299));
+        assert_eq!(s.resolve_name("1217").ok(), Some(1217));
+        let e = s.resolve_name("date_trunc").unwrap_err();
+        assert_eq!(e.code.sqlstate(), "42725");
+        assert_eq!(e.message, "more than one function named \"date_trunc\"");
+        let e = s.resolve_name("nope").unwrap_err();
+        assert_eq!(e.code.sqlstate(), "42883");
+        assert_eq!(e.message, "function \"nope\" does not exist");
+        assert_eq!(
+            s.resolve_name("public.now").unwrap_err().code.sqlstate(),
+            "42883"
+        );
     }
 
     #[test]
