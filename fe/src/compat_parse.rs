@@ -1,22 +1,37 @@
-//! datafusion-pg-catalog's [`PostgresCompatibilityParser`], with `'name'::regproc`
-//! resolved as PostgreSQL resolves it.
+//! datafusion-pg-catalog's [`PostgresCompatibilityParser`], with two of its rewrites that
+//! changed answers undone.
 //!
-//! The crate rewrites `'name'::regproc` into `(SELECT oid FROM pg_proc WHERE proname =
-//! 'name')`, which answers with one of the overloads when several functions share the
-//! name: psql's `\sf date_trunc` then printed one `date_trunc` where PostgreSQL says
-//! `more than one function named "date_trunc"` (42725). Here such casts become
-//! `eddy_regproc('name')` (see `crate::catalog::pg`) before the crate's rewrites run.
+//! - Its `RemoveSubqueryFromProjection` replaces every correlated scalar subquery in a
+//!   select list with NULL: `SELECT o.id, (SELECT count(*) FROM item i WHERE i.ord =
+//!   o.id) FROM ord o` answered NULL counts. Here such subqueries over eddy's tables are
+//!   kept and planned by DataFusion, which decorrelates the aggregated ones into joins; a
+//!   correlated subquery it cannot plan is an error rather than a silent NULL. Those over
+//!   the system catalogs are still the crate's NULL: clients' catalog queries (psql's
+//!   `\d`, SQLAlchemy's column reflection) hold correlated subqueries for features eddy
+//!   has no objects for (column defaults, collations, identity sequences) that DataFusion
+//!   cannot decorrelate, and NULL is the answer for them. The other half of the rule,
+//!   `LIMIT 1` on an uncorrelated subquery in a select list, stays.
+//! - It rewrites `'name'::regproc` into `(SELECT oid FROM pg_proc WHERE proname =
+//!   'name')`, which answers with one of the overloads when several functions share the
+//!   name: psql's `\sf date_trunc` then printed one `date_trunc` where PostgreSQL says
+//!   `more than one function named "date_trunc"` (42725). Here such casts become
+//!   `eddy_regproc('name')` (see `crate::catalog::pg`) before the crate's rewrites run.
 //!
 //! The crate's parser applies its rewrite rules inside `parse`, after replacing a few whole
 //! client queries it cannot run (its private "blacklist") at the token level. So a
-//! statement with a `regproc` cast is parsed again and rewritten by the crate's public
-//! rules, in the crate's order, with eddy's cast rewrite first; that statement replaces the
-//! crate's only when the same rules without it give exactly the crate's statement, that is
-//! when no blacklisted query was replaced.
-
+//! statement that may hold either is parsed again and rewritten by the crate's public
+//! rules, in the crate's order, with eddy's changes; that statement replaces the crate's
+//! only when the same rules without eddy's changes give exactly the crate's statement,
+//! that is when no blacklisted query was replaced.
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::Statement;
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions, visit_relations, Expr, Query, SelectItem, SetExpr, Statement, TableFactor,
+    Value, VisitMut, VisitorMut,
+};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion_pg_catalog::sql::rules::{
@@ -31,8 +46,11 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 /// See the module documentation.
 pub(crate) struct CompatParser {
     compat: PostgresCompatibilityParser,
-    /// The crate's rules, in the order `PostgresCompatibilityParser::new` applies them.
+    /// The crate's rules before `RemoveSubqueryFromProjection`, in the order
+    /// `PostgresCompatibilityParser::new` applies them.
     rules: Vec<Arc<dyn SqlStatementRewriteRule>>,
+    remove_subqueries: RemoveSubqueryFromProjection,
+    version_name: FixVersionColumnName,
 }
 
 impl CompatParser {
@@ -50,23 +68,34 @@ impl CompatParser {
                 Arc::new(StripCollate),
                 Arc::new(RewritePgCatalogOperator),
                 Arc::new(RewriteRegCastToSubquery::new()),
-                Arc::new(RemoveSubqueryFromProjection),
-                Arc::new(FixVersionColumnName),
             ],
+            remove_subqueries: RemoveSubqueryFromProjection,
+            version_name: FixVersionColumnName,
         }
     }
 
-    fn rewrite(&self, mut s: Statement) -> Statement {
+    /// The crate's rules; with `keep_correlated`, correlated subqueries in select lists
+    /// are hidden from `RemoveSubqueryFromProjection` (see the module documentation).
+    fn rewrite(&self, mut s: Statement, keep_correlated: bool) -> Statement {
         for rule in &self.rules {
             s = rule.rewrite(s);
         }
-        s
+        if keep_correlated {
+            let _ = s.visit(&mut Parenthesize(true));
+        }
+        s = self.remove_subqueries.rewrite(s);
+        if keep_correlated {
+            let _ = s.visit(&mut Parenthesize(false));
+        }
+        self.version_name.rewrite(s)
     }
 
     /// Parses `sql` into rewritten statements (see the module documentation).
     pub(crate) fn parse(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
         let crate_statements = self.compat.parse(sql)?;
-        if !sql.to_ascii_lowercase().contains("regproc") {
+        let lower = sql.to_ascii_lowercase();
+        // A subquery in a select list needs a second SELECT.
+        if !lower.contains("regproc") && lower.matches("select").nth(1).is_none() {
             return Ok(crate_statements);
         }
         let Ok(raw) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
@@ -80,13 +109,88 @@ impl CompatParser {
             .zip(crate_statements)
             .map(|(raw, theirs)| {
                 let mut ours = raw.clone();
-                if !crate::pg::regproc_casts(&mut ours) || self.rewrite(raw) != theirs {
+                crate::pg::regproc_casts(&mut ours);
+                let ours = self.rewrite(ours, true);
+                if ours == theirs || self.rewrite(raw, false) != theirs {
                     return theirs;
                 }
-                self.rewrite(ours)
+                ours
             })
             .collect())
     }
+}
+
+/// Wraps (`true`) the correlated subqueries of select lists in parentheses, which the
+/// crate's `RemoveSubqueryFromProjection` does not look into, or unwraps (`false`) them.
+struct Parenthesize(bool);
+
+impl VisitorMut for Parenthesize {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        for item in &mut select.projection {
+            let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item
+            else {
+                continue;
+            };
+            match (self.0, &*e) {
+                (true, Expr::Subquery(q)) if correlated(q) && !reads_catalog(q) => {
+                    *e = Expr::Nested(Box::new(e.clone()));
+                }
+                (false, Expr::Nested(inner)) if matches!(**inner, Expr::Subquery(_)) => {
+                    *e = (**inner).clone();
+                }
+                _ => {}
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Whether the crate's `RemoveSubqueryFromProjection` takes `query` for correlated: it
+/// holds a parameter, or a qualified name whose qualifier is not the alias of a relation
+/// of its own FROM clause.
+fn correlated(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    let mut aliases = HashSet::new();
+    for twj in &select.from {
+        for factor in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
+            if let TableFactor::Table { alias: Some(a), .. } = factor {
+                aliases.insert(a.name.value.clone());
+            }
+        }
+    }
+    visit_expressions(query, |e| match e {
+        Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => ControlFlow::Break(()),
+        Expr::CompoundIdentifier(parts)
+            if parts.first().is_some_and(|p| !aliases.contains(&p.value)) =>
+        {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// Whether `query` reads a system catalog (`pg_catalog`, `information_schema`).
+fn reads_catalog(query: &Query) -> bool {
+    visit_relations(query, |name| {
+        let name = name.to_string().to_ascii_lowercase();
+        let catalog = name.starts_with("pg_")
+            || name.starts_with("pg_catalog.")
+            || name.starts_with("information_schema.");
+        if catalog {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break()
 }
 
 impl Default for CompatParser {
@@ -119,11 +223,41 @@ mod tests {
                 .unwrap()[0]
                 .to_string()
         );
-        // Without a regproc cast, exactly the crate's statement.
-        let sql = "SELECT c.relname, (SELECT 1 FROM pg_namespace) FROM pg_class c";
+        // Without either, exactly the crate's statement (an uncorrelated subquery in a
+        // select list gets its LIMIT 1).
+        for sql in [
+            "SELECT c.relname, (SELECT 1 FROM pg_namespace) FROM pg_class c",
+            "SELECT 1",
+            "SELECT a FROM (SELECT a FROM t) AS s",
+        ] {
+            assert_eq!(
+                one(sql),
+                PostgresCompatibilityParser::new().parse(sql).unwrap()[0].to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn correlated_subqueries_in_select_lists_are_kept() {
+        assert_eq!(
+            one("SELECT o.id, (SELECT count(*) FROM item i WHERE i.ord = o.id) AS n FROM ord o"),
+            "SELECT o.id, (SELECT count(*) FROM item i WHERE i.ord = o.id) AS n FROM ord o"
+        );
+        assert_eq!(
+            one(
+                "SELECT (SELECT max(v) FROM item i WHERE i.ord = o.id), (SELECT 1 FROM t) \
+                 FROM ord o"
+            ),
+            "SELECT (SELECT max(v) FROM item i WHERE i.ord = o.id), (SELECT 1 FROM t LIMIT 1) \
+             FROM ord o"
+        );
+        // Over the catalogs, the crate's NULL.
+        let sql = "SELECT (SELECT nspname FROM pg_namespace n WHERE n.oid = c.relnamespace) \
+                   FROM pg_class c";
         assert_eq!(
             one(sql),
             PostgresCompatibilityParser::new().parse(sql).unwrap()[0].to_string()
         );
+        assert!(one(sql).starts_with("SELECT NULL"), "{}", one(sql));
     }
 }

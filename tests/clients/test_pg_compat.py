@@ -293,3 +293,22 @@ def test_pg_typeof_names_types_as_postgres_does(eddy, nums, events):
         assert conn.execute("SELECT pg_typeof(%s::int2)", (1,), prepare=True).fetchone() == ("smallint",)
         assert conn.execute(f"SELECT pg_typeof(ts) FROM {events} LIMIT 1").fetchone() == (
             "timestamp with time zone",)
+
+
+def test_correlated_subqueries_in_a_select_list(eddy):
+    """A correlated scalar subquery over eddy's tables in a select list is evaluated per
+    row (it used to answer NULL)."""
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE ord (id bigint NOT NULL, PRIMARY KEY (id))")
+        conn.execute("CREATE TABLE item (ord bigint, v bigint)")
+        conn.execute("INSERT INTO ord VALUES (1), (2), (3)")
+        conn.execute("INSERT INTO item VALUES (1, 10), (1, 20), (2, 5)")
+        q = ("SELECT o.id, (SELECT count(*) FROM item i WHERE i.ord = o.id) AS n, "
+             "(SELECT sum(v) FROM item i WHERE i.ord = o.id) AS total FROM ord o ORDER BY o.id")
+        want = [(1, 2, 30), (2, 1, 5), (3, 0, None)]
+        assert conn.execute(q).fetchall() == want
+        assert conn.execute(q, prepare=True).fetchall() == want
+        # An uncorrelated one still answers once per row.
+        assert conn.execute(
+            "SELECT id, (SELECT max(v) FROM item) FROM ord ORDER BY id").fetchall() == [
+                (1, 20), (2, 20), (3, 20)]
