@@ -671,8 +671,8 @@ impl PgWireServerHandlers for Factory {
     }
 }
 
-/// Accepts PostgreSQL connections until the process ends. Each connection runs in its own
-/// task, so a panic in one ends only that connection.
+/// Accepts PostgreSQL connections until the process ends. Each connection runs on its own
+/// thread (see [`conn_thread`]), so a panic in one ends only that connection.
 pub(crate) async fn serve(
     listener: TcpListener,
     engine: Arc<QueryEngine>,

@@ -142,6 +142,18 @@ fn typname(written: &str) -> Option<String> {
     Some(if array { format!("_{base}") } else { base })
 }
 
+/// An OID given for a function, or `-` for none (0), which regprocin and regprocedurein
+/// also take; `None` when `text` is a name.
+fn oid_text(text: &str) -> Option<Result<i32, Error>> {
+    if text == "-" {
+        return Some(Ok(0));
+    }
+    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())).then(|| {
+        text.parse()
+            .map_err(|_| Error::new(ErrorCode::OutOfRange, "OID out of range"))
+    })
+}
+
 fn undefined_function(text: &str) -> Error {
     Error::new(
         ErrorCode::UndefinedFunction,
@@ -173,13 +185,8 @@ impl Signatures {
     /// a name several functions share is 42725 `more than one function named`.
     pub(crate) fn resolve_name(&self, text: &str) -> Result<i32, Error> {
         let trimmed = text.trim();
-        if trimmed == "-" {
-            return Ok(0);
-        }
-        if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
-            return trimmed
-                .parse()
-                .map_err(|_| Error::new(ErrorCode::OutOfRange, "OID out of range"));
+        if let Some(oid) = oid_text(trimmed) {
+            return oid;
         }
         let mut name = qualified_name(trimmed)
             .ok_or_else(|| Error::new(ErrorCode::InvalidValue, "invalid name syntax"))?;
@@ -202,14 +209,8 @@ impl Signatures {
     /// The OID of the function `text` names (see the module documentation).
     pub(crate) fn resolve(&self, text: &str) -> Result<i32, Error> {
         let trimmed = text.trim();
-        // regprocedurein also takes an OID, and `-` for none.
-        if trimmed == "-" {
-            return Ok(0);
-        }
-        if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
-            return trimmed
-                .parse()
-                .map_err(|_| Error::new(ErrorCode::OutOfRange, "OID out of range"));
+        if let Some(oid) = oid_text(trimmed) {
+            return oid;
         }
         let syntax = || Error::new(ErrorCode::InvalidValue, "invalid name syntax");
         let open = left_parenthesis(trimmed)
