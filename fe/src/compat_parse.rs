@@ -93,9 +93,8 @@ impl CompatParser {
     /// Parses `sql` into rewritten statements (see the module documentation).
     pub(crate) fn parse(&self, sql: &str) -> Result<Vec<Statement>, ParserError> {
         let crate_statements = self.compat.parse(sql)?;
-        let lower = sql.to_ascii_lowercase();
         // A subquery in a select list needs a second SELECT.
-        if !lower.contains("regproc") && lower.matches("select").nth(1).is_none() {
+        if occurrences(sql, "regproc") == 0 && occurrences(sql, "select") < 2 {
             return Ok(crate_statements);
         }
         let Ok(raw) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
@@ -118,6 +117,14 @@ impl CompatParser {
             })
             .collect())
     }
+}
+
+/// How often `word` (lower case) occurs in `sql`, in any case, without copying `sql`.
+fn occurrences(sql: &str, word: &str) -> usize {
+    sql.as_bytes()
+        .windows(word.len())
+        .filter(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+        .count()
 }
 
 /// Wraps (`true`) the correlated subqueries of select lists in parentheses, which the
@@ -235,6 +242,13 @@ mod tests {
                 PostgresCompatibilityParser::new().parse(sql).unwrap()[0].to_string()
             );
         }
+    }
+
+    #[test]
+    fn words_are_counted_in_any_case() {
+        assert_eq!(occurrences("Select (SELECT 1) sElEcT", "select"), 3);
+        assert_eq!(occurrences("x::REGPROC", "regproc"), 1);
+        assert_eq!(occurrences("sel", "select"), 0);
     }
 
     #[test]
