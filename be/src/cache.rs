@@ -14,11 +14,13 @@ use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
 use crate::metrics;
 
-type Key = (u64, u32, Arc<str>);
+/// A row group of a segment.
+type Group = (u64, u32);
 
+/// Entries by row group, then by column name: a lookup by `&str` needs no key allocation.
 #[derive(Debug, Default)]
 struct Inner {
-    columns: HashMap<Key, (ArrayRef, u64)>,
+    columns: HashMap<Group, HashMap<Arc<str>, (ArrayRef, u64)>>,
     footers: HashMap<u64, ArrowReaderMetadata>,
     bytes: usize,
     clock: u64,
@@ -39,22 +41,38 @@ impl SegmentCache {
         }
     }
 
-    pub fn column(&self, segment: u64, row_group: u32, column: &str) -> Option<ArrayRef> {
+    /// The cached columns `names` of a row group, in order (`None`: not cached), under one
+    /// lock: a point query reads every column of one row group.
+    pub fn columns<'a>(
+        &self,
+        segment: u64,
+        row_group: u32,
+        names: impl ExactSizeIterator<Item = &'a str>,
+    ) -> Vec<Option<ArrayRef>> {
+        let mut out = Vec::with_capacity(names.len());
         let mut inner = self.inner.lock();
         inner.clock += 1;
         let now = inner.clock;
-        let key: Key = (segment, row_group, Arc::from(column));
-        match inner.columns.get_mut(&key) {
-            Some((a, used)) => {
-                *used = now;
-                metrics::SEGMENT_CACHE_HITS.inc();
-                Some(Arc::clone(a))
+        let (mut hits, mut misses) = (0, 0);
+        let mut group = inner.columns.get_mut(&(segment, row_group));
+        for name in names {
+            let found = group
+                .as_mut()
+                .and_then(|g| g.get_mut(name))
+                .map(|(a, used)| {
+                    *used = now;
+                    Arc::clone(a)
+                });
+            match found {
+                Some(_) => hits += 1,
+                None => misses += 1,
             }
-            None => {
-                metrics::SEGMENT_CACHE_MISSES.inc();
-                None
-            }
+            out.push(found);
         }
+        drop(inner);
+        metrics::SEGMENT_CACHE_HITS.inc_by(hits);
+        metrics::SEGMENT_CACHE_MISSES.inc_by(misses);
+        out
     }
 
     pub fn insert_column(&self, segment: u64, row_group: u32, column: &str, array: ArrayRef) {
@@ -65,30 +83,14 @@ impl SegmentCache {
         let mut inner = self.inner.lock();
         inner.clock += 1;
         let now = inner.clock;
-        if let Some((old, _)) = inner
-            .columns
-            .insert((segment, row_group, Arc::from(column)), (array, now))
-        {
+        let group = inner.columns.entry((segment, row_group)).or_default();
+        let old = group.insert(Arc::from(column), (array, now));
+        if let Some((old, _)) = old {
             inner.bytes -= old.get_array_memory_size();
         }
         inner.bytes += size;
         if inner.bytes > self.budget {
-            // Evict the oldest entries down to 90% of the budget in one pass.
-            let mut by_age: Vec<(u64, Key)> = inner
-                .columns
-                .iter()
-                .map(|(k, (_, t))| (*t, k.clone()))
-                .collect();
-            by_age.sort_unstable_by_key(|(t, _)| *t);
-            let target = self.budget / 10 * 9;
-            for (_, k) in by_age {
-                if inner.bytes <= target {
-                    break;
-                }
-                if let Some((a, _)) = inner.columns.remove(&k) {
-                    inner.bytes -= a.get_array_memory_size();
-                }
-            }
+            inner.evict(self.budget / 10 * 9);
         }
         metrics::SEGMENT_CACHE_BYTES.set(inner.bytes as i64);
     }
@@ -106,17 +108,87 @@ impl SegmentCache {
     pub fn forget_segment(&self, segment: u64) {
         let mut inner = self.inner.lock();
         inner.footers.remove(&segment);
-        let keys: Vec<Key> = inner
+        let groups: Vec<Group> = inner
             .columns
             .keys()
-            .filter(|k| k.0 == segment)
-            .cloned()
+            .filter(|g| g.0 == segment)
+            .copied()
             .collect();
-        for k in keys {
-            if let Some((a, _)) = inner.columns.remove(&k) {
-                inner.bytes -= a.get_array_memory_size();
+        for g in groups {
+            if let Some(cols) = inner.columns.remove(&g) {
+                inner.bytes -= cols
+                    .values()
+                    .map(|(a, _)| a.get_array_memory_size())
+                    .sum::<usize>();
             }
         }
         metrics::SEGMENT_CACHE_BYTES.set(inner.bytes as i64);
+    }
+}
+
+impl Inner {
+    /// Evicts the least recently used entries, oldest first, down to `target` bytes.
+    fn evict(&mut self, target: usize) {
+        let mut by_age: Vec<(u64, Group, Arc<str>)> = self
+            .columns
+            .iter()
+            .flat_map(|(g, cols)| cols.iter().map(|(c, (_, t))| (*t, *g, Arc::clone(c))))
+            .collect();
+        by_age.sort_unstable_by_key(|(t, _, _)| *t);
+        for (_, g, c) in by_age {
+            if self.bytes <= target {
+                break;
+            }
+            let Some(cols) = self.columns.get_mut(&g) else {
+                continue;
+            };
+            if let Some((a, _)) = cols.remove(&c) {
+                self.bytes -= a.get_array_memory_size();
+            }
+            if cols.is_empty() {
+                self.columns.remove(&g);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+
+    fn col(n: i64) -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(0..n))
+    }
+
+    #[test]
+    fn lookups_find_what_was_inserted_and_eviction_keeps_the_budget() {
+        let size = col(1000).get_array_memory_size();
+        let cache = SegmentCache::new(size * 3);
+        cache.insert_column(1, 0, "a", col(1000));
+        cache.insert_column(1, 0, "b", col(1000));
+        cache.insert_column(2, 0, "a", col(1000));
+        let got = cache.columns(1, 0, ["a", "x", "b"].into_iter());
+        assert_eq!(
+            got.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        // Touch (1, 0, "a") so (1, 0, "b") is the oldest; a fourth entry evicts down to 90%.
+        cache.columns(1, 0, ["a"].into_iter());
+        cache.columns(2, 0, ["a"].into_iter());
+        cache.insert_column(3, 1, "c", col(1000));
+        assert!(cache.inner.lock().bytes <= size * 3);
+        assert!(cache.columns(1, 0, ["b"].into_iter())[0].is_none());
+        assert!(cache.columns(3, 1, ["c"].into_iter())[0].is_some());
+        cache.forget_segment(3);
+        assert!(cache.columns(3, 1, ["c"].into_iter())[0].is_none());
+        let inner = cache.inner.lock();
+        let held: usize = inner
+            .columns
+            .values()
+            .flat_map(|c| c.values())
+            .map(|(a, _)| a.get_array_memory_size())
+            .sum();
+        assert_eq!(inner.bytes, held);
     }
 }

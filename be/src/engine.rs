@@ -663,7 +663,7 @@ impl BeService for Engine {
         manifest::write_json(&self.ctx.store, manifest::CATALOG_PATH, &next).await?;
         *cat = next;
         let mut st = t.state.lock();
-        st.schema = def.arrow_schema();
+        st.set_schema(def.arrow_schema());
         st.def = def;
         Ok(())
     }

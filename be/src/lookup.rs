@@ -30,6 +30,11 @@ pub fn locate(st: &TableState, preds: &[Predicate]) -> Result<Option<Vec<RowLoc>
     let Some(pk) = &st.pk else {
         return Ok(None);
     };
+    if let [column] = pk.columns() {
+        if let Some(found) = int_key(preds, column).and_then(|v| pk.locate_ints(&v)) {
+            return Ok(Some(found));
+        }
+    }
     let mut lists = Vec::with_capacity(pk.columns().len());
     for column in pk.columns() {
         let Some(p) = preds
@@ -50,6 +55,25 @@ pub fn locate(st: &TableState, preds: &[Predicate]) -> Result<Option<Vec<RowLoc>
         return Ok(None);
     };
     Ok(Some(pk.locate(&keys)?))
+}
+
+/// The integer values an equality predicate pins `column` to, if it does and they all are
+/// integers (at most [`MAX_KEYS`]): the common point query on an integer key, answered
+/// without building key arrays.
+fn int_key(preds: &[Predicate], column: &str) -> Option<Vec<i64>> {
+    let p = preds
+        .iter()
+        .find(|p| p.op == PredicateOp::Eq && p.column == column)?;
+    if p.values.len() > MAX_KEYS {
+        return None;
+    }
+    p.values
+        .iter()
+        .map(|v| match v {
+            Scalar::Int(x) => Some(*x),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every combination of one value per column, as equally long columns.

@@ -28,6 +28,8 @@ pub type Deletes = HashMap<u64, RoaringBitmap>;
 
 pub struct PkIndex {
     columns: Vec<String>,
+    /// The key columns' types, in key order.
+    converter_types: Vec<DataType>,
     converter: RowConverter,
     map: KeyMap,
 }
@@ -148,6 +150,7 @@ impl PkIndex {
             .map_err(|e| Error::new(ErrorCode::Internal, format!("key encoder: {e}")))?;
         Ok(Self {
             columns: columns.to_vec(),
+            converter_types: types,
             converter,
             map,
         })
@@ -177,6 +180,43 @@ impl PkIndex {
             .iter()
             .filter_map(|r| self.map.get(r.as_ref()))
             .collect())
+    }
+
+    /// Where the live rows of these values of a one-column integer key are, without the
+    /// row converter: the values are encoded as Arrow's row format encodes the column's
+    /// type (a valid-flag byte of 1, then the big-endian value with its sign bit flipped).
+    /// `None` when the key is not one signed integer column or a value is out of its range;
+    /// the caller then goes through [`PkIndex::locate`].
+    pub fn locate_ints(&self, values: &[i64]) -> Option<Vec<RowLoc>> {
+        let KeyMap::Packed(map) = &self.map else {
+            return None;
+        };
+        let [field] = self.converter_types.as_slice() else {
+            return None;
+        };
+        let width = match field {
+            DataType::Int8 => 1,
+            DataType::Int16 => 2,
+            DataType::Int32 => 4,
+            DataType::Int64 => 8,
+            _ => return None,
+        };
+        let bits = 8 * width as u32;
+        let mut out = Vec::with_capacity(values.len());
+        for &v in values {
+            if bits < 64 && (v < -(1i64 << (bits - 1)) || v >= 1i64 << (bits - 1)) {
+                return None;
+            }
+            let mut row = [0u8; 9];
+            row[0] = 1;
+            let be = v.to_be_bytes();
+            row[1..=width].copy_from_slice(&be[8 - width..]);
+            row[1] ^= 0x80;
+            if let Some(loc) = map.get(&pack(&row[..=width])) {
+                out.push(*loc);
+            }
+        }
+        Some(out)
     }
 
     /// Encodes the key columns of `batch`.
@@ -329,5 +369,49 @@ mod tests {
             pk.forget_unit(2);
             assert!(pk.is_empty());
         }
+    }
+
+    /// The hand-encoded integer probe finds exactly what the row converter's encoding
+    /// finds, at every width, at the edges of each range, and refuses values out of range.
+    #[test]
+    fn integer_probe_matches_the_row_format() {
+        use arrow::array::{Int16Array, Int8Array};
+        let cases: Vec<(DataType, ArrayRef, Vec<i64>)> = vec![
+            (
+                DataType::Int8,
+                Arc::new(Int8Array::from(vec![i8::MIN, -1, 0, 1, i8::MAX])),
+                vec![i8::MIN as i64, -1, 0, 1, i8::MAX as i64],
+            ),
+            (
+                DataType::Int16,
+                Arc::new(Int16Array::from(vec![i16::MIN, -300, 0, 300, i16::MAX])),
+                vec![i16::MIN as i64, -300, 0, 300, i16::MAX as i64],
+            ),
+            (
+                DataType::Int32,
+                Arc::new(Int32Array::from(vec![i32::MIN, -70000, 0, 70000, i32::MAX])),
+                vec![i32::MIN as i64, -70000, 0, 70000, i32::MAX as i64],
+            ),
+            (
+                DataType::Int64,
+                Arc::new(Int64Array::from(vec![i64::MIN, -1, 0, 1 << 40, i64::MAX])),
+                vec![i64::MIN, -1, 0, 1 << 40, i64::MAX],
+            ),
+        ];
+        for (dt, col, values) in cases {
+            let (mut pk, schema) = index(vec![Field::new("k", dt.clone(), false)]);
+            let batch = RecordBatch::try_new(schema, vec![Arc::clone(&col)]).unwrap();
+            pk.upsert(&pk.keys(&batch).unwrap(), 1, 0, &mut Deletes::new());
+            let want = pk.locate(&[col]).unwrap();
+            assert_eq!(want.len(), 5, "{dt}");
+            assert_eq!(pk.locate_ints(&values), Some(want), "{dt}");
+            // A value of the type's range that no row holds; then one out of range.
+            assert_eq!(pk.locate_ints(&[2]), Some(vec![]), "{dt}");
+            if dt != DataType::Int64 {
+                assert_eq!(pk.locate_ints(&[i64::MAX]), None, "{dt}");
+            }
+        }
+        let (pk, _) = index(vec![Field::new("s", DataType::Utf8, false)]);
+        assert_eq!(pk.locate_ints(&[1]), None);
     }
 }

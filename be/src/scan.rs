@@ -163,32 +163,33 @@ pub fn plan_scan(
     preds: &[Predicate],
     target_partitions: usize,
 ) -> Result<TableScan> {
+    let all = st.scan_schema();
     let schema: SchemaRef = match projection {
+        Some(cols)
+            if cols
+                .iter()
+                .map(String::as_str)
+                .eq(all.fields().iter().map(|f| f.name().as_str())) =>
+        {
+            Arc::clone(all)
+        }
         Some(cols) => {
             let fields = cols
                 .iter()
                 .map(|c| {
-                    st.schema.field_with_name(c).cloned().map_err(|_| {
+                    let i = all.index_of(c).map_err(|_| {
                         Error::new(
                             ErrorCode::ColumnNotFound,
                             format!("column \"{c}\" does not exist"),
                         )
-                    })
+                    })?;
+                    Ok(Arc::clone(&all.fields()[i]))
                 })
                 .collect::<Result<Vec<_>>>()?;
             Arc::new(Schema::new(fields))
         }
-        None => Arc::clone(&st.schema),
+        None => Arc::clone(all),
     };
-    // Scans report every column nullable: NOT NULL is enforced on write, where the error can
-    // name the row, and a query engine must not re-check it with a vaguer message.
-    let schema: SchemaRef = Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    ));
     if let Some(found) = crate::lookup::locate(st, preds)? {
         return lookup_scan(st, schema, found);
     }
@@ -208,15 +209,15 @@ pub fn plan_scan(
         }
     }
 
-    let mut partitions_all = BTreeSet::new();
-    let mut partitions_live = BTreeSet::new();
+    let mut partitions_all = BTreeSet::<&str>::new();
+    let mut partitions_live = BTreeSet::<&str>::new();
     // (segment read with one row group, rows) in table order, to be split by size.
     let mut pieces: Vec<(SegmentRead, u64)> = Vec::new();
     for seg in st.segments.values() {
         let meta = &seg.meta;
         stats.segments_total += 1;
         stats.row_groups_total += meta.row_groups.len() as u64;
-        partitions_all.insert(meta.partition.clone());
+        partitions_all.insert(&meta.partition);
         let bitmap = bitmap_rows(meta, preds);
         if !range_may_match(&meta.columns, preds) || bitmap.as_ref().is_some_and(|b| b.is_empty()) {
             stats.segments_pruned += 1;
@@ -256,7 +257,7 @@ pub fn plan_scan(
         if kept == 0 {
             stats.segments_pruned += 1;
         } else {
-            partitions_live.insert(meta.partition.clone());
+            partitions_live.insert(&meta.partition);
         }
     }
     stats.partitions_total = partitions_all.len() as u64;
@@ -312,8 +313,8 @@ fn lookup_scan(st: &TableState, schema: SchemaRef, mut found: Vec<RowLoc>) -> Re
             .sum(),
         ..Default::default()
     };
-    let mut partitions_all = BTreeSet::new();
-    let mut partitions_live = BTreeSet::new();
+    let mut partitions_all: BTreeSet<&str> = BTreeSet::new();
+    let mut partitions_live: BTreeSet<&str> = BTreeSet::new();
     let mut work = Vec::new();
     let mut row_groups_read = 0u64;
     let memtables = std::iter::once(&st.active).chain(st.frozen.iter().map(|m| m.as_ref()));
@@ -345,7 +346,7 @@ fn lookup_scan(st: &TableState, schema: SchemaRef, mut found: Vec<RowLoc>) -> Re
         }
     }
     for seg in st.segments.values() {
-        partitions_all.insert(seg.meta.partition.clone());
+        partitions_all.insert(&seg.meta.partition);
         let rows: Vec<u32> = found
             .iter()
             .filter(|l| l.unit == seg.meta.id)
@@ -355,7 +356,7 @@ fn lookup_scan(st: &TableState, schema: SchemaRef, mut found: Vec<RowLoc>) -> Re
             stats.segments_pruned += 1;
             continue;
         }
-        partitions_live.insert(seg.meta.partition.clone());
+        partitions_live.insert(&seg.meta.partition);
         let starts = seg.meta.row_group_starts();
         let mut groups: Vec<usize> = rows
             .iter()
@@ -533,11 +534,11 @@ async fn row_group_batch(
     let meta = &seg.meta;
     let path = &meta.path;
     let rows = meta.row_groups[rg].rows as usize;
-    let mut arrays: Vec<Option<ArrayRef>> = schema
-        .fields()
-        .iter()
-        .map(|f| seg.cache.column(meta.id, rg as u32, f.name()))
-        .collect();
+    let mut arrays = seg.cache.columns(
+        meta.id,
+        rg as u32,
+        schema.fields().iter().map(|f| f.name().as_str()),
+    );
     let missing: Vec<usize> = schema
         .fields()
         .iter()

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use arrow::array::{new_null_array, ArrayRef, BooleanArray};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use eddy_proto::{Error, ErrorCode, Result, TableDef};
 use parking_lot::Mutex;
@@ -48,7 +48,10 @@ impl Memtable {
 #[derive(Debug)]
 pub struct TableState {
     pub def: TableDef,
+    /// The table's columns; changed only through [`TableState::set_schema`].
     pub schema: SchemaRef,
+    /// `schema` with every column nullable, as scans report it.
+    scan_schema: SchemaRef,
     pub active: Memtable,
     pub frozen: Vec<Arc<Memtable>>,
     pub segments: BTreeMap<u64, Arc<SegmentHandle>>,
@@ -79,6 +82,16 @@ pub struct Table {
     pub state: Mutex<TableState>,
     pub maintenance: tokio::sync::Mutex<()>,
     pub dropped: AtomicBool,
+}
+
+fn nullable(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Reorders and fills `batch` to `schema` by column name (missing columns become NULL).
@@ -129,6 +142,7 @@ impl TableState {
         };
         Ok(Self {
             def,
+            scan_schema: nullable(&schema),
             schema,
             active: Memtable::new(memtable_id),
             frozen: Vec::new(),
@@ -144,6 +158,19 @@ impl TableState {
             alerts: None,
             origin_micros: None,
         })
+    }
+
+    /// Replaces the table's columns (ALTER TABLE).
+    pub fn set_schema(&mut self, schema: SchemaRef) {
+        self.scan_schema = nullable(&schema);
+        self.schema = schema;
+    }
+
+    /// The columns as scans report them: every one nullable, since NOT NULL is enforced on
+    /// write, where the error can name the row, and a query engine must not re-check it with
+    /// a vaguer message. Built once per schema rather than per scan.
+    pub fn scan_schema(&self) -> &SchemaRef {
+        &self.scan_schema
     }
 
     /// Applies a durable write. Returns rows written.
