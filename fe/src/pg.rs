@@ -23,6 +23,7 @@ mod pg_typeof;
 mod rewrite;
 mod session;
 mod startup;
+mod text_rows;
 mod tls;
 
 use std::fmt::Debug;

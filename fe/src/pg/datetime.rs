@@ -148,6 +148,26 @@ fn push_timestamptz<T: TimeZone>(out: &mut String, d: &DateTime<T>) {
     bc(out, &local);
 }
 
+/// Appends the microsecond timestamp `v` as PostgreSQL prints it: a `timestamptz` in the
+/// session's zone when `with_zone`, else a `timestamp`. `false` (nothing appended) when it
+/// is outside chrono's range; such values are sent as NULL.
+pub(crate) fn push_timestamp_micros(
+    out: &mut String,
+    v: i64,
+    with_zone: bool,
+    tz: SessionTz,
+) -> bool {
+    let Some(utc) = DateTime::from_timestamp_micros(v) else {
+        return false;
+    };
+    if with_zone {
+        push_timestamptz(out, &utc.with_timezone(&tz.0));
+    } else {
+        push_timestamp(out, &utc.naive_utc());
+    }
+    true
+}
+
 /// A text column of a temporal array as PostgreSQL prints it, or `None` when the type
 /// needs no help (dates print right already).
 pub(crate) fn temporal_as_text(a: &ArrayRef, tz: SessionTz) -> Option<StringArray> {
@@ -164,16 +184,9 @@ pub(crate) fn temporal_as_text(a: &ArrayRef, tz: SessionTz) -> Option<StringArra
             let mut b = StringBuilder::with_capacity(us.len(), us.len() * 32);
             let mut s = String::with_capacity(40);
             for v in us.iter() {
-                match v.and_then(DateTime::from_timestamp_micros) {
-                    Some(utc) => {
-                        s.clear();
-                        if with_zone {
-                            push_timestamptz(&mut s, &utc.with_timezone(&tz.0));
-                        } else {
-                            push_timestamp(&mut s, &utc.naive_utc());
-                        }
-                        b.append_value(&s);
-                    }
+                s.clear();
+                match v.filter(|v| push_timestamp_micros(&mut s, *v, with_zone, tz)) {
+                    Some(_) => b.append_value(&s),
                     None => b.append_null(),
                 }
             }
