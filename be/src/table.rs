@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use arrow::array::{new_null_array, ArrayRef, BooleanArray};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use eddy_proto::{Error, ErrorCode, Result, TableDef};
+use eddy_proto::{nullable_schema, Error, ErrorCode, Result, TableDef};
 use parking_lot::Mutex;
 use roaring::RoaringBitmap;
 
@@ -84,16 +84,6 @@ pub struct Table {
     pub dropped: AtomicBool,
 }
 
-fn nullable(schema: &SchemaRef) -> SchemaRef {
-    Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    ))
-}
-
 /// Reorders and fills `batch` to `schema` by column name (missing columns become NULL).
 /// Used for batches written before an `ALTER TABLE ... ADD COLUMN`.
 pub fn adapt_batch(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
@@ -142,7 +132,7 @@ impl TableState {
         };
         Ok(Self {
             def,
-            scan_schema: nullable(&schema),
+            scan_schema: nullable_schema(&schema),
             schema,
             active: Memtable::new(memtable_id),
             frozen: Vec::new(),
@@ -162,13 +152,12 @@ impl TableState {
 
     /// Replaces the table's columns (ALTER TABLE).
     pub fn set_schema(&mut self, schema: SchemaRef) {
-        self.scan_schema = nullable(&schema);
+        self.scan_schema = nullable_schema(&schema);
         self.schema = schema;
     }
 
-    /// The columns as scans report them: every one nullable, since NOT NULL is enforced on
-    /// write, where the error can name the row, and a query engine must not re-check it with
-    /// a vaguer message. Built once per schema rather than per scan.
+    /// The columns as scans report them, every one nullable ([`nullable_schema`]); built
+    /// once per schema rather than per scan.
     pub fn scan_schema(&self) -> &SchemaRef {
         &self.scan_schema
     }

@@ -72,15 +72,7 @@ fn be_table(be: &Arc<dyn BeService>, name: &str) -> Option<Arc<dyn TableProvider
 
 /// The schema DataFusion plans with: every column nullable, because NOT NULL is checked
 /// by the BE on write, where the error names the row and column.
-pub(crate) fn nullable(schema: &arrow::datatypes::SchemaRef) -> arrow::datatypes::SchemaRef {
-    Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    ))
-}
+pub(crate) use eddy_proto::nullable_schema as nullable;
 
 /// `system.*`: built from the BE's state at the moment a query plans.
 #[derive(Debug)]

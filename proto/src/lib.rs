@@ -23,4 +23,6 @@ pub use service::{
     SnapshotStatistics, WriteFormat,
 };
 pub use source::{rejected_table_def, SourceDef, SourceStatus, REJECTED_TABLE};
-pub use table::{ColumnDef, ColumnType, PartitionBy, SegmentInfo, TableDef, TableInfo};
+pub use table::{
+    nullable_schema, ColumnDef, ColumnType, PartitionBy, SegmentInfo, TableDef, TableInfo,
+};

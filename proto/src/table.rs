@@ -145,6 +145,19 @@ pub struct TableDef {
     pub retention_secs: Option<u64>,
 }
 
+/// `schema` with every column nullable: how scans and query plans see a table, because
+/// NOT NULL is checked on write, where the error can name the row and column, and a query
+/// engine must not re-check it with a vaguer message.
+pub fn nullable_schema(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
 impl TableDef {
     pub fn arrow_schema(&self) -> SchemaRef {
         Arc::new(Schema::new(
