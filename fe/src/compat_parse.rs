@@ -23,10 +23,10 @@
 //! rules, in the crate's order, with eddy's changes; that statement replaces the crate's
 //! only when the same rules without eddy's changes give exactly the crate's statement,
 //! that is when no blacklisted query was replaced.
-use std::sync::Arc;
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
     visit_expressions, visit_relations, Expr, Query, SelectItem, SetExpr, Statement, TableFactor,

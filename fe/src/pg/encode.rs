@@ -500,19 +500,17 @@ fn data_rows(
     encoding: &Encoding,
     tz: SessionTz,
 ) -> PgWireResult<Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send>> {
+    // Without spells, floats and date/times are re-spelled as text columns first.
+    let b = match &encoding.spells {
+        Some(_) => b,
+        None => as_pg_text(b, &encoding.text_cols, &encoding.text_schema, tz)?,
+    };
+    let b = as_binary_jsonb(b, &encoding.binary_jsonb)?;
+    let b = super::intervals::encode(b, &encoding.intervals)?;
     let fields = Arc::clone(&encoding.fields);
     Ok(match &encoding.spells {
-        Some(spells) => {
-            let b = as_binary_jsonb(b, &encoding.binary_jsonb)?;
-            let b = super::intervals::encode(b, &encoding.intervals)?;
-            Box::new(TextRows::new(b, fields, Arc::clone(spells), tz))
-        }
-        None => {
-            let b = as_pg_text(b, &encoding.text_cols, &encoding.text_schema, tz)?;
-            let b = as_binary_jsonb(b, &encoding.binary_jsonb)?;
-            let b = super::intervals::encode(b, &encoding.intervals)?;
-            arrow_pg::datatypes::encode_recordbatch(fields, b)
-        }
+        Some(spells) => Box::new(TextRows::new(b, fields, Arc::clone(spells), tz)),
+        None => arrow_pg::datatypes::encode_recordbatch(fields, b),
     })
 }
 
