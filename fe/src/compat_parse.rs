@@ -10,7 +10,10 @@
 //!   `\d`, SQLAlchemy's column reflection) hold correlated subqueries for features eddy
 //!   has no objects for (column defaults, collations, identity sequences) that DataFusion
 //!   cannot decorrelate, and NULL is the answer for them. The other half of the rule,
-//!   `LIMIT 1` on an uncorrelated subquery in a select list, stays.
+//!   `LIMIT 1` on an uncorrelated subquery in a select list, stays for the catalogs only:
+//!   over eddy's tables it answered one of several rows where PostgreSQL says `more than
+//!   one row returned by a subquery used as an expression` (21000), as DataFusion's own
+//!   plan does.
 //! - It rewrites `'name'::regproc` into `(SELECT oid FROM pg_proc WHERE proname =
 //!   'name')`, which answers with one of the overloads when several functions share the
 //!   name: psql's `\sf date_trunc` then printed one `date_trunc` where PostgreSQL says
@@ -24,13 +27,11 @@
 //! only when the same rules without eddy's changes give exactly the crate's statement,
 //! that is when no blacklisted query was replaced.
 
-use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_relations, Expr, Query, SelectItem, SetExpr, Statement, TableFactor,
-    Value, VisitMut, VisitorMut,
+    visit_relations, Expr, Query, SelectItem, SetExpr, Statement, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -127,8 +128,9 @@ fn occurrences(sql: &str, word: &str) -> usize {
         .count()
 }
 
-/// Wraps (`true`) the correlated subqueries of select lists in parentheses, which the
-/// crate's `RemoveSubqueryFromProjection` does not look into, or unwraps (`false`) them.
+/// Wraps (`true`) the subqueries of select lists over eddy's tables in parentheses, which
+/// the crate's `RemoveSubqueryFromProjection` does not look into, or unwraps (`false`)
+/// them.
 struct Parenthesize(bool);
 
 impl VisitorMut for Parenthesize {
@@ -144,7 +146,7 @@ impl VisitorMut for Parenthesize {
                 continue;
             };
             match (self.0, &*e) {
-                (true, Expr::Subquery(q)) if correlated(q) && !reads_catalog(q) => {
+                (true, Expr::Subquery(q)) if !reads_catalog(q) => {
                     *e = Expr::Nested(Box::new(e.clone()));
                 }
                 (false, Expr::Nested(inner)) if matches!(**inner, Expr::Subquery(_)) => {
@@ -155,33 +157,6 @@ impl VisitorMut for Parenthesize {
         }
         ControlFlow::Continue(())
     }
-}
-
-/// Whether the crate's `RemoveSubqueryFromProjection` takes `query` for correlated: it
-/// holds a parameter, or a qualified name whose qualifier is not the alias of a relation
-/// of its own FROM clause.
-fn correlated(query: &Query) -> bool {
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return false;
-    };
-    let mut aliases = HashSet::new();
-    for twj in &select.from {
-        for factor in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
-            if let TableFactor::Table { alias: Some(a), .. } = factor {
-                aliases.insert(a.name.value.clone());
-            }
-        }
-    }
-    visit_expressions(query, |e| match e {
-        Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => ControlFlow::Break(()),
-        Expr::CompoundIdentifier(parts)
-            if parts.first().is_some_and(|p| !aliases.contains(&p.value)) =>
-        {
-            ControlFlow::Break(())
-        }
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break()
 }
 
 /// Whether `query` reads a system catalog (`pg_catalog`, `information_schema`).
@@ -252,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn correlated_subqueries_in_select_lists_are_kept() {
+    fn subqueries_in_select_lists_over_eddys_tables_are_kept() {
         assert_eq!(
             one("SELECT o.id, (SELECT count(*) FROM item i WHERE i.ord = o.id) AS n FROM ord o"),
             "SELECT o.id, (SELECT count(*) FROM item i WHERE i.ord = o.id) AS n FROM ord o"
@@ -262,7 +237,7 @@ mod tests {
                 "SELECT (SELECT max(v) FROM item i WHERE i.ord = o.id), (SELECT 1 FROM t) \
                  FROM ord o"
             ),
-            "SELECT (SELECT max(v) FROM item i WHERE i.ord = o.id), (SELECT 1 FROM t LIMIT 1) \
+            "SELECT (SELECT max(v) FROM item i WHERE i.ord = o.id), (SELECT 1 FROM t) \
              FROM ord o"
         );
         // Over the catalogs, the crate's NULL.

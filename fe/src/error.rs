@@ -92,6 +92,13 @@ pub fn classify(e: DataFusionError) -> Error {
             };
             Error::new(code, msg)
         }
+        // DataFusion's uncorrelated scalar subquery, in PostgreSQL's words.
+        DataFusionError::Execution(msg) if msg.contains("subquery returned more than one row") => {
+            Error::new(
+                ErrorCode::CardinalityViolation,
+                "more than one row returned by a subquery used as an expression",
+            )
+        }
         DataFusionError::Execution(msg) if msg.contains("Cast error") => {
             Error::new(ErrorCode::InvalidValue, msg.clone())
         }

@@ -40,6 +40,7 @@ pub mod rollup_rewrite;
 pub mod scalar_subquery;
 pub mod server;
 pub mod session_window;
+pub mod single_row;
 pub mod sorted_window;
 pub mod source_ddl;
 

@@ -194,6 +194,10 @@ impl QueryEngine {
         // Scans of pg_catalog tables that never hold rows (pg_policy ...) become empty
         // relations, propagated before subqueries are decorrelated.
         ctx.add_analyzer_rule(Arc::new(crate::empty_relations::EmptyRelations));
+        // Correlated scalar subqueries of a plain column, checked to one row per outer
+        // row as PostgreSQL does, where DataFusion accepts only aggregated ones.
+        ctx.add_analyzer_rule(Arc::new(crate::single_row::SingleRowSubqueries));
+        ctx.register_udf(crate::single_row::udf());
         // pg_catalog (pg_class, pg_attribute, pg_namespace, pg_type ...) built live from
         // the catalogs above, and the functions clients call on it (format_type,
         // pg_table_is_visible, quote_ident ...).

@@ -127,6 +127,68 @@ async fn errors_carry_postgres_sqlstates_and_reject_whole_statements() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn scalar_subqueries_in_select_lists_answer_as_in_postgres() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client().await;
+    rows(
+        &c,
+        "CREATE TABLE products (id bigint PRIMARY KEY, name text)",
+    )
+    .await;
+    rows(
+        &c,
+        "CREATE TABLE orders (id bigint PRIMARY KEY, product bigint)",
+    )
+    .await;
+    rows(
+        &c,
+        "CREATE TABLE lines (order_id bigint NOT NULL, qty bigint)",
+    )
+    .await;
+    rows(&c, "INSERT INTO products VALUES (1, 'oil'), (2, 'gold')").await;
+    rows(&c, "INSERT INTO orders VALUES (10, 1), (11, 2), (12, 7)").await;
+    rows(&c, "INSERT INTO lines VALUES (10, 1), (10, 2), (11, 5)").await;
+    // A lookup by key: one value per row, NULL where nothing matches, named as its column.
+    let q = "SELECT o.id, (SELECT p.name FROM products p WHERE p.id = o.product) FROM orders o ORDER BY o.id";
+    assert_eq!(
+        rows(&c, q).await,
+        vec![
+            vec![Some("10".into()), Some("oil".into())],
+            vec![Some("11".into()), Some("gold".into())],
+            vec![Some("12".into()), None],
+        ]
+    );
+    let st = c.prepare(q).await.unwrap();
+    assert_eq!(st.columns()[1].name(), "name");
+    let counted = "SELECT o.id, (SELECT count(*) FROM lines l WHERE l.order_id = o.id) FROM orders o ORDER BY o.id";
+    assert_eq!(
+        c.prepare(counted).await.unwrap().columns()[1].name(),
+        "count"
+    );
+    // Order 10 has two lines: PostgreSQL's error, correlated or not.
+    for q in [
+        "SELECT o.id, (SELECT l.qty FROM lines l WHERE l.order_id = o.id) FROM orders o",
+        "SELECT o.id, (SELECT qty FROM lines) FROM orders o",
+    ] {
+        let (code, msg) = sqlstate(&c, q).await;
+        assert_eq!(
+            (code.as_str(), msg.as_str()),
+            (
+                "21000",
+                "more than one row returned by a subquery used as an expression"
+            ),
+            "{q}"
+        );
+    }
+    // Only the rows asked about count: order 11 has one line.
+    assert_eq!(
+        scalar(&c, "SELECT (SELECT l.qty FROM lines l WHERE l.order_id = o.id) FROM orders o WHERE o.id = 11").await,
+        "5"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn alter_add_column_copy_and_system_tables() {
     let dir = tempdir();
     let s = Server::start(dir.path(), &[]);

@@ -82,20 +82,27 @@ fn name_of(e: &Expr, input: &LogicalPlan) -> String {
         {
             UNNAMED.into()
         }
-        Expr::ScalarFunction(f) => f.func.name().to_string(),
+        Expr::ScalarFunction(f) => match crate::single_row::original(f) {
+            Some((e, input)) => name_of(e, input),
+            None => f.func.name().to_string(),
+        },
         Expr::AggregateFunction(f) => f.func.name().to_string(),
         Expr::WindowFunction(w) => w.fun.name().to_string(),
         Expr::Cast(c) => cast_name(&c.expr, c.field.data_type(), input),
         Expr::TryCast(c) => cast_name(&c.expr, c.field.data_type(), input),
         Expr::Case(_) => "case".into(),
         Expr::Exists(_) => "exists".into(),
-        Expr::ScalarSubquery(s) => s
-            .subquery
-            .schema()
-            .fields()
-            .first()
-            .map(|f| f.name().clone())
-            .unwrap_or_else(|| UNNAMED.into()),
+        // Named as its one column would be (`(SELECT count(*) ...)` is `count`).
+        Expr::ScalarSubquery(s) => match top_projection(&s.subquery) {
+            Some(LogicalPlan::Projection(p)) if p.expr.len() == 1 => name_of(&p.expr[0], &p.input),
+            _ => s
+                .subquery
+                .schema()
+                .fields()
+                .first()
+                .map(|f| f.name().clone())
+                .unwrap_or_else(|| UNNAMED.into()),
+        },
         _ => UNNAMED.into(),
     }
 }
