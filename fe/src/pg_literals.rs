@@ -18,6 +18,7 @@
 use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::sql::sqlparser::ast::BinaryOperator;
@@ -98,6 +99,14 @@ fn narrow_output(e: Expr) -> Transformed<Expr> {
         Expr::Literal(ScalarValue::Int64(Some(v)), meta) if i32::try_from(v).is_ok() => {
             Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v as i32)), meta))
         }
+        e @ Expr::ScalarFunction(_) => match int4_array(&e) {
+            // Under the name it had, which a sort above may refer to.
+            Some(narrowed) => {
+                let name = e.schema_name().to_string();
+                Transformed::yes(narrowed.alias(name))
+            }
+            None => Transformed::no(e),
+        },
         Expr::Alias(mut a) => {
             let inner = narrow_output(*a.expr);
             a.expr = Box::new(inner.data);
@@ -109,6 +118,39 @@ fn narrow_output(e: Expr) -> Transformed<Expr> {
         }
         other => Transformed::no(other),
     }
+}
+
+/// `ARRAY[1, 2]` as PostgreSQL types it: an array of integer constants that all fit int4
+/// (NULLs aside) is `integer[]`; `None` for anything else.
+pub(crate) fn int4_array(e: &Expr) -> Option<Expr> {
+    let Expr::ScalarFunction(f) = e else {
+        return None;
+    };
+    if f.func.name() != "make_array" {
+        return None;
+    }
+    let mut ints = false;
+    let args = f
+        .args
+        .iter()
+        .map(|a| match a {
+            Expr::Literal(ScalarValue::Int64(Some(v)), meta) => {
+                ints = true;
+                let v = i32::try_from(*v).ok()?;
+                Some(Expr::Literal(ScalarValue::Int32(Some(v)), meta.clone()))
+            }
+            Expr::Literal(ScalarValue::Int64(None) | ScalarValue::Null, meta) => {
+                Some(Expr::Literal(ScalarValue::Int32(None), meta.clone()))
+            }
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    ints.then(|| {
+        Expr::ScalarFunction(ScalarFunction::new_udf(
+            std::sync::Arc::clone(&f.func),
+            args,
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -176,6 +218,21 @@ mod tests {
         assert_eq!(
             types("SELECT 1 ORDER BY 1 LIMIT 1").await,
             vec![DataType::Int32]
+        );
+        let int4 = |t| {
+            DataType::List(std::sync::Arc::new(
+                arrow::datatypes::Field::new_list_field(t, true),
+            ))
+        };
+        assert_eq!(
+            types("SELECT ARRAY[1, 2], ARRAY[1, NULL] AS a, ARRAY[1, 2147483648], ARRAY[1, 1 + 1]")
+                .await,
+            vec![
+                int4(DataType::Int32),
+                int4(DataType::Int32),
+                int4(DataType::Int64),
+                int4(DataType::Int64)
+            ]
         );
     }
 

@@ -84,6 +84,8 @@ fn name_of(e: &Expr, input: &LogicalPlan) -> String {
         }
         Expr::ScalarFunction(f) => match crate::single_row::original(f) {
             Some((e, input)) => name_of(e, input),
+            // `ARRAY[...]`
+            None if f.func.name() == "make_array" => "array".into(),
             None => f.func.name().to_string(),
         },
         Expr::AggregateFunction(f) => f.func.name().to_string(),
@@ -194,6 +196,11 @@ mod tests {
         assert_eq!(
             names("SELECT row_number() OVER (ORDER BY a) FROM t").await,
             ["row_number"]
+        );
+        assert_eq!(
+            names("SELECT ARRAY[1, 2], (SELECT count(*) FROM t), (SELECT max(b) AS m FROM t)")
+                .await,
+            ["array", "count", "m"]
         );
     }
 }
