@@ -4,16 +4,19 @@
 //! - Its `RemoveSubqueryFromProjection` replaces every correlated scalar subquery in a
 //!   select list with NULL: `SELECT o.id, (SELECT count(*) FROM item i WHERE i.ord =
 //!   o.id) FROM ord o` answered NULL counts. Here such subqueries over eddy's tables are
-//!   kept and planned by DataFusion, which decorrelates the aggregated ones into joins; a
-//!   correlated subquery it cannot plan is an error rather than a silent NULL. Those over
-//!   the system catalogs are still the crate's NULL: clients' catalog queries (psql's
-//!   `\d`, SQLAlchemy's column reflection) hold correlated subqueries for features eddy
-//!   has no objects for (column defaults, collations, identity sequences) that DataFusion
-//!   cannot decorrelate, and NULL is the answer for them. The other half of the rule,
-//!   `LIMIT 1` on an uncorrelated subquery in a select list, stays for the catalogs only:
-//!   over eddy's tables it answered one of several rows where PostgreSQL says `more than
-//!   one row returned by a subquery used as an expression` (21000), as DataFusion's own
-//!   plan does.
+//!   kept and planned by DataFusion, which decorrelates the aggregated ones into joins
+//!   (and eddy the plain ones, see `crate::single_row`); a correlated subquery it cannot
+//!   plan is an error rather than a silent NULL. Those over the system catalogs are kept
+//!   too, but clients' catalog queries (psql's `\d`, SQLAlchemy's column reflection) hold
+//!   correlated subqueries for features eddy has no objects for (column defaults,
+//!   collations, identity sequences) that DataFusion cannot decorrelate: a statement
+//!   whose catalog subqueries do not decorrelate is planned again with the crate's NULL
+//!   for them ([`has_catalog_subqueries`], [`null_catalog_subqueries`]), which is the
+//!   answer for features eddy has no objects for. The other half of the rule, `LIMIT 1`
+//!   on an uncorrelated subquery in a select list, stays for the catalogs only: over
+//!   eddy's tables it answered one of several rows where PostgreSQL says `more than one
+//!   row returned by a subquery used as an expression` (21000), as DataFusion's own plan
+//!   does.
 //! - It rewrites `'name'::regproc` into `(SELECT oid FROM pg_proc WHERE proname =
 //!   'name')`, which answers with one of the overloads when several functions share the
 //!   name: psql's `\sf date_trunc` then printed one `date_trunc` where PostgreSQL says
@@ -27,11 +30,13 @@
 //! only when the same rules without eddy's changes give exactly the crate's statement,
 //! that is when no blacklisted query was replaced.
 
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_relations, Expr, Query, SelectItem, SetExpr, Statement, VisitMut, VisitorMut,
+    visit_expressions, visit_relations, Expr, Query, SelectItem, SetExpr, Statement, TableFactor,
+    Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -82,11 +87,9 @@ impl CompatParser {
             s = rule.rewrite(s);
         }
         if keep_correlated {
-            let _ = s.visit(&mut Parenthesize(true));
-        }
-        s = self.remove_subqueries.rewrite(s);
-        if keep_correlated {
-            let _ = s.visit(&mut Parenthesize(false));
+            s = keep_subqueries(s, Keep::Correlated, |s| self.remove_subqueries.rewrite(s));
+        } else {
+            s = self.remove_subqueries.rewrite(s);
         }
         self.version_name.rewrite(s)
     }
@@ -128,10 +131,33 @@ fn occurrences(sql: &str, word: &str) -> usize {
         .count()
 }
 
-/// Wraps (`true`) the subqueries of select lists over eddy's tables in parentheses, which
-/// the crate's `RemoveSubqueryFromProjection` does not look into, or unwraps (`false`)
-/// them.
-struct Parenthesize(bool);
+/// Which subqueries of select lists [`keep_subqueries`] hides from
+/// `RemoveSubqueryFromProjection`.
+#[derive(Clone, Copy, PartialEq)]
+enum Keep {
+    /// Those over eddy's tables, and the correlated ones over the catalogs.
+    Correlated,
+    /// Those over eddy's tables only.
+    EddyTables,
+}
+
+/// `rewrite(s)` with the subqueries `keep` names out of its sight: they are wrapped in
+/// parentheses, which the crate's `RemoveSubqueryFromProjection` does not look into, and
+/// unwrapped after.
+fn keep_subqueries(
+    mut s: Statement,
+    keep: Keep,
+    rewrite: impl FnOnce(Statement) -> Statement,
+) -> Statement {
+    let _ = VisitMut::visit(&mut s, &mut Parenthesize(Some(keep)));
+    let mut s = rewrite(s);
+    let _ = VisitMut::visit(&mut s, &mut Parenthesize(None));
+    s
+}
+
+/// Wraps the subqueries of select lists that `Some(keep)` names in parentheses, or
+/// (`None`) unwraps them.
+struct Parenthesize(Option<Keep>);
 
 impl VisitorMut for Parenthesize {
     type Break = ();
@@ -146,10 +172,12 @@ impl VisitorMut for Parenthesize {
                 continue;
             };
             match (self.0, &*e) {
-                (true, Expr::Subquery(q)) if !reads_catalog(q) => {
+                (Some(keep), Expr::Subquery(q))
+                    if !reads_catalog(q) || (keep == Keep::Correlated && correlated(q)) =>
+                {
                     *e = Expr::Nested(Box::new(e.clone()));
                 }
-                (false, Expr::Nested(inner)) if matches!(**inner, Expr::Subquery(_)) => {
+                (None, Expr::Nested(inner)) if matches!(**inner, Expr::Subquery(_)) => {
                     *e = (**inner).clone();
                 }
                 _ => {}
@@ -157,6 +185,72 @@ impl VisitorMut for Parenthesize {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// Whether the crate's `RemoveSubqueryFromProjection` takes `query` for correlated: it
+/// holds a parameter, or a qualified name whose qualifier is not the alias of a relation
+/// of its own FROM clause.
+fn correlated(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    let mut aliases = HashSet::new();
+    for twj in &select.from {
+        for factor in std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)) {
+            if let TableFactor::Table { alias: Some(a), .. } = factor {
+                aliases.insert(a.name.value.clone());
+            }
+        }
+    }
+    visit_expressions(query, |e| match e {
+        Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => ControlFlow::Break(()),
+        Expr::CompoundIdentifier(parts)
+            if parts.first().is_some_and(|p| !aliases.contains(&p.value)) =>
+        {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// Whether a select list of `stmt` holds a correlated subquery over the catalogs, which
+/// the crate would have made NULL (see the module documentation).
+pub(crate) fn has_catalog_subqueries(stmt: &Statement) -> bool {
+    struct Find(bool);
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            let SetExpr::Select(select) = query.body.as_ref() else {
+                return ControlFlow::Continue(());
+            };
+            for item in &select.projection {
+                if let SelectItem::UnnamedExpr(Expr::Subquery(q))
+                | SelectItem::ExprWithAlias {
+                    expr: Expr::Subquery(q),
+                    ..
+                } = item
+                {
+                    if reads_catalog(q) && correlated(q) {
+                        self.0 = true;
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut find = Find(false);
+    let _ = Visit::visit(stmt, &mut find);
+    find.0
+}
+
+/// `stmt` with the correlated subqueries of its select lists over the catalogs made NULL,
+/// as the crate makes them (see the module documentation).
+pub(crate) fn null_catalog_subqueries(stmt: Statement) -> Statement {
+    keep_subqueries(stmt, Keep::EddyTables, |s| {
+        RemoveSubqueryFromProjection.rewrite(s)
+    })
 }
 
 /// Whether `query` reads a system catalog (`pg_catalog`, `information_schema`).
@@ -240,13 +334,23 @@ mod tests {
             "SELECT (SELECT max(v) FROM item i WHERE i.ord = o.id), (SELECT 1 FROM t) \
              FROM ord o"
         );
-        // Over the catalogs, the crate's NULL.
-        let sql = "SELECT (SELECT nspname FROM pg_namespace n WHERE n.oid = c.relnamespace) \
-                   FROM pg_class c";
+        // Over the catalogs, kept for a first attempt; the fallback is the crate's NULL.
+        let sql = "SELECT (SELECT nspname FROM pg_namespace n WHERE n.oid = c.relnamespace), \
+                   (SELECT 1 FROM pg_type), (SELECT count(*) FROM t WHERE t.x = c.oid) FROM pg_class c";
+        let kept = CompatParser::new().parse(sql).unwrap().remove(0);
+        assert!(has_catalog_subqueries(&kept));
         assert_eq!(
-            one(sql),
-            PostgresCompatibilityParser::new().parse(sql).unwrap()[0].to_string()
+            kept.to_string(),
+            "SELECT (SELECT nspname FROM pg_catalog.pg_namespace n WHERE n.oid = c.relnamespace), \
+             (SELECT 1 FROM pg_catalog.pg_type LIMIT 1), (SELECT count(*) FROM t WHERE t.x = c.oid) \
+             FROM pg_catalog.pg_class c"
         );
-        assert!(one(sql).starts_with("SELECT NULL"), "{}", one(sql));
+        let fallback = null_catalog_subqueries(kept);
+        assert!(!has_catalog_subqueries(&fallback));
+        assert_eq!(
+            fallback.to_string(),
+            "SELECT NULL, (SELECT 1 FROM pg_catalog.pg_type LIMIT 1), \
+             (SELECT count(*) FROM t WHERE t.x = c.oid) FROM pg_catalog.pg_class c"
+        );
     }
 }

@@ -10,10 +10,11 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::UInt64Type;
 use bytes::Bytes;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionState, TaskContext};
-use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::logical_expr::{Expr, LogicalPlan, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
@@ -302,6 +303,23 @@ impl QueryEngine {
     /// Plans a statement DataFusion runs; placeholders (`$1`) stay in the plan, typed
     /// where DataFusion can infer them.
     pub async fn plan(&self, stmt: Statement, state: &SessionState) -> Result<LogicalPlan> {
+        if !crate::compat_parse::has_catalog_subqueries(&stmt) {
+            return self.plan_statement(stmt, state).await;
+        }
+        // Catalog subqueries DataFusion cannot decorrelate answer NULL (see
+        // `crate::compat_parse`).
+        let fallback = stmt.clone();
+        if let Ok(plan) = self.plan_statement(stmt, state).await {
+            if state.optimize(&plan).is_ok_and(|p| decorrelated(&p)) {
+                return Ok(plan);
+            }
+        }
+        tracing::debug!("catalog subqueries do not decorrelate; planned as NULL");
+        let stmt = crate::compat_parse::null_catalog_subqueries(fallback);
+        self.plan_statement(stmt, state).await
+    }
+
+    async fn plan_statement(&self, stmt: Statement, state: &SessionState) -> Result<LogicalPlan> {
         self.rewrite.refresh(state).await;
         // Kept for a second attempt only where result columns may share a name.
         let retry = repeated_names::may_repeat(&stmt).then(|| stmt.clone());
@@ -810,4 +828,22 @@ fn text_to_csv(data: &[u8], delimiter: u8) -> Vec<u8> {
         out.push('\n');
     }
     out.into_bytes()
+}
+
+/// Whether an optimized plan has no correlated subquery left (one DataFusion could not
+/// decorrelate fails when it is physically planned).
+fn decorrelated(plan: &LogicalPlan) -> bool {
+    let mut outer = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            outer |= e.exists(|e| Ok(matches!(e, Expr::OuterReferenceColumn(..))))?;
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(if outer {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    !outer
 }

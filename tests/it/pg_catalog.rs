@@ -38,4 +38,16 @@ async fn psql_meta_commands_and_catalog_queries() {
         scalar(&c, "SELECT count(*) FROM pg_catalog.pg_type WHERE pg_type_is_visible(oid) AND typname = 'int8'").await,
         "1"
     );
+    // Correlated subqueries over the catalogs answer when DataFusion decorrelates them,
+    // NULL only where it cannot (psql's \d: column defaults, collations).
+    let q = "SELECT (SELECT count(*) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid), \
+             (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = c.relnamespace) \
+             FROM pg_catalog.pg_class c WHERE c.relname = 'ticks'";
+    assert_eq!(
+        rows(&c, q).await,
+        vec![vec![Some("4".into()), Some("public".into())]]
+    );
+    let st = c.prepare(q).await.unwrap();
+    let names: Vec<&str> = st.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["count", "nspname"]);
 }

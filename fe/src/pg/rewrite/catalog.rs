@@ -157,6 +157,12 @@ fn first_value_of(q: &mut Query) {
     let Some(wrapped) = super::parse_expr(&format!("first_value({expr})")) else {
         return;
     };
+    // Named as PostgreSQL names the column (`nspname`, not `first_value`).
+    let alias = alias.or_else(|| match &expr {
+        Expr::Identifier(i) => Some(i.clone()),
+        Expr::CompoundIdentifier(parts) => parts.last().cloned(),
+        _ => None,
+    });
     select.projection[0] = match alias {
         Some(alias) => SelectItem::ExprWithAlias {
             expr: wrapped,
@@ -277,6 +283,15 @@ mod tests {
             ),
             "SELECT 1 FROM pg_type t WHERE (t.typrelid = 0 OR \
              (SELECT first_value(c.relkind = 'c') FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid))"
+        );
+        // A column keeps its name.
+        assert_eq!(
+            rewritten(
+                "SELECT (SELECT n.nspname FROM pg_namespace n WHERE n.oid = c.relnamespace) \
+                 FROM pg_class c"
+            ),
+            "SELECT (SELECT first_value(n.nspname) AS nspname FROM pg_namespace n \
+             WHERE n.oid = c.relnamespace) FROM pg_class c"
         );
         // Already aggregated, or over a user table: unchanged.
         let agg = "SELECT (SELECT count(*) FROM pg_class c WHERE c.oid = 1)";
