@@ -181,6 +181,14 @@ async fn scalar_subqueries_in_select_lists_answer_as_in_postgres() {
             "{q}"
         );
     }
+    // Correlated by a non-equality: not decorrelated, said in words a user can act on.
+    let (code, msg) = sqlstate(
+        &c,
+        "SELECT o.id, (SELECT count(*) FROM lines l WHERE l.order_id < o.id) FROM orders o",
+    )
+    .await;
+    assert_eq!(code, "0A000", "{msg}");
+    assert!(msg.contains("equality"), "{msg}");
     // Only the rows asked about count: order 11 has one line.
     assert_eq!(
         scalar(&c, "SELECT (SELECT l.qty FROM lines l WHERE l.order_id = o.id) FROM orders o WHERE o.id = 11").await,
