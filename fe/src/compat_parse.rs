@@ -11,8 +11,8 @@
 //!   correlated subqueries for features eddy has no objects for (column defaults,
 //!   collations, identity sequences) that DataFusion cannot decorrelate: a statement
 //!   whose catalog subqueries do not decorrelate is planned again with the crate's NULL
-//!   for them ([`has_catalog_subqueries`], [`null_catalog_subqueries`]), which is the
-//!   answer for features eddy has no objects for. The other half of the rule, `LIMIT 1`
+//!   for them ([`has_catalog_subqueries`], [`null_catalog_subqueries`]), the answer for
+//!   objects eddy does not have. The other half of the rule, `LIMIT 1`
 //!   on an uncorrelated subquery in a select list, stays for the catalogs only: over
 //!   eddy's tables it answered one of several rows where PostgreSQL says `more than one
 //!   row returned by a subquery used as an expression` (21000), as DataFusion's own plan

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, GenericListArray, OffsetSizeTrait, UInt64Array};
 use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{exec_err, DataFusionError, Result};
 use datafusion::functions_aggregate::expr_fn::array_agg;
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -120,7 +120,7 @@ impl AnalyzerRule for SingleRowSubqueries {
                     if let Expr::ScalarSubquery(s) = e {
                         any |= !s.outer_ref_columns.is_empty();
                     }
-                    Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+                    Ok(TreeNodeRecursion::Continue)
                 })
             })
         })?;
