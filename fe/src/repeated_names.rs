@@ -16,8 +16,8 @@ use std::ops::ControlFlow;
 
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, ObjectNamePart, Query, SelectItem, SetExpr, Statement, Visit, VisitMut, Visitor,
-    VisitorMut,
+    visit_expressions_mut, Expr, Ident, ObjectNamePart, Query, SelectItem, SetExpr, Statement,
+    Visit, VisitMut, Visitor, VisitorMut,
 };
 
 /// Separates a repeated column's PostgreSQL name from its position in the alias eddy
@@ -120,7 +120,8 @@ fn repeated_items(items: &[SelectItem]) -> Vec<usize> {
 }
 
 /// What DataFusion names an unaliased item by, roughly: a column by its name whatever
-/// its qualifier or cast, anything else by its text.
+/// its qualifier or cast, anything else by its text without casts (DataFusion names a
+/// cast by its operand, so `pg_typeof(1::bigint)` is named as `pg_typeof(1)`).
 fn key(e: &Expr) -> String {
     match e {
         Expr::Identifier(id) => id.value.to_ascii_lowercase(),
@@ -129,7 +130,16 @@ fn key(e: &Expr) -> String {
             .map(|p| p.value.to_ascii_lowercase())
             .unwrap_or_default(),
         Expr::Cast { expr, .. } | Expr::Nested(expr) => key(expr),
-        other => other.to_string().to_ascii_lowercase(),
+        other => {
+            let mut bare = other.clone();
+            let _ = visit_expressions_mut(&mut bare, |e| {
+                if let Expr::Cast { expr, .. } = e {
+                    *e = (**expr).clone();
+                }
+                ControlFlow::<()>::Continue(())
+            });
+            bare.to_string().to_ascii_lowercase()
+        }
     }
 }
 
@@ -174,6 +184,7 @@ mod tests {
         assert!(may_repeat(&parse("SELECT *, qty FROM t")));
         assert!(may_repeat(&parse("SELECT * FROM (SELECT t.a, a FROM t) s")));
         assert!(may_repeat(&parse("SELECT 1 UNION SELECT a, a FROM t")));
+        assert!(may_repeat(&parse("SELECT pg_typeof(1::bigint), pg_typeof(1)")));
         assert!(!may_repeat(&parse("SELECT a, b, a + 1, count(*) FROM t")));
         assert!(!may_repeat(&parse("SELECT a AS x, a AS y FROM t")));
         assert!(!may_repeat(&parse("SELECT 1")));

@@ -289,6 +289,11 @@ def test_pg_typeof_names_types_as_postgres_does(eddy, nums, events):
         assert row == ("bigint", "integer", "smallint", "double precision", "integer",
                        "bigint", "text", "integer", "timestamp with time zone", "boolean",
                        "interval", "date")
+        # A cast says what it says; negative and array constants are typed as PostgreSQL does.
+        assert conn.execute(
+            "SELECT pg_typeof(1::bigint), pg_typeof(1), pg_typeof(-5), pg_typeof(ARRAY[1, 2]), "
+            "pg_typeof(ARRAY[1, 3000000000])").fetchone() == (
+                "bigint", "integer", "integer", "integer[]", "bigint[]")
         # The same through the extended protocol with a parameter.
         assert conn.execute("SELECT pg_typeof(%s::int2)", (1,), prepare=True).fetchone() == ("smallint",)
         assert conn.execute(f"SELECT pg_typeof(ts) FROM {events} LIMIT 1").fetchone() == (

@@ -3,7 +3,8 @@
 //!
 //! The type is the one eddy describes the value as on the wire, so `pg_typeof(col)` agrees
 //! with RowDescription. An integer literal that fits is `integer`, as PostgreSQL types it
-//! (DataFusion types every integer literal Int64). The answer depends only on types, so it
+//! (DataFusion types every integer literal Int64; the pgwire front end casts such an
+//! argument to int4 before planning, see `pg::rewrite`). The answer depends only on types, so it
 //! is folded into a constant while planning; evaluated unfolded, it reads the argument's
 //! Arrow type.
 
@@ -56,9 +57,6 @@ impl ScalarUDFImpl for PgTypeof {
             return Ok(ExprSimplifyResult::Original(args));
         };
         let name = match arg {
-            Expr::Literal(ScalarValue::Int64(Some(v)), _) if i32::try_from(*v).is_ok() => {
-                "integer".to_string()
-            }
             // PostgreSQL's unknown-typed string literal resolves to text here.
             Expr::Literal(ScalarValue::Utf8(_), _) => "text".to_string(),
             _ => match arg.to_field(info.schema()) {

@@ -70,6 +70,29 @@ fn parse_expr_in(dialect: &dyn Dialect, sql: &str) -> Option<Expr> {
         .ok()
 }
 
+/// An integer constant that fits int4 (or an `ARRAY[...]` of them), cast to int4 as
+/// PostgreSQL types it, for `pg_typeof`: DataFusion types every integer literal Int64, and
+/// once planned `1` cannot be told from `1::bigint`.
+fn int4_constants(e: &Expr) -> Option<String> {
+    let fits = |e: &Expr| match e {
+        Expr::Value(v) => matches!(&v.value, Value::Number(n, _) if n.parse::<i32>().is_ok()),
+        Expr::UnaryOp { op, expr } => {
+            op.to_string() == "-"
+                && matches!(&**expr, Expr::Value(v) if matches!(&v.value, Value::Number(n, _)
+                    if format!("-{n}").parse::<i32>().is_ok()))
+        }
+        _ => false,
+    };
+    match e {
+        _ if fits(e) => Some(format!("CAST({e} AS INT)")),
+        Expr::Array(a) if !a.elem.is_empty() && a.elem.iter().all(fits) => {
+            let elems: Vec<String> = a.elem.iter().map(|e| format!("CAST({e} AS INT)")).collect();
+            Some(format!("ARRAY[{}]", elems.join(", ")))
+        }
+        _ => None,
+    }
+}
+
 /// `ARRAY(subquery)` in a form DataFusion plans (see the module documentation).
 fn array_of_subquery(q: &Query) -> Option<Expr> {
     if q.with.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
@@ -456,6 +479,14 @@ pub(crate) fn postgres_functions(stmt: &mut Statement) {
         if let ("array", FunctionArguments::Subquery(q)) = (name, &f.args) {
             if let Some(new) = array_of_subquery(q) {
                 *e = new;
+            }
+            return ControlFlow::Continue(());
+        }
+        if name == "pg_typeof" {
+            if let Some([arg]) = plain_args(&f.args).as_deref() {
+                if let Some(typed) = int4_constants(arg) {
+                    *e = parse_expr(&format!("pg_typeof({typed})")).unwrap_or_else(|| e.clone());
+                }
             }
             return ControlFlow::Continue(());
         }
