@@ -432,12 +432,21 @@ def measure(a, server, workload, clients, rows):
 WORKLOADS = {"select1": "`SELECT 1`", "point": "`SELECT * FROM t WHERE id = $1`"}
 
 
-def report(a, meta, cells):
+def paired_ratio(runs):
+    """eddy/PostgreSQL per pair of back-to-back runs: the median, and the range as the
+    noise of this machine shows it. Pairs cancel load that drifts between repeats, which a
+    ratio of the two medians does not."""
+    r = sorted(e["qps"] / p["qps"] for e, p in zip(runs["eddy"], runs["PostgreSQL"]))
+    return {"median": statistics.median(r), "min": r[0], "max": r[-1], "pairs": r}
+
+
+def report(a, meta, cells, ratios):
     lines = [
         "# pgwire: eddy vs PostgreSQL",
         "",
         f"{meta['date']}, {meta['rows']:,} rows in `t`, {a.seconds:g} s per cell after {a.warmup:g} s warm-up, "
-        f"{meta['repeat']} run(s) per cell (median q/s). Clients: psycopg {meta['psycopg']} with server-side "
+        f"{meta['repeat']} run(s) per cell, the servers taking turns in ABBA order (median q/s; eddy/PostgreSQL is "
+        f"the median of the back-to-back pairs' ratios, with their range). Clients: psycopg {meta['psycopg']} with server-side "
         f"prepared statements, one process and one connection per client, over loopback TCP.",
         "",
         f"- machine: {meta['cpus']} cores ({meta['cpu_model']}), {meta['mem_gb']:.0f} GB; load average at the "
@@ -448,12 +457,14 @@ def report(a, meta, cells):
         f"(+ CHECKPOINT {meta['after_load_s']['eddy']:.1f} s), PostgreSQL {meta['load_s']['PostgreSQL']:.1f} s "
         f"(+ VACUUM ANALYZE {meta['after_load_s']['PostgreSQL']:.1f} s)",
         "",
-        "| query | clients | eddy q/s | PostgreSQL q/s | eddy/PostgreSQL | eddy p50 / p99 ms | PostgreSQL p50 / p99 ms |",
+        "| query | clients | eddy q/s | PostgreSQL q/s | eddy/PostgreSQL (pairs) | eddy p50 / p99 ms | PostgreSQL p50 / p99 ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for (w, c), by in cells.items():
         e, p = by["eddy"], by["PostgreSQL"]
-        lines.append(f"| {WORKLOADS[w]} | {c} | {e['qps']:,.0f} | {p['qps']:,.0f} | {e['qps'] / p['qps']:.2f} | "
+        rt = ratios[(w, c)]
+        lines.append(f"| {WORKLOADS[w]} | {c} | {e['qps']:,.0f} | {p['qps']:,.0f} | "
+                     f"{rt['median']:.2f} ({rt['min']:.2f}-{rt['max']:.2f}) | "
                      f"{e['p50_ms']:.2f} / {e['p99_ms']:.2f} | {p['p50_ms']:.2f} / {p['p99_ms']:.2f} |")
     lines += [
         "",
@@ -524,7 +535,7 @@ def main():
     # SIGTERM (e.g. `timeout`) stops both servers through the `finally` below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     servers = [Eddy(a), Postgres(a)]
-    cells = {}
+    cells, ratios = {}, {}
     status = 0
     try:
         ensure_data(data, rows)
@@ -550,12 +561,15 @@ def main():
             for c in clients:
                 runs = {s.name: [] for s in servers}
                 for r in range(a.repeat):
-                    for s in servers:  # take turns so that background load falls on both
+                    # Take turns, in ABBA order, so that background load and its drift fall on both.
+                    for s in (servers if r % 2 == 0 else servers[::-1]):
                         runs[s.name].append(measure(a, s, w, c, rows))
                 cells[(w, c)] = {n: sorted(v, key=lambda x: x["qps"])[len(v) // 2] for n, v in runs.items()}
+                ratios[(w, c)] = paired_ratio(runs)
                 e, p = cells[(w, c)]["eddy"], cells[(w, c)]["PostgreSQL"]
+                rt = ratios[(w, c)]
                 log(f"==> {w}, {c} client(s): eddy {e['qps']:,.0f} q/s, PostgreSQL {p['qps']:,.0f} q/s, "
-                    f"eddy/PostgreSQL {e['qps'] / p['qps']:.2f}")
+                    f"eddy/PostgreSQL {rt['median']:.2f} (pairs {rt['min']:.2f}-{rt['max']:.2f})")
     except (BenchError, psycopg.Error) as e:
         log(f"error: {type(e).__name__}: {e}")
         status = 1
@@ -568,12 +582,13 @@ def main():
     with open("/proc/loadavg") as f:
         meta["loadavg_end"] = " ".join(f.read().split()[:3])
     if cells and all(len(v) == 2 for v in cells.values()) and "pg_version" in meta:
-        md = report(a, meta, cells)
+        md = report(a, meta, cells, ratios)
         path = os.path.join(a.work, "pgwire.md")
         with open(path, "w") as f:
             f.write(md)
         with open(os.path.join(a.work, "pgwire.json"), "w") as f:
-            json.dump({"meta": meta, "cells": [dict(workload=w, clients=c, **{k: v for k, v in by.items()})
+            json.dump({"meta": meta, "cells": [dict(workload=w, clients=c, ratio=ratios[(w, c)],
+                                                    **{k: v for k, v in by.items()})
                                                for (w, c), by in cells.items()]}, f, indent=1)
         print()
         print(md)
