@@ -16,8 +16,8 @@ use std::ops::ControlFlow;
 
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, Expr, Ident, ObjectNamePart, Query, SelectItem, SetExpr, Statement,
-    Visit, VisitMut, Visitor, VisitorMut,
+    visit_expressions_mut, Expr, Ident, ObjectNamePart, OrderBy, OrderByKind, Query, SelectItem,
+    SetExpr, Statement, Visit, VisitMut, Visitor, VisitorMut,
 };
 
 /// Separates a repeated column's PostgreSQL name from its position in the alias eddy
@@ -37,7 +37,7 @@ pub(crate) fn may_repeat(stmt: &Statement) -> bool {
     impl Visitor for Finder {
         type Break = ();
         fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-            if repeats_in(&q.body) {
+            if repeats_in(&q.body, &sort_keys(q)) {
                 self.0 = true;
                 return ControlFlow::Break(());
             }
@@ -55,25 +55,47 @@ pub(crate) fn alias_repeats(stmt: &mut Statement) {
     impl VisitorMut for Aliaser {
         type Break = ();
         fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
-            alias_in(q.body.as_mut());
+            let sorts = sort_keys(q);
+            alias_in(q.body.as_mut(), &sorts);
             ControlFlow::Continue(())
         }
     }
     let _ = stmt.visit(&mut Aliaser);
 }
 
-fn repeats_in(body: &SetExpr) -> bool {
+/// The columns a query's ORDER BY names plainly (`ORDER BY ts`, `ORDER BY t.ts`): one
+/// not selected as such is planned as a hidden result column named like the column, so
+/// an item DataFusion names the same (`ts::date`) collides with it.
+fn sort_keys(q: &Query) -> HashSet<String> {
+    let Some(OrderBy {
+        kind: OrderByKind::Expressions(exprs),
+        ..
+    }) = &q.order_by
+    else {
+        return HashSet::new();
+    };
+    exprs
+        .iter()
+        .filter(|o| matches!(o.expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)))
+        .map(|o| key(&o.expr))
+        .collect()
+}
+
+fn repeats_in(body: &SetExpr, sorts: &HashSet<String>) -> bool {
     match body {
-        SetExpr::Select(s) => !repeated_items(&s.projection).is_empty(),
-        SetExpr::SetOperation { left, right, .. } => repeats_in(left) || repeats_in(right),
+        SetExpr::Select(s) => !repeated_items(&s.projection, sorts).is_empty(),
+        SetExpr::SetOperation { left, right, .. } => {
+            let none = HashSet::new();
+            repeats_in(left, &none) || repeats_in(right, &none)
+        }
         _ => false,
     }
 }
 
-fn alias_in(body: &mut SetExpr) {
+fn alias_in(body: &mut SetExpr, sorts: &HashSet<String>) {
     match body {
         SetExpr::Select(s) => {
-            for i in repeated_items(&s.projection) {
+            for i in repeated_items(&s.projection, sorts) {
                 if let SelectItem::UnnamedExpr(e) = &s.projection[i] {
                     let alias = Ident::with_quote('"', format!("{}{MARK}{i}", pg_name(e)));
                     let expr = e.clone();
@@ -82,17 +104,19 @@ fn alias_in(body: &mut SetExpr) {
             }
         }
         SetExpr::SetOperation { left, right, .. } => {
-            alias_in(left);
-            alias_in(right);
+            let none = HashSet::new();
+            alias_in(left, &none);
+            alias_in(right, &none);
         }
         _ => {}
     }
 }
 
 /// Positions of the unaliased items DataFusion may name like an earlier item (every
-/// unaliased item when a wildcard is among them); empty when there are none.
-fn repeated_items(items: &[SelectItem]) -> Vec<usize> {
-    if items.len() < 2 {
+/// unaliased item when a wildcard is among them) or like a column the query sorts by
+/// without selecting it as such; empty when there are none.
+fn repeated_items(items: &[SelectItem], sorts: &HashSet<String>) -> Vec<usize> {
+    if items.len() < 2 && sorts.is_empty() {
         return vec![];
     }
     let wildcard = items.iter().any(|i| {
@@ -106,7 +130,9 @@ fn repeated_items(items: &[SelectItem]) -> Vec<usize> {
     for (i, item) in items.iter().enumerate() {
         match item {
             SelectItem::UnnamedExpr(e) => {
-                if !seen.insert(key(e)) || wildcard {
+                let k = key(e);
+                let plain = matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+                if (!plain && sorts.contains(&k)) || !seen.insert(k) || wildcard {
                     repeated.push(i);
                 }
             }
@@ -184,7 +210,14 @@ mod tests {
         assert!(may_repeat(&parse("SELECT *, qty FROM t")));
         assert!(may_repeat(&parse("SELECT * FROM (SELECT t.a, a FROM t) s")));
         assert!(may_repeat(&parse("SELECT 1 UNION SELECT a, a FROM t")));
-        assert!(may_repeat(&parse("SELECT pg_typeof(1::bigint), pg_typeof(1)")));
+        assert!(may_repeat(&parse(
+            "SELECT pg_typeof(1::bigint), pg_typeof(1)"
+        )));
+        assert!(may_repeat(&parse("SELECT ts::date FROM t ORDER BY ts")));
+        assert!(!may_repeat(&parse("SELECT ts FROM t ORDER BY ts")));
+        assert!(!may_repeat(&parse(
+            "SELECT ts::date AS d FROM t ORDER BY ts"
+        )));
         assert!(!may_repeat(&parse("SELECT a, b, a + 1, count(*) FROM t")));
         assert!(!may_repeat(&parse("SELECT a AS x, a AS y FROM t")));
         assert!(!may_repeat(&parse("SELECT 1")));

@@ -197,6 +197,44 @@ async fn scalar_subqueries_in_select_lists_answer_as_in_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn to_char_templates_and_sorting_by_a_column_selected_cast() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client().await;
+    rows(&c, "CREATE TABLE ev (ts timestamptz NOT NULL, n bigint)").await;
+    rows(
+        &c,
+        "INSERT INTO ev VALUES ('2026-03-05 07:08:09+00', 1), ('2026-01-02 10:00:00+00', 2)",
+    )
+    .await;
+    // PostgreSQL's template, not printed back as it was.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT to_char(ts, 'YYYY-MM-DD HH24:MI:SS'), to_char(ts, 'FMDD/FMMM \"w\"IW') FROM ev ORDER BY ts"
+        )
+        .await,
+        vec![
+            vec![Some("2026-01-02 10:00:00".into()), Some("2/1 w01".into())],
+            vec![Some("2026-03-05 07:08:09".into()), Some("5/3 w10".into())],
+        ]
+    );
+    // A cast named like the column the query sorts by (DataFusion refused the name).
+    assert_eq!(
+        rows(&c, "SELECT ts::date, n FROM ev ORDER BY ts").await,
+        vec![
+            vec![Some("2026-01-02".into()), Some("2".into())],
+            vec![Some("2026-03-05".into()), Some("1".into())],
+        ]
+    );
+    let st = c
+        .prepare("SELECT ts::date FROM ev ORDER BY ts")
+        .await
+        .unwrap();
+    assert_eq!(st.columns()[0].name(), "ts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn alter_add_column_copy_and_system_tables() {
     let dir = tempdir();
     let s = Server::start(dir.path(), &[]);

@@ -216,11 +216,14 @@ fn array_of_subquery(q: &Query) -> Option<Expr> {
 /// qualify (pg_catalog is implicitly on every search_path).
 const EDDY_CATALOG_RELATIONS: [&str; 2] = ["pg_indexes", "pg_stat_activity"];
 
-/// A PostgreSQL formatting template (`to_timestamp`, `to_date`) as a chrono format.
-/// `None` when it uses something chrono cannot express.
+/// A PostgreSQL formatting template (`to_char`, `to_timestamp`, `to_date`) as a chrono
+/// format. `None` when it uses something chrono cannot express. The `FM` prefix drops
+/// a number's zero padding (`FMDD` is `%-d`); names are not blank-padded to nine
+/// characters as PostgreSQL pads `Month` and `Day` without it.
 pub(crate) fn chrono_format(template: &str) -> Option<String> {
     // Longest patterns first, so `HH24` is not read as `HH` then `24`.
-    const PATTERNS: [(&str, &str); 20] = [
+    const PATTERNS: [(&str, &str); 22] = [
+        ("IYYY", "%G"),
         ("YYYY", "%Y"),
         ("HH24", "%H"),
         ("HH12", "%I"),
@@ -236,6 +239,7 @@ pub(crate) fn chrono_format(template: &str) -> Option<String> {
         ("YY", "%y"),
         ("MM", "%m"),
         ("DD", "%d"),
+        ("IW", "%V"),
         ("HH", "%I"),
         ("MI", "%M"),
         ("SS", "%S"),
@@ -252,9 +256,23 @@ pub(crate) fn chrono_format(template: &str) -> Option<String> {
             rest = &rest[end + 2..];
             continue;
         }
+        let (fill_mode, pattern) = match rest.strip_prefix("FM") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
         for (pg, chrono) in PATTERNS {
-            if let Some(r) = rest.strip_prefix(pg) {
-                out.push_str(chrono);
+            if let Some(r) = pattern.strip_prefix(pg) {
+                match chrono.strip_prefix('%') {
+                    Some(spec)
+                        if fill_mode
+                            && spec.len() == 1
+                            && !matches!(spec, "B" | "b" | "A" | "a") =>
+                    {
+                        out.push_str("%-");
+                        out.push_str(spec);
+                    }
+                    _ => out.push_str(chrono),
+                }
                 rest = r;
                 continue 'outer;
             }
@@ -397,6 +415,15 @@ fn datetime_expr(e: &Expr) -> Option<Expr> {
             let format = chrono_format(string_literal(template)?)?;
             parse_expr(&format!(
                 "arrow_cast(to_timestamp({value}, '{}'), '{TIMESTAMPTZ}')",
+                format.replace('\'', "''")
+            ))
+        }
+        // DataFusion's to_char takes a chrono format; given PostgreSQL's template it
+        // printed the template itself.
+        ("to_char", Some([value, template])) => {
+            let format = chrono_format(string_literal(template)?)?;
+            parse_expr(&format!(
+                "to_char({value}, '{}')",
                 format.replace('\'', "''")
             ))
         }
@@ -543,7 +570,16 @@ mod tests {
             chrono_format("DD Mon YYYY \"at\" HH12 AM").as_deref(),
             Some("%d %b %Y at %I %p")
         );
-        assert_eq!(chrono_format("IYYY-IW"), None);
+        assert_eq!(chrono_format("IYYY-IW").as_deref(), Some("%G-%V"));
+        assert_eq!(
+            chrono_format("FMDD FMMonth FMHH24:MI").as_deref(),
+            Some("%-d %B %-H:%M")
+        );
+        assert_eq!(chrono_format("Q YYYY"), None);
+        assert_eq!(
+            rewritten("SELECT to_char(ts, 'YYYY-MM-DD HH24:MI') FROM t"),
+            "SELECT to_char(ts, '%Y-%m-%d %H:%M') FROM t"
+        );
     }
 
     #[test]
