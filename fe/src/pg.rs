@@ -23,6 +23,7 @@ mod pg_typeof;
 mod rewrite;
 mod session;
 mod startup;
+mod temporal_text;
 mod text_rows;
 mod tls;
 
@@ -70,11 +71,17 @@ use crate::query::{Outcome, Parsed, Planning, QueryEngine};
 pub use self::local_time::SessionTimeZone;
 pub(crate) use self::rewrite::regproc_casts;
 pub use self::startup::PasswordMethod;
+pub use self::temporal_text::TemporalText;
 pub use self::tls::acceptor as tls_acceptor;
 
 /// `version()` as PostgreSQL answers it, so that clients parsing it (SQLAlchemy) work.
 pub fn version_udf() -> datafusion::logical_expr::ScalarUDF {
     functions::version_udf()
+}
+
+/// The function [`TemporalText`] plans casts of timestamps to text into.
+pub fn temporal_text_udf() -> datafusion::logical_expr::ScalarUDF {
+    temporal_text::udf()
 }
 
 /// Catalog functions datafusion-pg-catalog does not provide.

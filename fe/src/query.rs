@@ -190,6 +190,8 @@ impl QueryEngine {
         // timestamptz text and date_trunc in the session's TimeZone (after type
         // coercion, whose casts it rewrites).
         ctx.add_analyzer_rule(Arc::new(crate::pg::SessionTimeZone));
+        // timestamp/time::text printed as PostgreSQL prints them, in the session's zone.
+        ctx.add_analyzer_rule(Arc::new(crate::pg::TemporalText));
         // Interval literals of a fixed length added to timestamps as durations.
         ctx.add_analyzer_rule(Arc::new(crate::fixed_intervals::FixedIntervals));
         // Scans of pg_catalog tables that never hold rows (pg_policy ...) become empty
@@ -213,6 +215,7 @@ impl QueryEngine {
         for f in crate::first_last::udafs() {
             ctx.register_udaf(f);
         }
+        ctx.register_udf(crate::pg::temporal_text_udf());
         for f in crate::pg::catalog_udfs() {
             ctx.register_udf(f);
         }
