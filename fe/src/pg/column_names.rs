@@ -112,7 +112,12 @@ fn name_of(e: &Expr, input: &LogicalPlan) -> String {
 /// A cast is named by its operand, or by its type when the operand has no name
 /// (`'1'::int` is `int4`).
 fn cast_name(inner: &Expr, ty: &arrow::datatypes::DataType, input: &LogicalPlan) -> String {
-    let name = name_of(inner, input);
+    // A cast of a cast of a constant (`'...'::timestamptz::date`) is named by the outer.
+    let mut operand = inner;
+    while let Expr::Cast(c) = operand {
+        operand = &c.expr;
+    }
+    let name = name_of(operand, input);
     if name != UNNAMED {
         return name;
     }
@@ -190,8 +195,8 @@ mod tests {
             ["?column?", "upper", "case"]
         );
         assert_eq!(
-            names("SELECT '1'::int, a::text, date_trunc('hour', ts) FROM t").await,
-            ["int4", "a", "date_trunc"]
+            names("SELECT '1'::int, a::text, date_trunc('hour', ts), '2'::int::text FROM t").await,
+            ["int4", "a", "date_trunc", "text"]
         );
         assert_eq!(
             names("SELECT row_number() OVER (ORDER BY a) FROM t").await,

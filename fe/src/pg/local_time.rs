@@ -6,6 +6,8 @@
 //!   zone; text with an offset or `Z` keeps it. DataFusion's type coercion casts the
 //!   text to the column's type, which reads it as UTC; this rule casts it to the
 //!   session's zone first (where Arrow reads it as local time), then to the column's.
+//! - a `timestamptz` cast to `timestamp` is the local time in the session's zone (Arrow
+//!   keeps the UTC wall time);
 //! - `date_trunc(unit, timestamptz)` truncates in the session's zone (midnight, the
 //!   first of the month ... in New York, not in UTC) and still returns the instant as
 //!   a `timestamptz`.
@@ -54,10 +56,31 @@ fn text_in_zone(expr: Expr, to: &DataType, zone: &str) -> Option<Expr> {
     )))
 }
 
+/// `expr` (a timestamp with a zone) as the local time in `zone`, in `to`'s unit: Arrow's
+/// cast to a timestamp without zone keeps the UTC wall time.
+fn local_time_in_zone(expr: &Expr, from: &DataType, to: &DataType, zone: &str) -> Option<Expr> {
+    let (DataType::Timestamp(unit, Some(_)), DataType::Timestamp(_, None)) = (from, to) else {
+        return None;
+    };
+    let zoned = Expr::Cast(Cast::new(
+        Box::new(expr.clone()),
+        DataType::Timestamp(*unit, Some(Arc::from(zone))),
+    ));
+    let local = datafusion::functions::datetime::expr_fn::to_local_time(vec![zoned]);
+    Some(Expr::Cast(Cast::new(Box::new(local), to.clone())))
+}
+
 fn rewrite(e: Expr, schema: &DFSchema, zone: &str) -> Result<Transformed<Expr>> {
     match e {
         Expr::Cast(Cast { expr, field }) => {
-            let text = expr.get_type(schema).map(|t| is_text(&t)).unwrap_or(false);
+            let from = expr.get_type(schema).ok();
+            if let Some(local) = from
+                .as_ref()
+                .and_then(|t| local_time_in_zone(&expr, t, field.data_type(), zone))
+            {
+                return Ok(Transformed::yes(local));
+            }
+            let text = from.as_ref().is_some_and(is_text);
             match text
                 .then(|| text_in_zone((*expr).clone(), field.data_type(), zone))
                 .flatten()
@@ -171,6 +194,20 @@ mod tests {
             .await,
             "true"
         );
+    }
+
+    #[tokio::test]
+    async fn timestamptz_to_timestamp_is_local_time() {
+        let ts = "arrow_cast('2026-01-01T20:00:00Z', 'Timestamp(Microsecond, Some(\"UTC\"))')";
+        let q = format!("SELECT CAST({ts} AS TIMESTAMP)");
+        assert_eq!(one(&q, "Asia/Kolkata").await, "2026-01-02T01:30:00");
+        assert_eq!(one(&q, "America/New_York").await, "2026-01-01T15:00:00");
+        assert_eq!(one(&q, "UTC").await, "2026-01-01T20:00:00");
+        // Also when the value already carries the session's zone.
+        let kolkata =
+            "arrow_cast('2026-01-01T20:00:00Z', 'Timestamp(Microsecond, Some(\"Asia/Kolkata\"))')";
+        let q = format!("SELECT CAST({kolkata} AS TIMESTAMP)");
+        assert_eq!(one(&q, "Asia/Kolkata").await, "2026-01-02T01:30:00");
     }
 
     #[tokio::test]
