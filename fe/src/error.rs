@@ -75,16 +75,16 @@ pub fn classify(e: DataFusionError) -> Error {
             None => Error::new(ErrorCode::QueryFailed, msg.clone()),
         },
         // A subquery left in the plan, which DataFusion says in its own terms: one
-        // correlated other than by equality, or EXISTS / IN outside WHERE.
+        // correlated other than by equality, or IN (subquery) outside WHERE.
         DataFusionError::NotImplemented(msg)
             if msg.starts_with("Physical plan does not support logical expression")
                 && (msg.contains("Subquery") || msg.contains("Exists")) =>
         {
             Error::new(
                 ErrorCode::Unsupported,
-                "subquery not supported here: EXISTS and IN subqueries run in WHERE, and a \
-                 subquery may refer to the outer query only in equality conditions \
-                 (inner.col = outer.col)",
+                "subquery not supported here: a subquery may refer to the outer query only \
+                 in equality conditions (inner.col = outer.col), and IN (subquery) runs only \
+                 as a WHERE condition",
             )
         }
         // SQL DataFusion does not support: PostgreSQL's feature_not_supported (0A000).

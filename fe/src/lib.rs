@@ -18,6 +18,7 @@ mod copy_body;
 pub mod ddl;
 pub mod empty_relations;
 pub mod error;
+pub mod exists_value;
 pub mod fast_plan;
 pub mod first_last;
 pub mod fixed_intervals;

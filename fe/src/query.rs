@@ -200,6 +200,8 @@ impl QueryEngine {
         // Correlated scalar subqueries of a plain column, checked to one row per outer
         // row as PostgreSQL does, where DataFusion accepts only aggregated ones.
         ctx.add_analyzer_rule(Arc::new(crate::single_row::SingleRowSubqueries));
+        // EXISTS as a value in a select list, which DataFusion plans only in WHERE.
+        ctx.add_analyzer_rule(Arc::new(crate::exists_value::ExistsValues));
         ctx.register_udf(crate::single_row::udf());
         // pg_catalog (pg_class, pg_attribute, pg_namespace, pg_type ...) built live from
         // the catalogs above, and the functions clients call on it (format_type,

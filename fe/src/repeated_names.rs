@@ -156,6 +156,16 @@ fn key(e: &Expr) -> String {
             .map(|p| p.value.to_ascii_lowercase())
             .unwrap_or_default(),
         Expr::Cast { expr, .. } | Expr::Nested(expr) => key(expr),
+        // DataFusion names every EXISTS alike, and a scalar subquery by its column.
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(s) => match s.projection.first() {
+                Some(SelectItem::UnnamedExpr(e)) => key(e),
+                Some(SelectItem::ExprWithAlias { alias, .. }) => alias.value.to_ascii_lowercase(),
+                _ => q.to_string().to_ascii_lowercase(),
+            },
+            _ => q.to_string().to_ascii_lowercase(),
+        },
         other => {
             let mut bare = other.clone();
             let _ = visit_expressions_mut(&mut bare, |e| {
@@ -178,6 +188,15 @@ fn pg_name(e: &Expr) -> String {
             parts.last().map(|p| p.value.clone()).unwrap_or_default()
         }
         Expr::Cast { expr, .. } | Expr::Nested(expr) => pg_name(expr),
+        Expr::Exists { .. } => "exists".into(),
+        Expr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(s) => match s.projection.first() {
+                Some(SelectItem::UnnamedExpr(e)) => pg_name(e),
+                Some(SelectItem::ExprWithAlias { alias, .. }) => alias.value.clone(),
+                _ => "?column?".into(),
+            },
+            _ => "?column?".into(),
+        },
         Expr::Function(f) => match f.name.0.last() {
             Some(ObjectNamePart::Identifier(id)) => id.value.to_ascii_lowercase(),
             _ => "?column?".into(),
@@ -214,6 +233,12 @@ mod tests {
             "SELECT pg_typeof(1::bigint), pg_typeof(1)"
         )));
         assert!(may_repeat(&parse("SELECT ts::date FROM t ORDER BY ts")));
+        assert!(may_repeat(&parse(
+            "SELECT EXISTS (SELECT 1 FROM t), EXISTS (SELECT 2 FROM t)"
+        )));
+        assert!(may_repeat(&parse(
+            "SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM u)"
+        )));
         assert!(!may_repeat(&parse("SELECT ts FROM t ORDER BY ts")));
         assert!(!may_repeat(&parse(
             "SELECT ts::date AS d FROM t ORDER BY ts"

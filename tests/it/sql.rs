@@ -189,6 +189,20 @@ async fn scalar_subqueries_in_select_lists_answer_as_in_postgres() {
     .await;
     assert_eq!(code, "0A000", "{msg}");
     assert!(msg.contains("equality"), "{msg}");
+    // EXISTS as a value, correlated or not.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT o.id, EXISTS (SELECT 1 FROM lines l WHERE l.order_id = o.id), \
+             NOT EXISTS (SELECT 1 FROM lines WHERE qty > 100) FROM orders o ORDER BY o.id"
+        )
+        .await,
+        vec![
+            vec![Some("10".into()), Some("t".into()), Some("t".into())],
+            vec![Some("11".into()), Some("t".into()), Some("t".into())],
+            vec![Some("12".into()), Some("f".into()), Some("t".into())],
+        ]
+    );
     // Only the rows asked about count: order 11 has one line.
     assert_eq!(
         scalar(&c, "SELECT (SELECT l.qty FROM lines l WHERE l.order_id = o.id) FROM orders o WHERE o.id = 11").await,
