@@ -218,6 +218,17 @@ impl QueryEngine {
             ctx.register_udaf(f);
         }
         ctx.register_udf(crate::pg::temporal_text_udf());
+        // PostgreSQL's names for functions DataFusion has under others.
+        ctx.register_udf(
+            (*datafusion::functions::string::uuid())
+                .clone()
+                .with_aliases(["gen_random_uuid"]),
+        );
+        ctx.register_udaf(
+            (*datafusion::functions_aggregate::variance::var_samp_udaf())
+                .clone()
+                .with_aliases(["variance"]),
+        );
         for f in crate::pg::catalog_udfs() {
             ctx.register_udf(f);
         }

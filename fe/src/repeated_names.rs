@@ -156,6 +156,8 @@ fn key(e: &Expr) -> String {
             .map(|p| p.value.to_ascii_lowercase())
             .unwrap_or_default(),
         Expr::Cast { expr, .. } | Expr::Nested(expr) => key(expr),
+        // Planned as a cast, named by its operand.
+        Expr::AtTimeZone { timestamp, .. } => key(timestamp),
         // DataFusion names every EXISTS alike, and a scalar subquery by its column.
         Expr::Exists { .. } => "exists".into(),
         Expr::Subquery(q) => match q.body.as_ref() {
@@ -188,6 +190,7 @@ fn pg_name(e: &Expr) -> String {
             parts.last().map(|p| p.value.clone()).unwrap_or_default()
         }
         Expr::Cast { expr, .. } | Expr::Nested(expr) => pg_name(expr),
+        Expr::AtTimeZone { .. } => "timezone".into(),
         Expr::Exists { .. } => "exists".into(),
         Expr::Subquery(q) => match q.body.as_ref() {
             SetExpr::Select(s) => match s.projection.first() {

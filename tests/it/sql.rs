@@ -246,6 +246,16 @@ async fn to_char_templates_and_sorting_by_a_column_selected_cast() {
         .await
         .unwrap();
     assert_eq!(st.columns()[0].name(), "ts");
+    // PostgreSQL's spellings of DataFusion functions and clauses.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT mod(n, 2), variance(n) OVER (), gen_random_uuid() IS NOT NULL FROM ev \
+             ORDER BY ts OFFSET 1 ROWS FETCH FIRST 5 ROWS ONLY"
+        )
+        .await,
+        vec![vec![Some("1".into()), Some("0.5".into()), Some("t".into())]]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

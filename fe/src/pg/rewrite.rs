@@ -32,8 +32,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, visit_relations_mut, BinaryOperator, Expr,
-    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectNamePart, OrderByKind, Query,
-    SelectItem, SetExpr, Statement, TableFactor, Value,
+    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, LimitClause, ObjectNamePart,
+    OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, DuckDbDialect, PostgreSqlDialect};
 use datafusion::sql::sqlparser::parser::Parser;
@@ -68,6 +68,46 @@ fn parse_expr_in(dialect: &dyn Dialect, sql: &str) -> Option<Expr> {
         .ok()?
         .parse_expr()
         .ok()
+}
+
+/// `FETCH FIRST n ROWS ONLY` (SQL's spelling of `LIMIT n`, which DataFusion does not
+/// plan) as `LIMIT n`, keeping an `OFFSET`. `WITH TIES` and `PERCENT` stay as they are.
+struct FetchAsLimit;
+
+impl VisitorMut for FetchAsLimit {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        let Some(fetch) = &q.fetch else {
+            return ControlFlow::Continue(());
+        };
+        if fetch.with_ties || fetch.percent {
+            return ControlFlow::Continue(());
+        }
+        let n = fetch
+            .quantity
+            .clone()
+            .unwrap_or_else(|| Expr::value(Value::Number("1".into(), false)));
+        let offset = match q.limit_clause.take() {
+            None => None,
+            Some(LimitClause::LimitOffset {
+                limit: None,
+                offset,
+                limit_by,
+            }) if limit_by.is_empty() => offset,
+            other => {
+                q.limit_clause = other;
+                return ControlFlow::Continue(());
+            }
+        };
+        q.limit_clause = Some(LimitClause::LimitOffset {
+            limit: Some(n),
+            offset,
+            limit_by: vec![],
+        });
+        q.fetch = None;
+        ControlFlow::Continue(())
+    }
 }
 
 /// An integer constant that fits int4 (or an `ARRAY[...]` of them), cast to int4 as
@@ -484,6 +524,7 @@ pub(crate) fn regproc_casts(stmt: &mut Statement) -> bool {
 /// Rewrites the calls named in the module documentation, in place.
 pub(crate) fn postgres_functions(stmt: &mut Statement) {
     catalog::catalog_queries(stmt);
+    let _ = stmt.visit(&mut FetchAsLimit);
     let _ = visit_relations_mut(stmt, |name| {
         if let [ObjectNamePart::Identifier(id)] = name.0.as_slice() {
             if EDDY_CATALOG_RELATIONS.contains(&id.value.to_ascii_lowercase().as_str()) {
@@ -506,6 +547,15 @@ pub(crate) fn postgres_functions(stmt: &mut Statement) {
         if let ("array", FunctionArguments::Subquery(q)) = (name, &f.args) {
             if let Some(new) = array_of_subquery(q) {
                 *e = new;
+            }
+            return ControlFlow::Continue(());
+        }
+        // mod(a, b): PostgreSQL's remainder function; DataFusion has only the operator.
+        if name == "mod" {
+            if let Some([a, b]) = plain_args(&f.args).as_deref() {
+                if let Some(m) = parse_expr(&format!("(({a}) % ({b}))")) {
+                    *e = m;
+                }
             }
             return ControlFlow::Continue(());
         }
@@ -576,6 +626,18 @@ mod tests {
             Some("%-d %B %-H:%M")
         );
         assert_eq!(chrono_format("Q YYYY"), None);
+        assert_eq!(
+            rewritten("SELECT a FROM t ORDER BY a OFFSET 1 ROWS FETCH FIRST 2 ROWS ONLY"),
+            "SELECT a FROM t ORDER BY a LIMIT 2 OFFSET 1 ROWS"
+        );
+        assert_eq!(
+            rewritten("SELECT a FROM t FETCH NEXT ROW ONLY"),
+            "SELECT a FROM t LIMIT 1"
+        );
+        assert_eq!(
+            rewritten("SELECT mod(a, 3) FROM t"),
+            "SELECT ((a) % (3)) FROM t"
+        );
         assert_eq!(
             rewritten("SELECT to_char(ts, 'YYYY-MM-DD HH24:MI') FROM t"),
             "SELECT to_char(ts, '%Y-%m-%d %H:%M') FROM t"
