@@ -16,7 +16,6 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::expr::Exists;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{lit, Expr, LogicalPlan, LogicalPlanBuilder, Subquery};
 use datafusion::optimizer::analyzer::AnalyzerRule;
 
@@ -97,19 +96,12 @@ impl AnalyzerRule for ExistsValues {
             if !matches!(node, LogicalPlan::Projection(_)) {
                 return Ok(Transformed::no(node));
             }
-            let names = NamePreserver::new(&node);
-            let node = node.map_expressions(|e| {
-                let saved = names.save(&e);
-                let new = e.transform_up(|e| match &e {
+            crate::plan_exprs::map_named_exprs(node, |e| {
+                e.transform_up(|e| match &e {
                     Expr::Exists(x) => Ok(Transformed::yes(as_scalar(x)?)),
                     _ => Ok(Transformed::no(e)),
-                })?;
-                Ok(new.update_data(|e| saved.restore(e)))
-            })?;
-            if !node.transformed {
-                return Ok(node);
-            }
-            node.map_data(|n| n.recompute_schema())
+                })
+            })
         })
         .map(|t| t.data)
     }

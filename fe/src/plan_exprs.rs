@@ -28,3 +28,21 @@ pub fn rewrite_exprs(
         Ok(new.update_data(|e| saved.restore(e)))
     })
 }
+
+/// `plan` with `rewrite` applied to each of its expressions, their output names kept, and
+/// its schema recomputed when one changed (a rewritten expression may change type or
+/// nullability): the shape of a rule that replaces subquery expressions.
+pub fn map_named_exprs(
+    plan: LogicalPlan,
+    rewrite: impl Fn(Expr) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    let names = NamePreserver::new(&plan);
+    let plan = plan.map_expressions(|e| {
+        let saved = names.save(&e);
+        Ok(rewrite(e)?.update_data(|e| saved.restore(e)))
+    })?;
+    if !plan.transformed {
+        return Ok(plan);
+    }
+    plan.map_data(|p| p.recompute_schema())
+}

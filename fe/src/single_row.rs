@@ -28,7 +28,6 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{exec_err, DataFusionError, Result};
 use datafusion::functions_aggregate::expr_fn::array_agg;
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ReturnFieldArgs, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Subquery, Volatility,
@@ -132,15 +131,7 @@ impl AnalyzerRule for SingleRowSubqueries {
             if !matches!(node, LogicalPlan::Projection(_) | LogicalPlan::Filter(_)) {
                 return Ok(Transformed::no(node));
             }
-            let names = NamePreserver::new(&node);
-            let node = node.map_expressions(|e| {
-                let saved = names.save(&e);
-                Ok(rewrite_expr(e, &unwrap)?.update_data(|e| saved.restore(e)))
-            })?;
-            if !node.transformed {
-                return Ok(node);
-            }
-            node.map_data(|n| n.recompute_schema())
+            crate::plan_exprs::map_named_exprs(node, |e| rewrite_expr(e, &unwrap))
         })
         .map(|t| t.data)
     }
