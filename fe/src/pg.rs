@@ -8,6 +8,7 @@
 //! token and `statement_timeout`.
 
 mod activity;
+mod at_time_zone;
 mod column_names;
 mod conn;
 mod conn_thread;
@@ -84,10 +85,11 @@ pub fn temporal_text_udf() -> datafusion::logical_expr::ScalarUDF {
     temporal_text::udf()
 }
 
-/// Catalog functions datafusion-pg-catalog does not provide.
+/// Catalog functions datafusion-pg-catalog does not provide (and `AT TIME ZONE`'s).
 pub fn catalog_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
     let mut udfs = functions::visibility_udfs();
     udfs.push(pg_typeof::udf());
+    udfs.push(at_time_zone::udf());
     udfs
 }
 

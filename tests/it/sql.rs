@@ -246,6 +246,19 @@ async fn to_char_templates_and_sorting_by_a_column_selected_cast() {
         .await
         .unwrap();
     assert_eq!(st.columns()[0].name(), "ts");
+    // AT TIME ZONE: an instant's local time, or a local time's instant.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT ts AT TIME ZONE 'America/New_York', \
+             TIMESTAMP '2026-07-01 12:00:00' AT TIME ZONE 'America/New_York' FROM ev ORDER BY ts LIMIT 1"
+        )
+        .await,
+        vec![vec![
+            Some("2026-01-02 05:00:00".into()),
+            Some("2026-07-01 16:00:00+00".into())
+        ]]
+    );
     // PostgreSQL's spellings of DataFusion functions and clauses.
     assert_eq!(
         rows(

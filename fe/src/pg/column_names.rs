@@ -86,6 +86,8 @@ fn name_of(e: &Expr, input: &LogicalPlan) -> String {
             Some((e, input)) => name_of(e, input),
             // `ARRAY[...]`
             None if f.func.name() == "make_array" => "array".into(),
+            // `ts AT TIME ZONE 'UTC'`
+            None if f.func.name() == super::at_time_zone::NAME => "timezone".into(),
             None => f.func.name().to_string(),
         },
         Expr::AggregateFunction(f) => f.func.name().to_string(),
@@ -145,6 +147,18 @@ fn derived(plan: &LogicalPlan, name: &str) -> Option<Expr> {
         LogicalPlan::Sort(s) => derived(&s.input, name),
         LogicalPlan::Limit(l) => derived(&l.input, name),
         LogicalPlan::Filter(f) => derived(&f.input, name),
+        // The projection under a sort by a column not selected (`SELECT upper(s) FROM t
+        // ORDER BY ts` projects ts too, then drops it).
+        // A column passed through is not derived (and looking it up again would not end).
+        LogicalPlan::Projection(p) => p
+            .expr
+            .iter()
+            .find(|e| {
+                !matches!(e, Expr::Column(_))
+                    && !matches!(e, Expr::Alias(a) if matches!(*a.expr, Expr::Column(_)))
+                    && e.schema_name().to_string() == name
+            })
+            .cloned(),
         _ => None,
     }
 }
@@ -201,6 +215,11 @@ mod tests {
         assert_eq!(
             names("SELECT row_number() OVER (ORDER BY a) FROM t").await,
             ["row_number"]
+        );
+        assert_eq!(names("SELECT upper(b) FROM t ORDER BY a").await, ["upper"]);
+        assert_eq!(
+            names("SELECT a AS x, b, upper(b) FROM t ORDER BY a, b").await,
+            ["x", "b", "upper"]
         );
         assert_eq!(
             names("SELECT ARRAY[1, 2], (SELECT count(*) FROM t), (SELECT max(b) AS m FROM t)")

@@ -535,6 +535,19 @@ pub(crate) fn postgres_functions(stmt: &mut Statement) {
         ControlFlow::<()>::Continue(())
     });
     let _ = visit_expressions_mut(stmt, |e| {
+        if let Expr::AtTimeZone {
+            timestamp,
+            time_zone,
+        } = e
+        {
+            if let Some(f) = parse_expr(&format!(
+                "{}({timestamp}, {time_zone})",
+                super::at_time_zone::NAME
+            )) {
+                *e = f;
+            }
+            return ControlFlow::<()>::Continue(());
+        }
         if let Some(new) = datetime_expr(e).or_else(|| regprocedure(e)) {
             *e = new;
             return ControlFlow::<()>::Continue(());
