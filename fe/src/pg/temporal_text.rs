@@ -12,9 +12,9 @@ use std::sync::Arc;
 use arrow::array::Array;
 use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{exec_err, DFSchema, Result, ScalarValue};
-use datafusion::logical_expr::expr::{Cast, ScalarFunction};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -40,9 +40,7 @@ fn rewrite(
     zone: &str,
     f: &Arc<ScalarUDF>,
 ) -> Result<Transformed<Expr>> {
-    let (Expr::Cast(Cast { expr, field })
-    | Expr::TryCast(datafusion::logical_expr::TryCast { expr, field })) = &e
-    else {
+    let (Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })) = &e else {
         return Ok(Transformed::no(e));
     };
     let to = field.data_type();
@@ -63,6 +61,20 @@ fn rewrite(
 
 impl AnalyzerRule for TemporalText {
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
+        // Most statements cast nothing to text: skip the per-node schema work for them.
+        let mut any = false;
+        plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|e| {
+                any |= e.exists(|e| {
+                    Ok(matches!(e, Expr::Cast(Cast { field, .. }) | Expr::TryCast(TryCast { field, .. })
+                        if is_text(field.data_type())))
+                })?;
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        if !any {
+            return Ok(plan);
+        }
         let zone = config
             .execution
             .time_zone
