@@ -26,6 +26,7 @@ mod session;
 mod startup;
 mod temporal_text;
 mod text_rows;
+mod timestamp_text;
 mod tls;
 
 use std::fmt::Debug;
@@ -73,6 +74,7 @@ pub use self::local_time::SessionTimeZone;
 pub(crate) use self::rewrite::regproc_casts;
 pub use self::startup::PasswordMethod;
 pub use self::temporal_text::TemporalText;
+pub use self::timestamp_text::TimestampText;
 pub use self::tls::acceptor as tls_acceptor;
 
 /// `version()` as PostgreSQL answers it, so that clients parsing it (SQLAlchemy) work.

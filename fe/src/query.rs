@@ -187,6 +187,8 @@ impl QueryEngine {
         let rewrite = Arc::new(crate::rollup_rewrite::RollupRewrite::new());
         rewrite.set_be(Arc::clone(&be));
         ctx.add_analyzer_rule(Arc::clone(&rewrite) as _);
+        // Date and timestamp text in PostgreSQL's spellings ('2026-01-01 10:00', 'today').
+        ctx.add_analyzer_rule(Arc::new(crate::pg::TimestampText));
         // timestamptz text and date_trunc in the session's TimeZone (after type
         // coercion, whose casts it rewrites).
         ctx.add_analyzer_rule(Arc::new(crate::pg::SessionTimeZone));

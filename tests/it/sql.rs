@@ -269,6 +269,36 @@ async fn to_char_templates_and_sorting_by_a_column_selected_cast() {
         .await,
         vec![vec![Some("1".into()), Some("0.5".into()), Some("t".into())]]
     );
+    // Timestamp text in PostgreSQL's shorter spellings, compared with a column.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT n FROM ev WHERE ts > '2026-01-02 10:00' AND ts < '2026/3/5 7:09' \
+             AND ts::date >= '20260301'"
+        )
+        .await,
+        vec![vec![Some("1".into())]]
+    );
+    assert_eq!(
+        scalar(&c, "SELECT 'tomorrow'::date - 'yesterday'::date").await,
+        "2"
+    );
+    // A difference of timestamps is days and the rest, as PostgreSQL prints it.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT ts - lag(ts) OVER (ORDER BY ts), '2026-01-01'::timestamp - '2026-01-02 01:00'::timestamp \
+             FROM ev ORDER BY ts"
+        )
+        .await,
+        vec![
+            vec![None, Some("-1 days -01:00:00".into())],
+            vec![
+                Some("61 days 21:08:09".into()),
+                Some("-1 days -01:00:00".into())
+            ],
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

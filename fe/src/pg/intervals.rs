@@ -1,4 +1,4 @@
-//! Interval result columns, encoded here rather than by arrow-pg.
+//! Interval (and duration) result columns, encoded here rather than by arrow-pg.
 //!
 //! arrow-pg 0.16 encodes an interval column's NULL as the zero interval (`00:00:00`)
 //! and `CASE WHEN .. THEN NULL ELSE interval '1 day' END` as `1 day` in every row. So
@@ -7,19 +7,52 @@
 //! days, months, big-endian) for binary ones; NULL stays NULL in both. The text is
 //! PostgreSQL's `EncodeInterval` rather than the pg_interval crate's, which drops the
 //! `+` before a positive part that follows a negative one (`-1 days +02:00:00`).
+//! A duration (a difference of timestamps) is an interval of whole days and the rest, as
+//! PostgreSQL prints `'2026-01-02'::timestamp - '2026-01-01'` as `1 day`, not `24:00:00`.
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, BinaryBuilder, RecordBatch, StringBuilder};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, IntervalMonthDayNanoType, IntervalUnit, Schema};
+use arrow::datatypes::{
+    DataType, DurationMicrosecondType, Field, IntervalMonthDayNanoType, IntervalUnit, Schema,
+    TimeUnit,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 
 const MONTH_DAY_NANO: DataType = DataType::Interval(IntervalUnit::MonthDayNano);
 
-/// Whether a column of this type is re-spelled here.
+const MICROS: DataType = DataType::Duration(TimeUnit::Microsecond);
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Whether a column of this type is re-spelled here: intervals, and the durations
+/// timestamp arithmetic gives (`ts - lag(ts)`).
 pub(crate) fn is_interval(t: &DataType) -> bool {
-    matches!(t, DataType::Interval(_))
+    matches!(t, DataType::Interval(_) | DataType::Duration(_))
+}
+
+/// (months, days, nanoseconds) of each row of an interval or duration column. A duration
+/// is the difference of two timestamps, which PostgreSQL gives in whole days and the
+/// rest (`1 day 01:00:00`, `-1 days -01:00:00`), as its `timestamp_mi` does.
+fn parts(a: &ArrayRef) -> arrow::error::Result<Vec<Option<(i32, i32, i64)>>> {
+    if let DataType::Duration(_) = a.data_type() {
+        let a = cast(a, &MICROS)?;
+        return Ok(a
+            .as_primitive::<DurationMicrosecondType>()
+            .iter()
+            .map(|v| {
+                v.map(|us| {
+                    let days = us / DAY_MICROS;
+                    (0, days as i32, (us - days * DAY_MICROS) * 1000)
+                })
+            })
+            .collect());
+    }
+    let a = cast(a, &MONTH_DAY_NANO)?;
+    Ok(a.as_primitive::<IntervalMonthDayNanoType>()
+        .iter()
+        .map(|v| v.map(|v| (v.months, v.days, v.nanoseconds)))
+        .collect())
 }
 
 /// `batch` with the interval columns `cols` (position, text format?) re-spelled (see the
@@ -37,20 +70,19 @@ pub(crate) fn encode(batch: RecordBatch, cols: &[(usize, bool)]) -> PgWireResult
         .map(|f| f.as_ref().clone())
         .collect();
     for &(i, as_text) in cols {
-        let a = cast(&columns[i], &MONTH_DAY_NANO).map_err(api)?;
-        let a = a.as_primitive::<IntervalMonthDayNanoType>();
+        let a = parts(&columns[i]).map_err(api)?;
         let f = &fields[i];
         if as_text {
             let mut b = StringBuilder::with_capacity(a.len(), a.len() * 16);
-            for v in a.iter() {
-                b.append_option(v.map(|v| text(v.months, v.days, v.nanoseconds / 1000)));
+            for v in a {
+                b.append_option(v.map(|(m, d, ns)| text(m, d, ns / 1000)));
             }
             columns[i] = Arc::new(b.finish());
             fields[i] = Field::new(f.name(), DataType::Utf8, true);
         } else {
             let mut b = BinaryBuilder::with_capacity(a.len(), a.len() * 16);
-            for v in a.iter() {
-                b.append_option(v.map(|v| binary(v.months, v.days, v.nanoseconds)));
+            for v in a {
+                b.append_option(v.map(|(m, d, ns)| binary(m, d, ns)));
             }
             columns[i] = Arc::new(b.finish());
             fields[i] = Field::new(f.name(), DataType::Binary, true);
@@ -168,5 +200,41 @@ mod tests {
             [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 0, 0, 0, 1]
         );
         assert_eq!(&b.value(2)[..8], 1_200_000_000i64.to_be_bytes());
+    }
+
+    #[test]
+    fn durations_are_days_and_the_rest() {
+        use arrow::array::DurationNanosecondArray;
+        let hour = 3_600_000_000_000i64;
+        let a: DurationNanosecondArray = vec![
+            Some(25 * hour),
+            None,
+            Some(-25 * hour),
+            Some(hour),
+            Some(48 * hour),
+        ]
+        .into();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("t", a.data_type().clone(), true),
+            Field::new("b", a.data_type().clone(), true),
+        ]));
+        let a: ArrayRef = Arc::new(a);
+        let batch = RecordBatch::try_new(schema, vec![Arc::clone(&a), a]).unwrap();
+        let out = encode(batch, &[(0, true), (1, false)]).unwrap();
+        let t = out.column(0).as_string::<i32>();
+        assert_eq!(
+            t.iter().collect::<Vec<_>>(),
+            [
+                Some("1 day 01:00:00"),
+                None,
+                Some("-1 days -01:00:00"),
+                Some("01:00:00"),
+                Some("2 days")
+            ]
+        );
+        let b = out.column(1).as_binary::<i32>();
+        assert!(b.is_null(1));
+        assert_eq!(&b.value(0)[..8], 3_600_000_000i64.to_be_bytes());
+        assert_eq!(&b.value(0)[8..12], 1i32.to_be_bytes());
     }
 }
