@@ -75,6 +75,29 @@ pub(crate) fn plan(expr: &RawBinaryExpr, schema: &DFSchema) -> Option<Expr> {
     )))
 }
 
+/// `date ± interval` (and `interval + date`) with the date read as a timestamp: in
+/// PostgreSQL the sum is a `timestamp` (`date '2026-01-01' + interval '1 hour'` is
+/// `2026-01-01 01:00:00`), where DataFusion keeps a date and drops the hours.
+pub(crate) fn widen_date(expr: &mut RawBinaryExpr, schema: &DFSchema) {
+    if !matches!(expr.op, BinaryOperator::Plus | BinaryOperator::Minus) {
+        return;
+    }
+    let is = |e: &Expr, t: fn(&DataType) -> bool| e.get_type(schema).is_ok_and(|d| t(&d));
+    let date = |t: &DataType| matches!(t, DataType::Date32 | DataType::Date64);
+    let interval = |t: &DataType| matches!(t, DataType::Interval(_));
+    let timestamp = |e: &Expr| {
+        Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(e.clone()),
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, None),
+        ))
+    };
+    if is(&expr.left, date) && is(&expr.right, interval) {
+        expr.left = timestamp(&expr.left);
+    } else if expr.op == BinaryOperator::Plus && is(&expr.left, interval) && is(&expr.right, date) {
+        expr.right = timestamp(&expr.right);
+    }
+}
+
 /// Whether a call is an [`IntervalScale`] (an operator, which PostgreSQL names
 /// `?column?`).
 pub(crate) fn is_interval_scale(f: &ScalarFunction) -> bool {

@@ -14,15 +14,19 @@ mod conn;
 mod conn_thread;
 mod copy;
 mod cursor;
+mod date_functions;
 mod datetime;
 mod encode;
 mod extended;
 mod functions;
+mod ident;
 mod intervals;
 mod local_time;
 mod pg_typeof;
 mod rewrite;
+mod row_fn;
 mod session;
+mod sql_functions;
 mod startup;
 mod temporal_text;
 mod text_rows;
@@ -70,6 +74,7 @@ use crate::metrics;
 use crate::prepared::Prepared;
 use crate::query::{Outcome, Parsed, Planning, QueryEngine};
 
+pub(crate) use self::ident::quote_ident;
 pub use self::local_time::SessionTimeZone;
 pub(crate) use self::rewrite::regproc_casts;
 pub use self::startup::PasswordMethod;
@@ -92,6 +97,15 @@ pub fn catalog_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
     let mut udfs = functions::visibility_udfs();
     udfs.push(pg_typeof::udf());
     udfs.push(at_time_zone::udf());
+    udfs
+}
+
+/// PostgreSQL's functions DataFusion lacks: `age`, `make_timestamp`, `justify_*`,
+/// `format`, `json_build_object`, `width_bucket`; and `quote_ident` as PostgreSQL quotes.
+pub fn sql_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
+    let mut udfs = date_functions::udfs();
+    udfs.extend(sql_functions::udfs());
+    udfs.push(ident::udf());
     udfs
 }
 

@@ -40,6 +40,7 @@ impl ExprPlanner for PgLiterals {
         {
             return Ok(PlannerResult::Planned(planned));
         }
+        crate::interval_arithmetic::widen_date(&mut expr, schema);
         if matches!(expr.op, Eq | NotEq | Lt | LtEq | Gt | GtEq) {
             let is_bool = |e: &Expr| matches!(e.get_type(schema), Ok(DataType::Boolean));
             if is_bool(&expr.left) {

@@ -210,6 +210,10 @@ impl QueryEngine {
         // pg_table_is_visible, quote_ident ...).
         datafusion_pg_catalog::setup_pg_catalog(&ctx, "eddy", EmptyContextProvider)
             .map_err(|e| classify(*e))?;
+        // After the crate's functions: some of these replace its own (quote_ident).
+        for f in crate::pg::sql_udfs() {
+            ctx.register_udf(f);
+        }
         datafusion::execution::FunctionRegistry::register_expr_planner(
             &mut ctx,
             Arc::new(crate::pg_literals::PgLiterals),

@@ -371,3 +371,72 @@ async fn alter_add_column_copy_and_system_tables() {
     assert_eq!(sqlstate(&c, "SELECT * FROM m").await.0, "42P01");
     rows(&c, "DROP TABLE IF EXISTS m").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_functions_datafusion_lacks() {
+    let dir = tempdir();
+    let s = Server::start(dir.path(), &[]);
+    let c = s.client().await;
+    rows(
+        &c,
+        "CREATE TABLE sales (day date, amount double precision, region text)",
+    )
+    .await;
+    rows(
+        &c,
+        "INSERT INTO sales VALUES ('2026-01-31', 5, 'North'), ('2026-03-01', 42.5, 'south'), ('2026-03-02', NULL, NULL)",
+    )
+    .await;
+    // Answers of PostgreSQL 15 to the same statements.
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT age(day, date '2026-01-31'), width_bucket(amount, 0, 50, 5), \
+             format('%s: %L', quote_ident(region), amount), \
+             json_build_object('day', day, 'amount', amount, 'region', region) \
+             FROM sales ORDER BY day"
+        )
+        .await,
+        vec![
+            vec![
+                Some("00:00:00".into()),
+                Some("1".into()),
+                Some("\"North\": '5'".into()),
+                Some(r#"{"day" : "2026-01-31", "amount" : 5, "region" : "North"}"#.into()),
+            ],
+            vec![
+                Some("1 mon 1 day".into()),
+                Some("5".into()),
+                Some("south: '42.5'".into()),
+                Some(r#"{"day" : "2026-03-01", "amount" : 42.5, "region" : "south"}"#.into()),
+            ],
+            vec![
+                Some("1 mon 2 days".into()),
+                None,
+                Some(": NULL".into()),
+                Some(r#"{"day" : "2026-03-02", "amount" : null, "region" : null}"#.into()),
+            ],
+        ]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT make_timestamp(2026, 2, 28, 23, 59, 30.5), justify_hours(interval '50 hours'), \
+             justify_interval(interval '1 mon -1 day -1 hour'), date '2026-01-01' + interval '1 hour'"
+        )
+        .await,
+        vec![vec![
+            Some("2026-02-28 23:59:30.5".into()),
+            Some("2 days 02:00:00".into()),
+            Some("28 days 23:00:00".into()),
+            Some("2026-01-01 01:00:00".into()),
+        ]]
+    );
+    let (code, msg) = sqlstate(&c, "SELECT width_bucket(1, 0, 0, 3)").await;
+    assert!(
+        msg.contains("lower bound cannot equal upper bound"),
+        "{code} {msg}"
+    );
+    let (_, msg) = sqlstate(&c, "SELECT format('%s %s', 1)").await;
+    assert!(msg.contains("too few arguments"), "{msg}");
+}

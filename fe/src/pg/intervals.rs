@@ -91,6 +91,14 @@ pub(crate) fn encode(batch: RecordBatch, cols: &[(usize, bool)]) -> PgWireResult
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(api)
 }
 
+/// Each value of an interval or duration column as PostgreSQL's text.
+pub(crate) fn texts(a: &ArrayRef) -> arrow::error::Result<Vec<Option<String>>> {
+    Ok(parts(a)?
+        .into_iter()
+        .map(|v| v.map(|(m, d, ns)| text(m, d, ns / 1000)))
+        .collect())
+}
+
 /// PostgreSQL's text for an interval (IntervalStyle postgres): `1 year 2 mons -3 days
 /// +04:05:06.5`.
 fn text(months: i32, days: i32, micros: i64) -> String {

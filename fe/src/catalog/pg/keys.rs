@@ -20,6 +20,7 @@ use datafusion::logical_expr::{
 use eddy_proto::TableDef;
 
 use super::{PgCatalogState, Relation};
+use crate::pg::quote_ident;
 
 /// A primary key index's OID is its table's plus this.
 pub(crate) const INDEX_OID_OFFSET: i32 = 1_000_000_000;
@@ -29,21 +30,6 @@ pub(crate) const CONSTRAINT_OID_OFFSET: i32 = 1_500_000_000;
 /// PostgreSQL's name for a table's primary key (and its index).
 pub(crate) fn index_name(def: &TableDef) -> String {
     format!("{}_pkey", def.name)
-}
-
-/// An identifier as PostgreSQL prints it: quoted unless plain lower case.
-fn quote_ident(s: &str) -> String {
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        s.to_string()
-    } else {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    }
 }
 
 fn key_columns(def: &TableDef) -> String {
