@@ -32,6 +32,7 @@ mod temporal_text;
 mod text_rows;
 mod timestamp_text;
 mod tls;
+mod to_char;
 
 use std::fmt::Debug;
 use std::sync::{Arc, OnceLock};
@@ -101,11 +102,13 @@ pub fn catalog_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
 }
 
 /// PostgreSQL's functions DataFusion lacks: `age`, `make_timestamp`, `justify_*`,
-/// `format`, `json_build_object`, `width_bucket`; and `quote_ident` as PostgreSQL quotes.
+/// `format`, `json_build_object`, `width_bucket`; `quote_ident` and `to_char` as
+/// PostgreSQL's.
 pub fn sql_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
     let mut udfs = date_functions::udfs();
     udfs.extend(sql_functions::udfs());
     udfs.push(ident::udf());
+    udfs.push(to_char::udf());
     udfs
 }
 

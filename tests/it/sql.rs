@@ -241,6 +241,29 @@ async fn to_char_templates_and_sorting_by_a_column_selected_cast() {
             vec![Some("2026-03-05".into()), Some("1".into())],
         ]
     );
+    // Numbers with PostgreSQL's number templates (PostgreSQL 15's answers).
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT to_char(n * 1234.5, 'FM9,999.00'), to_char(n, '000'), to_char(-n, 'S9'), \
+             to_char(n * 1000, '999') FROM ev ORDER BY ts"
+        )
+        .await,
+        vec![
+            vec![
+                Some("2,469.00".into()),
+                Some(" 002".into()),
+                Some("-2".into()),
+                Some(" ###".into())
+            ],
+            vec![
+                Some("1,234.50".into()),
+                Some(" 001".into()),
+                Some("-1".into()),
+                Some(" ###".into())
+            ],
+        ]
+    );
     let st = c
         .prepare("SELECT ts::date FROM ev ORDER BY ts")
         .await

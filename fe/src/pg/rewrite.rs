@@ -458,15 +458,6 @@ fn datetime_expr(e: &Expr) -> Option<Expr> {
                 format.replace('\'', "''")
             ))
         }
-        // DataFusion's to_char takes a chrono format; given PostgreSQL's template it
-        // printed the template itself.
-        ("to_char", Some([value, template])) => {
-            let format = chrono_format(string_literal(template)?)?;
-            parse_expr(&format!(
-                "to_char({value}, '{}')",
-                format.replace('\'', "''")
-            ))
-        }
         ("to_date", Some([value, template])) => {
             let format = chrono_format(string_literal(template)?)?;
             parse_expr(&format!(
@@ -650,10 +641,6 @@ mod tests {
         assert_eq!(
             rewritten("SELECT mod(a, 3) FROM t"),
             "SELECT ((a) % (3)) FROM t"
-        );
-        assert_eq!(
-            rewritten("SELECT to_char(ts, 'YYYY-MM-DD HH24:MI') FROM t"),
-            "SELECT to_char(ts, '%Y-%m-%d %H:%M') FROM t"
         );
     }
 
