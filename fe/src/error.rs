@@ -16,6 +16,16 @@ fn quoted_last(msg: &str) -> Option<String> {
     Some(msg[start..end].rsplit('.').next()?.to_string())
 }
 
+/// An error in the values a function was given, with the SQLSTATE PostgreSQL gives it
+/// (22P02 for input that does not parse, 22008 for a date out of range ...): it passes
+/// through DataFusion and [`classify`] keeps it as it is.
+pub(crate) fn data_error<T>(
+    code: ErrorCode,
+    msg: impl Into<String>,
+) -> datafusion::common::Result<T> {
+    Err(to_datafusion(Error::new(code, msg)))
+}
+
 /// The name in DataFusion's "Invalid function 'name'." planning error.
 fn undefined_function(msg: &str) -> Option<&str> {
     let rest = msg.strip_prefix("Invalid function '")?;

@@ -28,6 +28,7 @@ pub mod int_arithmetic;
 pub mod interval_arithmetic;
 pub mod key_filter;
 pub mod metrics;
+pub mod ordered_set;
 pub mod pg;
 pub mod pg_literals;
 pub mod plan_exprs;

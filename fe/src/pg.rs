@@ -21,6 +21,7 @@ mod extended;
 mod functions;
 mod ident;
 mod intervals;
+mod json;
 mod local_time;
 mod pg_typeof;
 mod rewrite;
@@ -76,6 +77,7 @@ use crate::prepared::Prepared;
 use crate::query::{Outcome, Parsed, Planning, QueryEngine};
 
 pub(crate) use self::ident::quote_ident;
+pub(crate) use self::json::plan_operator as plan_json_operator;
 pub use self::local_time::SessionTimeZone;
 pub(crate) use self::rewrite::regproc_casts;
 pub use self::startup::PasswordMethod;
@@ -102,13 +104,14 @@ pub fn catalog_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
 }
 
 /// PostgreSQL's functions DataFusion lacks: `age`, `make_timestamp`, `justify_*`,
-/// `format`, `json_build_object`, `width_bucket`; `quote_ident` and `to_char` as
-/// PostgreSQL's.
+/// `format`, `json_build_object`, `width_bucket`, JSON casts, operators and paths;
+/// `quote_ident` and `to_char` as PostgreSQL's.
 pub fn sql_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
     let mut udfs = date_functions::udfs();
     udfs.extend(sql_functions::udfs());
     udfs.push(ident::udf());
     udfs.push(to_char::udf());
+    udfs.extend(json::udfs());
     udfs
 }
 

@@ -37,6 +37,7 @@ impl ExprPlanner for PgLiterals {
         use BinaryOperator::*;
         if let Some(planned) = crate::int_arithmetic::plan(&expr, schema)
             .or_else(|| crate::interval_arithmetic::plan(&expr, schema))
+            .or_else(|| crate::pg::plan_json_operator(&expr))
         {
             return Ok(PlannerResult::Planned(planned));
         }

@@ -220,7 +220,10 @@ impl QueryEngine {
         )
         .map_err(classify)?;
         ctx.register_udf(crate::pg::version_udf());
-        for f in crate::first_last::udafs() {
+        for f in crate::first_last::udafs()
+            .into_iter()
+            .chain(crate::ordered_set::udafs())
+        {
             ctx.register_udaf(f);
         }
         ctx.register_udf(crate::pg::temporal_text_udf());

@@ -462,4 +462,59 @@ async fn postgresql_functions_datafusion_lacks() {
     );
     let (_, msg) = sqlstate(&c, "SELECT format('%s %s', 1)").await;
     assert!(msg.contains("too few arguments"), "{msg}");
+    // Ordered-set aggregates, by group (PostgreSQL's answers).
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT mode() WITHIN GROUP (ORDER BY region), \
+             percentile_disc(0.5) WITHIN GROUP (ORDER BY amount), \
+             percentile_disc(0.5) WITHIN GROUP (ORDER BY amount DESC) FROM sales"
+        )
+        .await,
+        vec![vec![
+            Some("North".into()),
+            Some("5".into()),
+            Some("42.5".into())
+        ]]
+    );
+    assert_eq!(
+        sqlstate(
+            &c,
+            "SELECT percentile_disc(1.5) WITHIN GROUP (ORDER BY amount) FROM sales"
+        )
+        .await
+        .0,
+        "22003"
+    );
+    // A jsonb column read with PostgreSQL's operators.
+    rows(&c, "CREATE TABLE cdc (id int, payload jsonb)").await;
+    rows(
+        &c,
+        r#"INSERT INTO cdc VALUES (1, '{"op":"c","after":{"sku":"A-1","qty":2,"tags":["x","y"]}}'), (2, NULL)"#,
+    )
+    .await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT payload ->> 'op', payload -> 'after' ->> 'sku', (payload -> 'after' ->> 'qty')::int * 2, \
+             payload #>> '{after,tags,1}', payload -> 'after' -> 'tags', payload -> 'before' FROM cdc ORDER BY id"
+        )
+        .await,
+        vec![
+            vec![
+                Some("c".into()),
+                Some("A-1".into()),
+                Some("4".into()),
+                Some("y".into()),
+                Some(r#"["x", "y"]"#.into()),
+                None
+            ],
+            vec![None, None, None, None, None, None],
+        ]
+    );
+    assert_eq!(
+        scalar(&c, r#"SELECT '{"b":1,"a":[1,{"c":null}]}'::jsonb"#).await,
+        r#"{"a": [1, {"c": null}], "b": 1}"#
+    );
+    assert_eq!(sqlstate(&c, "SELECT 'nope'::jsonb").await.0, "22P02");
 }

@@ -88,6 +88,9 @@ fn name_of(e: &Expr, input: &LogicalPlan) -> String {
             None if f.func.name() == "make_array" => "array".into(),
             // `ts AT TIME ZONE 'UTC'`
             None if f.func.name() == super::at_time_zone::NAME => "timezone".into(),
+            // `x::jsonb`, and the JSON operators.
+            None if f.func.name() == super::json::JSONB => "jsonb".into(),
+            None if super::json::is_operator(f.func.name()) => UNNAMED.into(),
             None => f.func.name().to_string(),
         },
         Expr::AggregateFunction(f) => f.func.name().to_string(),

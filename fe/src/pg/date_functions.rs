@@ -20,10 +20,12 @@ use arrow::datatypes::{
 };
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::{exec_err, plan_err, Result};
+use datafusion::common::{plan_err, Result};
 use datafusion::logical_expr::{ScalarUDF, Volatility};
 
 use super::row_fn;
+use crate::error::data_error;
+use eddy_proto::ErrorCode;
 
 const INTERVAL: DataType = DataType::Interval(IntervalUnit::MonthDayNano);
 const LOCAL_US: DataType = DataType::Timestamp(TimeUnit::Microsecond, None);
@@ -185,7 +187,7 @@ fn age(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayRef> {
             };
             (vec![Some((instant, midnight)); b.len()], b)
         }
-        _ => return exec_err!("age takes one or two timestamps"),
+        _ => return data_error(ErrorCode::InvalidValue, "age takes one or two timestamps"),
     };
     let (first, second) = (pairs.0, local_times(pairs.1, &zone));
     let out: IntervalMonthDayNanoArray = first
@@ -230,11 +232,17 @@ fn make_timestamp(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
             .zip(u32::try_from(m).ok().zip(u32::try_from(d).ok()))
             .and_then(|(y, (m, d))| NaiveDate::from_ymd_opt(y, m, d));
         let Some(date) = date else {
-            return exec_err!("date field value out of range: {y}-{m:02}-{d:02}");
+            return data_error(
+                ErrorCode::DatetimeOverflow,
+                format!("date field value out of range: {y}-{m:02}-{d:02}"),
+            );
         };
         let us = (s * 1e6).round();
         if !(0..24).contains(&h) || !(0..60).contains(&mi) || !(0.0..60e6).contains(&us) {
-            return exec_err!("time field value out of range: {h}:{mi:02}:{s:02}");
+            return data_error(
+                ErrorCode::DatetimeOverflow,
+                format!("time field value out of range: {h}:{mi:02}:{s:02}"),
+            );
         }
         let t = date
             .and_hms_opt(0, 0, 0)

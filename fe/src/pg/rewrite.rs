@@ -498,6 +498,22 @@ fn regprocedure(e: &Expr) -> Option<Expr> {
     parse_expr(&format!("{function}({expr})"))
 }
 
+/// `x::jsonb` and `x::json` (DataFusion has no JSON type) as the function that checks
+/// the text and prints it as `jsonb` (see [`super::json`]).
+fn json_cast(e: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        expr, data_type, ..
+    } = e
+    else {
+        return None;
+    };
+    let ty = data_type.to_string().to_ascii_lowercase();
+    if !matches!(ty.trim_start_matches("pg_catalog."), "json" | "jsonb") {
+        return None;
+    }
+    parse_expr(&format!("{}({expr})", super::json::JSONB))
+}
+
 /// `'name'::regproc` and `'name(args)'::regprocedure` casts as the functions that resolve
 /// them, in place; whether there was one.
 pub(crate) fn regproc_casts(stmt: &mut Statement) -> bool {
@@ -539,7 +555,10 @@ pub(crate) fn postgres_functions(stmt: &mut Statement) {
             }
             return ControlFlow::<()>::Continue(());
         }
-        if let Some(new) = datetime_expr(e).or_else(|| regprocedure(e)) {
+        if let Some(new) = datetime_expr(e)
+            .or_else(|| regprocedure(e))
+            .or_else(|| json_cast(e))
+        {
             *e = new;
             return ControlFlow::<()>::Continue(());
         }

@@ -13,12 +13,14 @@ use arrow::array::{Array, ArrayRef, AsArray, Int32Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float32Type, Float64Type, Int64Type};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::{exec_err, plan_err, Result};
+use datafusion::common::{plan_err, Result};
 use datafusion::logical_expr::{ScalarUDF, Volatility};
 
 use super::datetime::{temporal_as_text, SessionTz};
 use super::ident::quote_ident;
 use super::row_fn;
+use crate::error::data_error;
+use eddy_proto::ErrorCode;
 
 pub(crate) fn udfs() -> Vec<ScalarUDF> {
     vec![
@@ -144,17 +146,26 @@ fn format_row(fmt: &str, args: &[Option<&str>]) -> Result<String> {
                 Some(k @ ('s' | 'I' | 'L')) => break k,
                 Some(d @ ('0'..='9' | '$' | '-')) => spec.push(d),
                 Some(other) => {
-                    return exec_err!("unrecognized format() type specifier \"{other}\"")
+                    return data_error(
+                        ErrorCode::InvalidValue,
+                        format!("unrecognized format() type specifier \"{other}\""),
+                    )
                 }
-                None => return exec_err!("unterminated format() type specifier"),
+                None => {
+                    return data_error(
+                        ErrorCode::InvalidValue,
+                        "unterminated format() type specifier",
+                    )
+                }
             }
         };
         let (position, flags) = match spec.split_once('$') {
             Some((n, rest)) => match n.parse::<usize>() {
                 Ok(n) if n > 0 => (n - 1, rest.to_string()),
                 _ => {
-                    return exec_err!(
-                        "format specifies argument 0, but arguments are numbered from 1"
+                    return data_error(
+                        ErrorCode::InvalidValue,
+                        format!("format specifies argument 0, but arguments are numbered from 1"),
                     )
                 }
             },
@@ -162,13 +173,16 @@ fn format_row(fmt: &str, args: &[Option<&str>]) -> Result<String> {
         };
         next = position + 1;
         let Some(value) = args.get(position) else {
-            return exec_err!("too few arguments for format()");
+            return data_error(ErrorCode::InvalidValue, "too few arguments for format()");
         };
         let text = match (kind, value) {
             ('s', v) => v.unwrap_or("").to_string(),
             ('I', Some(v)) => quote_ident(v),
             ('I', None) => {
-                return exec_err!("null values cannot be formatted as an SQL identifier")
+                return data_error(
+                    ErrorCode::InvalidValue,
+                    "null values cannot be formatted as an SQL identifier",
+                )
             }
             (_, Some(v)) => quote_literal(v),
             (_, None) => "NULL".to_string(),
@@ -291,7 +305,10 @@ fn json_build_object(args: &[ArrayRef], config: &ConfigOptions) -> Result<ArrayR
         let mut s = String::from("{");
         for (pair, chunk) in values.chunks(2).enumerate() {
             let Some(key) = chunk[0][row].as_deref() else {
-                return exec_err!("argument {}: key must not be null", pair * 2 + 1);
+                return data_error(
+                    ErrorCode::InvalidValue,
+                    format!("argument {}: key must not be null", pair * 2 + 1),
+                );
             };
             if pair > 0 {
                 s.push_str(", ");
@@ -322,13 +339,19 @@ fn width_bucket_args(types: &[DataType]) -> Result<Vec<DataType>> {
 /// bounds, 0 below and count + 1 above (bounds may be given high to low).
 fn bucket(op: f64, low: f64, high: f64, count: i64) -> Result<i32> {
     if count <= 0 {
-        return exec_err!("count must be greater than zero");
+        return data_error(ErrorCode::InvalidValue, "count must be greater than zero");
     }
     if low == high {
-        return exec_err!("lower bound cannot equal upper bound");
+        return data_error(
+            ErrorCode::InvalidValue,
+            "lower bound cannot equal upper bound",
+        );
     }
     if op.is_nan() || low.is_nan() || high.is_nan() {
-        return exec_err!("operand, lower bound, and upper bound cannot be NaN");
+        return data_error(
+            ErrorCode::InvalidValue,
+            "operand, lower bound, and upper bound cannot be NaN",
+        );
     }
     let b = if low < high {
         if op < low {
@@ -346,7 +369,7 @@ fn bucket(op: f64, low: f64, high: f64, count: i64) -> Result<i32> {
     } else {
         (((low - op) / (low - high) * count as f64).floor() as i64 + 1).min(count)
     };
-    i32::try_from(b).or_else(|_| exec_err!("integer out of range"))
+    i32::try_from(b).or_else(|_| data_error(ErrorCode::OutOfRange, "integer out of range"))
 }
 
 fn width_bucket(args: &[ArrayRef], _: &ConfigOptions) -> Result<ArrayRef> {
