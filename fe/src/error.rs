@@ -162,6 +162,7 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::OutOfRange
         | ErrorCode::CardinalityViolation
         | ErrorCode::DatetimeOverflow
+        | ErrorCode::StatementTooComplex
         | ErrorCode::InvalidTableDefinition
         | ErrorCode::DecodeInput
         | ErrorCode::InvalidSourceOption => tonic::Code::InvalidArgument,

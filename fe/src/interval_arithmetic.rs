@@ -194,7 +194,10 @@ impl ScalarUDFImpl for IntervalScale {
         } else {
             " * "
         };
-        Ok(schema_name_from_exprs(args)?.replacen(", ", op, 1))
+        let [a, b] = args else {
+            return Ok(schema_name_from_exprs(args)?);
+        };
+        Ok(format!("{}{op}{}", a.schema_name(), b.schema_name()))
     }
 
     fn signature(&self) -> &Signature {

@@ -16,6 +16,7 @@ mod compat_parse;
 pub mod config;
 mod copy_body;
 pub mod ddl;
+pub mod deep_sql;
 pub mod empty_relations;
 pub mod error;
 pub mod exists_value;

@@ -36,6 +36,8 @@ pub enum ErrorCode {
     CardinalityViolation = 2008,
     /// A date, time or interval result does not fit its type.
     DatetimeOverflow = 2009,
+    /// A statement nests expressions deeper than planning can follow.
+    StatementTooComplex = 2010,
     /// Planning or executing a query failed.
     QueryFailed = 3000,
     /// No function (or operator) of that name takes those arguments.
@@ -86,6 +88,7 @@ impl ErrorCode {
             ErrorCode::OutOfRange => "22003",
             ErrorCode::CardinalityViolation => "21000",
             ErrorCode::DatetimeOverflow => "22008",
+            ErrorCode::StatementTooComplex => "54001",
             ErrorCode::QueryFailed => "XX000",
             ErrorCode::UndefinedFunction => "42883",
             ErrorCode::AmbiguousFunction => "42725",
@@ -131,6 +134,7 @@ impl ErrorCode {
             | ErrorCode::OutOfRange
             | ErrorCode::CardinalityViolation
             | ErrorCode::DatetimeOverflow
+            | ErrorCode::StatementTooComplex
             | ErrorCode::InvalidTableDefinition
             | ErrorCode::DecodeInput
             | ErrorCode::InvalidSourceOption => 400,

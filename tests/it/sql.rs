@@ -122,6 +122,16 @@ async fn errors_carry_postgres_sqlstates_and_reject_whole_statements() {
         ("22003", "integer out of range")
     );
     assert_eq!(scalar(&c, "SELECT 2147483648 + 1").await, "2147483649");
+    // Expressions nested past planning's stack: 54001, not a crashed server (a chain of
+    // 20000 terms overflowed a connection thread's stack, which aborts the process).
+    let deep = format!("SELECT {}", vec!["1.5"; 20_000].join(" + "));
+    let (code, msg) = sqlstate(&c, &deep).await;
+    assert_eq!(code, "54001", "{msg}");
+    // A long OR list plans in a balanced tree, and answers.
+    let ors: Vec<String> = (0..5_000).map(|i| format!("id = {i}")).collect();
+    rows(&c, "INSERT INTO t VALUES (4999, 1), (5000, 2)").await;
+    let any = format!("SELECT count(*) FROM t WHERE {}", ors.join(" OR "));
+    assert_eq!(scalar(&c, &any).await, "1");
     // The connection is still usable.
     assert_eq!(scalar(&c, "SELECT 40 + 2").await, "42");
 }

@@ -469,11 +469,8 @@ fn datetime_expr(e: &Expr) -> Option<Expr> {
     }
 }
 
-/// `'name(argtypes)'::regprocedure` (psql's `\sf name(args)`) and `'name'::regproc`
-/// (`\sf name`) as the function that resolves the text against pg_proc. Only a text
-/// constant or a parameter: a column cast to `regprocedure` is an OID shown by name,
-/// which this does not do.
-fn regprocedure(e: &Expr) -> Option<Expr> {
+/// A cast's operand and its type's name, lower case and without `pg_catalog.`.
+fn cast_to(e: &Expr) -> Option<(&Expr, String)> {
     let Expr::Cast {
         expr, data_type, ..
     } = e
@@ -481,12 +478,21 @@ fn regprocedure(e: &Expr) -> Option<Expr> {
         return None;
     };
     let ty = data_type.to_string().to_ascii_lowercase();
-    let function = match ty.trim_start_matches("pg_catalog.") {
+    Some((expr, ty.trim_start_matches("pg_catalog.").to_string()))
+}
+
+/// `'name(argtypes)'::regprocedure` (psql's `\sf name(args)`) and `'name'::regproc`
+/// (`\sf name`) as the function that resolves the text against pg_proc. Only a text
+/// constant or a parameter: a column cast to `regprocedure` is an OID shown by name,
+/// which this does not do.
+fn regprocedure(e: &Expr) -> Option<Expr> {
+    let (expr, ty) = cast_to(e)?;
+    let function = match ty.as_str() {
         "regprocedure" => REGPROCEDURE,
         "regproc" => REGPROC,
         _ => return None,
     };
-    let Expr::Value(v) = expr.as_ref() else {
+    let Expr::Value(v) = expr else {
         return None;
     };
     if !matches!(
@@ -501,14 +507,8 @@ fn regprocedure(e: &Expr) -> Option<Expr> {
 /// `x::jsonb` and `x::json` (DataFusion has no JSON type) as the function that checks
 /// the text and prints it as `jsonb` (see [`super::json`]).
 fn json_cast(e: &Expr) -> Option<Expr> {
-    let Expr::Cast {
-        expr, data_type, ..
-    } = e
-    else {
-        return None;
-    };
-    let ty = data_type.to_string().to_ascii_lowercase();
-    if !matches!(ty.trim_start_matches("pg_catalog."), "json" | "jsonb") {
+    let (expr, ty) = cast_to(e)?;
+    if !matches!(ty.as_str(), "json" | "jsonb") {
         return None;
     }
     parse_expr(&format!("{}({expr})", super::json::JSONB))
