@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use arrow::error::ArrowError;
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::expr::{schema_name_from_exprs, ScalarFunction};
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::RawBinaryExpr;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
@@ -112,6 +112,23 @@ pub(crate) fn plan(expr: &RawBinaryExpr, schema: &DFSchema) -> Option<Expr> {
     if width == Width::Int8 && matches!(op, Operator::Divide | Operator::Modulo) {
         return None;
     }
+    // `a + b + c`: one call over all the terms, folded left to right, rather than a call
+    // per operator. DataFusion types and names a nested call by walking all of it again
+    // at every level, so a chain of a thousand terms took minutes to plan.
+    if let Expr::ScalarFunction(f) = &expr.left {
+        let any: &dyn std::any::Any = f.func.inner().as_ref();
+        if any
+            .downcast_ref::<IntArithmetic>()
+            .is_some_and(|inner| inner.op == op && inner.width == width)
+        {
+            let mut args = f.args.clone();
+            args.push(expr.right.clone());
+            return Some(Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::clone(&f.func),
+                args,
+            )));
+        }
+    }
     Some(Expr::ScalarFunction(ScalarFunction::new_udf(
         Arc::new(ScalarUDF::new_from_impl(IntArithmetic::new(op, width))),
         vec![expr.left.clone(), expr.right.clone()],
@@ -154,7 +171,7 @@ impl IntArithmetic {
             op,
             width,
             name: format!("eddy_int{bits}_{op_name}"),
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
 
@@ -184,32 +201,41 @@ impl IntArithmetic {
         })
     }
 
-    /// `wide` narrowed to the result's width, failing if a valid value does not fit.
-    fn narrow(&self, wide: &ArrayRef) -> Result<ArrayRef> {
+    /// Fails unless every valid value of `wide` fits the result's width.
+    fn check_fits(&self, wide: &ArrayRef) -> Result<()> {
         let wide = wide.as_primitive::<Int64Type>();
         let fits = |v: i64| match self.width {
             Width::Int2 => i16::try_from(v).is_ok(),
-            _ => i32::try_from(v).is_ok(),
+            Width::Int4 => i32::try_from(v).is_ok(),
+            Width::Int8 => true,
         };
         // A NULL slot may hold anything; only valid ones are checked.
         let all_fit = match wide.nulls() {
             Some(nulls) => nulls.valid_indices().all(|i| fits(wide.value(i))),
             None => wide.values().iter().all(|v| fits(*v)),
         };
-        if !all_fit {
-            return Err(self.out_of_range());
+        if all_fit {
+            Ok(())
+        } else {
+            Err(self.out_of_range())
         }
-        let nulls = wide.nulls().cloned();
-        Ok(match self.width {
+    }
+
+    /// `wide` (checked to fit) as the result's width.
+    fn narrow(&self, wide: ArrayRef) -> ArrayRef {
+        let values = wide.as_primitive::<Int64Type>();
+        let nulls = values.nulls().cloned();
+        match self.width {
+            Width::Int8 => wide,
             Width::Int2 => Arc::new(Int16Array::new(
-                wide.values().iter().map(|v| *v as i16).collect(),
+                values.values().iter().map(|v| *v as i16).collect(),
                 nulls,
             )),
-            _ => Arc::new(Int32Array::new(
-                wide.values().iter().map(|v| *v as i32).collect(),
+            Width::Int4 => Arc::new(Int32Array::new(
+                values.values().iter().map(|v| *v as i32).collect(),
                 nulls,
             )),
-        })
+        }
     }
 }
 
@@ -230,15 +256,14 @@ impl ScalarUDFImpl for IntArithmetic {
     fn schema_name(&self, args: &[Expr]) -> Result<String> {
         // Written out directly: searching the joined names for the separator cost time
         // quadratic in a chain's length, and found a `, ` inside the left operand's name.
-        let [a, b] = args else {
-            return Ok(schema_name_from_exprs(args)?);
-        };
-        Ok(format!(
-            "{} {} {}",
-            a.schema_name(),
-            self.op,
-            b.schema_name()
-        ))
+        let mut name = String::new();
+        for (i, a) in args.iter().enumerate() {
+            if i > 0 {
+                name.push_str(&format!(" {} ", self.op));
+            }
+            name.push_str(&a.schema_name().to_string());
+        }
+        Ok(name)
     }
 
     fn signature(&self) -> &Signature {
@@ -249,12 +274,12 @@ impl ScalarUDFImpl for IntArithmetic {
         Ok(self.width.data_type())
     }
 
+    /// `((a op b) op c) ...`, each step checked to fit the result's width, as PostgreSQL
+    /// checks each operator.
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [left, right] = args.args.as_slice() else {
+        let Some((first, rest)) = args.args.split_first().filter(|(_, r)| !r.is_empty()) else {
             return datafusion::common::plan_err!("{} needs two arguments", self.name());
         };
-        let (l, l_scalar) = as_int8(left)?;
-        let (r, r_scalar) = as_int8(right)?;
         let datum = |a: &ArrayRef, scalar: bool| -> Box<dyn arrow::array::Datum> {
             if scalar {
                 Box::new(Scalar::new(Arc::clone(a)))
@@ -262,13 +287,19 @@ impl ScalarUDFImpl for IntArithmetic {
                 Box::new(Arc::clone(a))
             }
         };
-        let (l, r) = (datum(&l, l_scalar), datum(&r, r_scalar));
-        let wide = self.wide(l.as_ref(), r.as_ref())?;
-        let out = match self.width {
-            Width::Int8 => wide,
-            _ => self.narrow(&wide)?,
-        };
-        Ok(if l_scalar && r_scalar {
+        let (mut acc, mut acc_scalar) = as_int8(first)?;
+        for next in rest {
+            let (r, r_scalar) = as_int8(next)?;
+            let wide = self.wide(
+                datum(&acc, acc_scalar).as_ref(),
+                datum(&r, r_scalar).as_ref(),
+            )?;
+            self.check_fits(&wide)?;
+            acc = wide;
+            acc_scalar &= r_scalar;
+        }
+        let out = self.narrow(acc);
+        Ok(if acc_scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
         } else {
             ColumnarValue::Array(out)
@@ -345,6 +376,10 @@ mod tests {
             format!("SELECT i * s FROM {INTS}"),
             format!("SELECT -i - 2 FROM {INTS}"),
             format!("SELECT (-i - 1) / -1 FROM {INTS}"),
+            // A chain is checked at each step, as nested operators are: the product
+            // overflows before the last factor brings it back to 0.
+            format!("SELECT s * 1000000 * 1000 * 0 FROM {INTS}"),
+            format!("SELECT i + 1 + -5 FROM {INTS}"),
         ] {
             let err = ctx.sql(&sql).await.unwrap().collect().await.unwrap_err();
             let e = crate::error::classify(err);
@@ -359,6 +394,28 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(crate::error::classify(err).code.sqlstate(), "22012");
+        // A chain folds left to right into one call, named as the operators would be.
+        let df = ctx
+            .sql(&format!("SELECT s - 1 - 2 - 3, i / 2 / 3 FROM {INTS}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            df.schema().field(0).name(),
+            "t.s - Int64(1) - Int64(2) - Int64(3)"
+        );
+        let b = &df.collect().await.unwrap()[0];
+        assert_eq!(
+            b.column(0)
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .value(0),
+            1
+        );
+        assert_eq!(
+            b.column(1)
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .value(0),
+            357913941
+        );
         // NULLs stay NULL, and what they hide is not checked.
         let batches = ctx
             .sql("SELECT i + 1 FROM (VALUES (CAST(NULL AS INT)), (CAST(3 AS INT))) t(i)")
