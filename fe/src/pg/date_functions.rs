@@ -41,28 +41,21 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
             |_| Ok(LOCAL_US),
             make_timestamp,
         ),
-        row_fn::udf(
-            "justify_hours",
-            Volatility::Immutable,
-            one_interval,
-            |_| Ok(INTERVAL),
-            |a, _| justify(a, justify_hours),
-        ),
-        row_fn::udf(
-            "justify_days",
-            Volatility::Immutable,
-            one_interval,
-            |_| Ok(INTERVAL),
-            |a, _| justify(a, justify_days),
-        ),
-        row_fn::udf(
-            "justify_interval",
-            Volatility::Immutable,
-            one_interval,
-            |_| Ok(INTERVAL),
-            |a, _| justify(a, justify_interval),
-        ),
+        interval_fn("justify_hours", |a, _| justify(a, justify_hours)),
+        interval_fn("justify_days", |a, _| justify(a, justify_days)),
+        interval_fn("justify_interval", |a, _| justify(a, justify_interval)),
     ]
+}
+
+/// A function of one interval that returns an interval.
+fn interval_fn(name: &'static str, eval: row_fn::Eval) -> ScalarUDF {
+    row_fn::udf(
+        name,
+        Volatility::Immutable,
+        one_interval,
+        |_| Ok(INTERVAL),
+        eval,
+    )
 }
 
 /// `age(a, b)` or `age(b)`: timestamps in microseconds, zoned if any of them is.
