@@ -44,10 +44,10 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
             jsonb(&a[0])
         }),
         row_fn::udf(GET, Volatility::Immutable, path_args, text, |a, _| {
-            get(a, false)
+            get(a, false, true)
         }),
         row_fn::udf(GET_TEXT, Volatility::Immutable, path_args, text, |a, _| {
-            get(a, true)
+            get(a, true, true)
         }),
         row_fn::udf(
             GET_PATH,
@@ -68,28 +68,28 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
             Volatility::Immutable,
             path_args,
             text,
-            |a, _| get(a, false),
+            |a, _| get(a, false, false),
         ),
         row_fn::udf(
             "jsonb_extract_path",
             Volatility::Immutable,
             path_args,
             text,
-            |a, _| get(a, false),
+            |a, _| get(a, false, false),
         ),
         row_fn::udf(
             "json_extract_path_text",
             Volatility::Immutable,
             path_args,
             text,
-            |a, _| get(a, true),
+            |a, _| get(a, true, false),
         ),
         row_fn::udf(
             "jsonb_extract_path_text",
             Volatility::Immutable,
             path_args,
             text,
-            |a, _| get(a, true),
+            |a, _| get(a, true, false),
         ),
     ]
 }
@@ -209,11 +209,11 @@ fn jsonb(a: &ArrayRef) -> Result<ArrayRef> {
 }
 
 /// One step into `v`: an object's key, or an array's index (an integer, or text that
-/// reads as one; negative counts from the end).
-fn step<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+/// reads as one unless `by_text` is false; negative counts from the end).
+fn step<'a>(v: &'a Value, key: &str, by_text: bool) -> Option<&'a Value> {
     match v {
         Value::Object(m) => m.get(key),
-        Value::Array(a) => {
+        Value::Array(a) if by_text => {
             let i: i64 = key.parse().ok()?;
             let i = if i < 0 { a.len() as i64 + i } else { i };
             usize::try_from(i).ok().and_then(|i| a.get(i))
@@ -245,9 +245,16 @@ fn steps(path: &str) -> Result<Vec<String>> {
 
 /// The value at `path` in the JSON text `doc`: JSON text, or with `as_text` a string's
 /// contents and NULL for JSON null.
-fn walk<S: AsRef<str>>(doc: &str, path: &[S], as_text: bool) -> Result<Option<String>> {
+fn walk<S: AsRef<str>>(
+    doc: &str,
+    path: &[S],
+    as_text: bool,
+    arrays_by_text: bool,
+) -> Result<Option<String>> {
     let doc = parse(doc)?;
-    let v = path.iter().try_fold(&doc, |v, k| step(v, k.as_ref()));
+    let v = path
+        .iter()
+        .try_fold(&doc, |v, k| step(v, k.as_ref(), arrays_by_text));
     Ok(match v {
         None => None,
         Some(Value::Null) if as_text => None,
@@ -257,8 +264,10 @@ fn walk<S: AsRef<str>>(doc: &str, path: &[S], as_text: bool) -> Result<Option<St
 }
 
 /// `->`, `->>` and the extract-path functions: the steps are the arguments after the
-/// JSON.
-fn get(args: &[ArrayRef], as_text: bool) -> Result<ArrayRef> {
+/// JSON. An operator's text key names an object's member only (`'[1]'::jsonb -> '0'` is
+/// NULL in PostgreSQL); the functions read text that is a number as an array index.
+fn get(args: &[ArrayRef], as_text: bool, operator: bool) -> Result<ArrayRef> {
+    let arrays_by_text = !(operator && args[1..].iter().all(|a| !a.data_type().is_integer()));
     let json = args[0].as_string::<i32>();
     let keys: Vec<ArrayRef> = args[1..]
         .iter()
@@ -272,7 +281,7 @@ fn get(args: &[ArrayRef], as_text: bool) -> Result<ArrayRef> {
             continue;
         }
         let path: Vec<&str> = keys.iter().map(|k| k.value(row)).collect();
-        out.push(walk(json.value(row), &path, as_text)?);
+        out.push(walk(json.value(row), &path, as_text, arrays_by_text)?);
     }
     Ok(Arc::new(StringArray::from(out)))
 }
@@ -286,7 +295,12 @@ fn get_path(args: &[ArrayRef], as_text: bool) -> Result<ArrayRef> {
             out.push(None);
             continue;
         }
-        out.push(walk(json.value(row), &steps(paths.value(row))?, as_text)?);
+        out.push(walk(
+            json.value(row),
+            &steps(paths.value(row))?,
+            as_text,
+            true,
+        )?);
     }
     Ok(Arc::new(StringArray::from(out)))
 }
@@ -326,7 +340,7 @@ mod tests {
         let json = arr(&[Some(doc), Some(doc), Some(doc), Some(doc)]);
         let keys = arr(&[Some("op"), Some("after"), Some("missing"), None]);
         assert_eq!(
-            texts(get(&[Arc::clone(&json), Arc::clone(&keys)], true).unwrap()),
+            texts(get(&[Arc::clone(&json), Arc::clone(&keys)], true, true).unwrap()),
             [
                 Some("u".into()),
                 Some(r#"{"id": 7, "note": null, "tags": ["a", "b"]}"#.into()),
@@ -357,8 +371,14 @@ mod tests {
         let tags = arr(&[Some(r#"["a","b","c"]"#)]);
         let i: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![-1]));
         assert_eq!(
-            texts(get(&[tags, i], false).unwrap()),
+            texts(get(&[Arc::clone(&tags), i], false, true).unwrap()),
             [Some("\"c\"".into())]
         );
+        // A text key indexes an array through the path functions, not through `->`.
+        let zero = arr(&[Some("0")]);
+        let by_operator = get(&[Arc::clone(&tags), Arc::clone(&zero)], false, true);
+        assert_eq!(texts(by_operator.unwrap()), [None]);
+        let by_function = get(&[tags, zero], true, false);
+        assert_eq!(texts(by_function.unwrap()), [Some("a".into())]);
     }
 }
