@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use datafusion::catalog::empty::EmptyTable;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::source_as_provider;
 use datafusion::error::Result;
 use datafusion::logical_expr::{EmptyRelation, Expr, LogicalPlan, Subquery};
@@ -84,15 +84,7 @@ fn recompute_subqueries(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
 
 impl AnalyzerRule for EmptyRelations {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let mut any = false;
-        plan.apply_with_subqueries(|node| {
-            any = is_empty_scan(node);
-            Ok(if any {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
-            })
-        })?;
+        let any = crate::plan_exprs::any_node(&plan, |node| Ok(is_empty_scan(node)))?;
         if !any {
             return Ok(plan);
         }

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::expr::Exists;
@@ -75,19 +75,11 @@ fn as_scalar(exists: &Exists) -> Result<Expr> {
 
 impl AnalyzerRule for ExistsValues {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let mut any = false;
-        plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::Projection(p) = node {
-                any |= p.expr.iter().any(|e| {
-                    e.exists(|e| Ok(matches!(e, Expr::Exists(_))))
-                        .unwrap_or(false)
-                });
+        let any = crate::plan_exprs::any_node(&plan, |node| match node {
+            LogicalPlan::Projection(_) => {
+                crate::plan_exprs::any_expr(node, |e| matches!(e, Expr::Exists(_)))
             }
-            Ok(if any {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
-            })
+            _ => Ok(false),
         })?;
         if !any {
             return Ok(plan);

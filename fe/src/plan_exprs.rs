@@ -2,7 +2,7 @@
 //! columns in view and the expressions' output names kept: the shape of an analyzer rule
 //! that runs after type coercion (see `fixed_intervals` and `pg::local_time`).
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
@@ -45,4 +45,36 @@ pub fn map_named_exprs(
         return Ok(plan);
     }
     plan.map_data(|p| p.recompute_schema())
+}
+
+/// Whether some node of `plan`, its subqueries included, is `found`; the walk stops at
+/// the first. Rules use it to leave the many statements they do not concern untouched.
+pub fn any_node(
+    plan: &LogicalPlan,
+    mut found: impl FnMut(&LogicalPlan) -> Result<bool>,
+) -> Result<bool> {
+    let mut any = false;
+    plan.apply_with_subqueries(|node| {
+        any = found(node)?;
+        Ok(if any {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(any)
+}
+
+/// Whether some expression of `node` (not of its inputs) contains one that is `found`.
+pub fn any_expr(node: &LogicalPlan, found: impl Fn(&Expr) -> bool) -> Result<bool> {
+    let mut any = false;
+    node.apply_expressions(|e| {
+        any = e.exists(|e| Ok(found(e)))?;
+        Ok(if any {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(any)
 }

@@ -271,26 +271,14 @@ fn justify(args: &[ArrayRef], f: fn(i64, i64, i64) -> (i64, i64, i64)) -> Result
 /// Whole days of the time part into days, the signs of days and time made to agree.
 fn justify_hours(months: i64, days: i64, nanos: i64) -> (i64, i64, i64) {
     let (mut days, mut nanos) = (days + nanos / NANOS_PER_DAY, nanos % NANOS_PER_DAY);
-    if days > 0 && nanos < 0 {
-        nanos += NANOS_PER_DAY;
-        days -= 1;
-    } else if days < 0 && nanos > 0 {
-        nanos -= NANOS_PER_DAY;
-        days += 1;
-    }
+    agree(&mut days, &mut nanos, NANOS_PER_DAY);
     (months, days, nanos)
 }
 
 /// Each 30 days into a month, the signs of months and days made to agree.
 fn justify_days(months: i64, days: i64, nanos: i64) -> (i64, i64, i64) {
     let (mut months, mut days) = (months + days / 30, days % 30);
-    if months > 0 && days < 0 {
-        days += 30;
-        months -= 1;
-    } else if months < 0 && days > 0 {
-        days -= 30;
-        months += 1;
-    }
+    agree(&mut months, &mut days, 30);
     (months, days, nanos)
 }
 
@@ -312,14 +300,20 @@ fn justify_interval(months: i64, days: i64, nanos: i64) -> (i64, i64, i64) {
         days -= 30;
         months += 1;
     }
-    if days > 0 && nanos < 0 {
-        nanos += NANOS_PER_DAY;
-        days -= 1;
-    } else if days < 0 && nanos > 0 {
-        nanos -= NANOS_PER_DAY;
-        days += 1;
-    }
+    agree(&mut days, &mut nanos, NANOS_PER_DAY);
     (months, days, nanos)
+}
+
+/// Moves one `high` unit (worth `unit` of `low`) so that the two do not have opposite
+/// signs, as PostgreSQL's justify functions leave them.
+fn agree(high: &mut i64, low: &mut i64, unit: i64) {
+    if *high > 0 && *low < 0 {
+        *low += unit;
+        *high -= 1;
+    } else if *high < 0 && *low > 0 {
+        *low -= unit;
+        *high += 1;
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::Array;
 use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{exec_err, DFSchema, Result, ScalarValue};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
 use datafusion::logical_expr::{
@@ -62,14 +62,10 @@ fn rewrite(
 impl AnalyzerRule for TemporalText {
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
         // Most statements cast nothing to text: skip the per-node schema work for them.
-        let mut any = false;
-        plan.apply_with_subqueries(|node| {
-            node.apply_expressions(|e| {
-                any |= e.exists(|e| {
-                    Ok(matches!(e, Expr::Cast(Cast { field, .. }) | Expr::TryCast(TryCast { field, .. })
-                        if is_text(field.data_type())))
-                })?;
-                Ok(TreeNodeRecursion::Continue)
+        let any = crate::plan_exprs::any_node(&plan, |node| {
+            crate::plan_exprs::any_expr(node, |e| {
+                matches!(e, Expr::Cast(Cast { field, .. }) | Expr::TryCast(TryCast { field, .. })
+                    if is_text(field.data_type()))
             })
         })?;
         if !any {

@@ -17,7 +17,7 @@
 use arrow::datatypes::DataType;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
 use datafusion::optimizer::AnalyzerRule;
@@ -217,16 +217,8 @@ fn canonical(
 impl AnalyzerRule for TimestampText {
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
         // Most statements cast no text literal to a date or time: leave them untouched.
-        let mut any = false;
-        plan.apply_with_subqueries(|node| {
-            node.apply_expressions(|e| {
-                any |= e.exists(|e| Ok(temporal_text_cast(e).is_some()))?;
-                Ok(if any {
-                    TreeNodeRecursion::Stop
-                } else {
-                    TreeNodeRecursion::Continue
-                })
-            })
+        let any = crate::plan_exprs::any_node(&plan, |node| {
+            crate::plan_exprs::any_expr(node, |e| temporal_text_cast(e).is_some())
         })?;
         if !any {
             return Ok(plan);
