@@ -57,9 +57,17 @@ fn top_projection(plan: &LogicalPlan) -> Option<&LogicalPlan> {
 /// PostgreSQL's name for expression `e` over `input`.
 fn name_of(e: &Expr, input: &LogicalPlan) -> String {
     match e {
-        // DataFusion aliases `count(Int64(1))` as `count(*)`; a user's alias rarely looks
-        // like a call.
-        Expr::Alias(a) if a.name.ends_with(')') => {
+        // DataFusion aliases `count(Int64(1))` as `count(*)` (`count(*) ROWS BETWEEN ...`
+        // over a window); a user's alias rarely looks like a call.
+        Expr::Alias(a)
+            if a.name.ends_with(')')
+                || a.name
+                    == a.expr.schema_name().to_string().replacen(
+                        "count(Int64(1))",
+                        "count(*)",
+                        1,
+                    ) =>
+        {
             let inner = name_of(&a.expr, input);
             if inner == UNNAMED {
                 a.name.clone()
@@ -72,7 +80,7 @@ fn name_of(e: &Expr, input: &LogicalPlan) -> String {
         Expr::Alias(a) => a.name.clone(),
         Expr::Column(c) => match derived(input, &c.name) {
             // DataFusion's own alias (`count(Int64(1)) AS count(*)`) is not the user's.
-            Some(d) => name_of(&d.unalias(), input),
+            Some((d, below)) => name_of(&d.unalias(), below),
             None => unmarked(&c.name).unwrap_or(&c.name).to_string(),
         },
         // integer arithmetic is an operator, planned as a function (see `pg_literals`).
@@ -90,6 +98,7 @@ fn name_of(e: &Expr, input: &LogicalPlan) -> String {
             None if f.func.name() == super::at_time_zone::NAME => "timezone".into(),
             // `x::jsonb`, and the JSON operators.
             None if f.func.name() == super::json::JSONB => "jsonb".into(),
+            None if f.func.name() == super::json::JSON => "json".into(),
             None if super::json::is_operator(f.func.name()) => UNNAMED.into(),
             None => f.func.name().to_string(),
         },
@@ -132,36 +141,25 @@ fn cast_name(inner: &Expr, ty: &arrow::datatypes::DataType, input: &LogicalPlan)
 }
 
 /// The expression an aggregate or window node below computes under `name`, if one does
-/// (the projection above refers to it as a column).
-fn derived(plan: &LogicalPlan, name: &str) -> Option<Expr> {
+/// (the projection above refers to it as a column), and the plan it is computed over.
+fn derived<'a>(plan: &'a LogicalPlan, name: &str) -> Option<(Expr, &'a LogicalPlan)> {
+    let named = |mut exprs: &mut dyn Iterator<Item = &Expr>| {
+        Iterator::find(&mut exprs, |e| e.schema_name().to_string() == name).cloned()
+    };
     match plan {
-        LogicalPlan::Aggregate(a) => a
-            .group_expr
-            .iter()
-            .chain(a.aggr_expr.iter())
-            .find(|e| e.schema_name().to_string() == name)
-            .cloned(),
-        LogicalPlan::Window(w) => w
-            .window_expr
-            .iter()
-            .find(|e| e.schema_name().to_string() == name)
-            .cloned()
+        LogicalPlan::Aggregate(a) => {
+            named(&mut a.group_expr.iter().chain(a.aggr_expr.iter())).map(|e| (e, &*a.input))
+        }
+        LogicalPlan::Window(w) => named(&mut w.window_expr.iter())
+            .map(|e| (e, &*w.input))
             .or_else(|| derived(&w.input, name)),
         LogicalPlan::Sort(s) => derived(&s.input, name),
         LogicalPlan::Limit(l) => derived(&l.input, name),
         LogicalPlan::Filter(f) => derived(&f.input, name),
         // The projection under a sort by a column not selected (`SELECT upper(s) FROM t
-        // ORDER BY ts` projects ts too, then drops it).
-        // A column passed through is not derived (and looking it up again would not end).
-        LogicalPlan::Projection(p) => p
-            .expr
-            .iter()
-            .find(|e| {
-                !matches!(e, Expr::Column(_))
-                    && !matches!(e, Expr::Alias(a) if matches!(*a.expr, Expr::Column(_)))
-                    && e.schema_name().to_string() == name
-            })
-            .cloned(),
+        // ORDER BY ts` projects ts too, then drops it). Each step goes down the plan, so
+        // a column passed through ends where it is computed or read.
+        LogicalPlan::Projection(p) => named(&mut p.expr.iter()).map(|e| (e, &*p.input)),
         _ => None,
     }
 }
@@ -218,6 +216,18 @@ mod tests {
         assert_eq!(
             names("SELECT row_number() OVER (ORDER BY a) FROM t").await,
             ["row_number"]
+        );
+        assert_eq!(
+            names("SELECT count(*) OVER (), sum(a) OVER (ORDER BY a) FROM t").await,
+            ["count", "sum"]
+        );
+        assert_eq!(
+            names("SELECT row_number() OVER (ORDER BY a)::bigint FROM t ORDER BY a").await,
+            ["row_number"]
+        );
+        assert_eq!(
+            names("SELECT rank() OVER (ORDER BY a), count(*) OVER (), b FROM t ORDER BY a").await,
+            ["rank", "count", "b"]
         );
         assert_eq!(names("SELECT upper(b) FROM t ORDER BY a").await, ["upper"]);
         assert_eq!(
