@@ -264,6 +264,38 @@ def test_timestamps_print_like_postgres_in_the_session_time_zone(eddy):
         assert text_rows()[0][1] == "2024-01-01 00:00:00+00"
 
 
+def test_computed_columns_are_described_with_postgresql_types(eddy):
+    """JSON computed in a query is json (114) or jsonb (3802), so psycopg parses it as it
+    would from PostgreSQL; `::json` keeps its text as written. Ranking window functions
+    are bigint (ntile integer) rather than numeric, and `SELECT NULL` is text."""
+    with psycopg.connect(eddy.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE wdocs (id bigint PRIMARY KEY, doc jsonb)")
+        conn.execute("""INSERT INTO wdocs VALUES (1, '{"a": {"b": [1, 2]}}'), (2, '{"a": 3}')""")
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                cur.execute("""SELECT doc -> 'a', doc #> '{a,b}', doc ->> 'a', '{"x":1}'::jsonb,
+                                      '{"x":1}'::json -> 'x', json_build_object('k', id),
+                                      jsonb_extract_path(doc, 'a')
+                               FROM wdocs ORDER BY id""")
+                assert [d.type_code for d in cur.description] == [3802, 3802, 25, 3802, 114, 114, 3802]
+                assert cur.fetchall() == [
+                    ({"b": [1, 2]}, [1, 2], '{"b": [1, 2]}', {"x": 1}, 1, {"k": 1}, {"b": [1, 2]}),
+                    (3, None, "3", {"x": 1}, 1, {"k": 2}, 3),
+                ], binary
+            with conn.cursor(binary=binary) as cur:
+                cur.execute("""SELECT row_number() OVER (ORDER BY id), rank() OVER (ORDER BY id),
+                                      dense_rank() OVER (ORDER BY id), ntile(2) OVER (ORDER BY id),
+                                      count(*) OVER (), NULL
+                               FROM wdocs ORDER BY id""")
+                assert [d.type_code for d in cur.description] == [20, 20, 20, 23, 20, 25]
+                assert [d.name for d in cur.description] == [
+                    "row_number", "rank", "dense_rank", "ntile", "count", "?column?"]
+                assert cur.fetchall() == [(1, 1, 1, 1, 2, None), (2, 2, 2, 2, 2, None)], binary
+        with conn.cursor() as cur:
+            cur.execute("""SELECT '{"a":1,  "b":[2]}'::json::text""")
+            assert cur.fetchone() == ('{"a":1,  "b":[2]}',)
+
+
 def test_jsonb_is_parsed_in_text_and_binary(eddy):
     """psycopg loads jsonb (type 3802) into Python objects, from text and from binary (a
     version byte, then the JSON text)."""

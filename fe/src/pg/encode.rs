@@ -81,6 +81,11 @@ impl Columns {
     }
 }
 
+/// The field metadata key naming the PostgreSQL type of a computed text column whose
+/// Arrow type says less (`json`, `jsonb`), set by the functions that produce one (see
+/// [`super::row_fn::typed_udf`]).
+pub(crate) const PG_TYPE: &str = "eddy.pg_type";
+
 /// A result column's type as its table declares it, where Arrow's type says less:
 /// `varchar(20)` is Utf8 to Arrow but type 1043 with typmod 24 to PostgreSQL clients.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,23 +110,35 @@ impl Declared {
             typmod: crate::catalog::pg::typmod(t),
         })
     }
+
+    /// The type a computed column's field names in its [`PG_TYPE`] metadata.
+    fn of_field(f: &Field) -> Option<Declared> {
+        let ty = match f.metadata().get(PG_TYPE)?.as_str() {
+            "json" => Type::JSON,
+            "jsonb" => Type::JSONB,
+            _ => return None,
+        };
+        Some(Declared { ty, typmod: -1 })
+    }
 }
 
 /// The declared types of a plan's output columns: those that are columns of an eddy
 /// table (the output field is still qualified by the table, as for `SELECT name FROM t`
-/// or `SELECT t.name AS n ...` before the alias).
+/// or `SELECT t.name AS n ...` before the alias), and computed columns whose field names
+/// a PostgreSQL type ([`PG_TYPE`]).
 pub(crate) fn declared_types(plan: &LogicalPlan, be: &dyn BeService) -> Vec<Option<Declared>> {
+    let table_column = |i: usize| {
+        let (table, column) = source_column(plan, i)?;
+        if !matches!(table.schema(), None | Some("public"))
+            || !matches!(table.catalog(), None | Some("eddy"))
+        {
+            return None;
+        }
+        let def = be.table(table.table())?;
+        Declared::of(def.column(&column)?.ty)
+    };
     let declared: Vec<Option<Declared>> = (0..plan.schema().fields().len())
-        .map(|i| {
-            let (table, column) = source_column(plan, i)?;
-            if !matches!(table.schema(), None | Some("public"))
-                || !matches!(table.catalog(), None | Some("eddy"))
-            {
-                return None;
-            }
-            let def = be.table(table.table())?;
-            Declared::of(def.column(&column)?.ty)
-        })
+        .map(|i| table_column(i).or_else(|| Declared::of_field(plan.schema().field(i))))
         .collect();
     if declared.iter().all(Option::is_none) {
         vec![]
@@ -182,7 +199,9 @@ pub(crate) fn fields(
         // Only where the Arrow type is the declared type's representation, so a
         // projection that changed the type is described by what it sends.
         let same_repr = match (&d.ty, schema.field(i).data_type()) {
-            (t, DataType::Utf8) => *t == Type::VARCHAR || *t == Type::BPCHAR || *t == Type::JSONB,
+            (t, DataType::Utf8) => {
+                [Type::VARCHAR, Type::BPCHAR, Type::JSONB, Type::JSON].contains(t)
+            }
             (t, DataType::Decimal128(..)) => *t == Type::NUMERIC,
             _ => false,
         };
@@ -216,6 +235,18 @@ pub(crate) fn fields(
     Ok(fields
         .into_iter()
         .map(|f| {
+            // PostgreSQL resolves an output column of unknown type (`SELECT NULL`) as text.
+            let f = match *f.datatype() == Type::UNKNOWN {
+                true => FieldInfo::new(
+                    f.name().to_string(),
+                    f.table_id(),
+                    f.column_id(),
+                    Type::TEXT,
+                    f.format(),
+                )
+                .with_format_options(Arc::clone(&options)),
+                false => f,
+            };
             let len = typlen(f.datatype());
             f.with_type_size(len)
         })

@@ -11,13 +11,17 @@
 //! 2]}`, object keys ordered by length then bytes, a repeated key's last value), `->>`
 //! gives a string's contents, a number's or boolean's text, or NULL for JSON null.
 //! Numbers are read as doubles, so `1.50` prints `1.5` where PostgreSQL keeps `1.50`.
-//! Result columns are described as text rather than `jsonb`.
+//!
+//! Clients are told the types PostgreSQL would report (through the result field's
+//! [`super::encode::PG_TYPE`] metadata), so drivers decode them as JSON: `::jsonb`, `->`
+//! and `#>` are `jsonb`; `::json` is `json` and keeps its text as written, as PostgreSQL's
+//! `json` does, and `->`/`#>` on it are `json` too (printed as `jsonb` prints).
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{plan_err, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::RawBinaryExpr;
@@ -29,8 +33,9 @@ use super::row_fn;
 use crate::error::data_error;
 use eddy_proto::ErrorCode;
 
-/// The function `x::jsonb` (and `::json`) is planned as.
+/// The functions `x::jsonb` and `x::json` are planned as.
 pub(crate) const JSONB: &str = "eddy_jsonb";
+pub(crate) const JSON: &str = "eddy_json";
 /// The functions `->`, `->>`, `#>` and `#>>` are planned as.
 const GET: &str = "eddy_json_get";
 const GET_TEXT: &str = "eddy_json_get_text";
@@ -39,23 +44,20 @@ const GET_PATH_TEXT: &str = "eddy_json_get_path_text";
 
 pub(crate) fn udfs() -> Vec<ScalarUDF> {
     let text = |_: &[DataType]| Ok(DataType::Utf8);
+    let (json, jsonb) = (
+        |_: &[FieldRef]| Some("json"),
+        |_: &[FieldRef]| Some("jsonb"),
+    );
     vec![
-        row_fn::udf(JSONB, Volatility::Immutable, one_text, text, |a, _| {
-            jsonb(&a[0])
-        }),
-        row_fn::udf(GET, Volatility::Immutable, path_args, text, |a, _| {
-            get(a, false, true)
-        }),
+        json_valued(JSONB, one_text, jsonb, |a, _| self::jsonb(&a[0])),
+        json_valued(JSON, one_text, json, |a, _| self::json(&a[0])),
+        json_valued(GET, path_args, same_as_input, |a, _| get(a, false, true)),
         row_fn::udf(GET_TEXT, Volatility::Immutable, path_args, text, |a, _| {
             get(a, true, true)
         }),
-        row_fn::udf(
-            GET_PATH,
-            Volatility::Immutable,
-            array_path_args,
-            text,
-            |a, _| get_path(a, false),
-        ),
+        json_valued(GET_PATH, array_path_args, same_as_input, |a, _| {
+            get_path(a, false)
+        }),
         row_fn::udf(
             GET_PATH_TEXT,
             Volatility::Immutable,
@@ -63,20 +65,12 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
             text,
             |a, _| get_path(a, true),
         ),
-        row_fn::udf(
-            "json_extract_path",
-            Volatility::Immutable,
-            path_args,
-            text,
-            |a, _| get(a, false, false),
-        ),
-        row_fn::udf(
-            "jsonb_extract_path",
-            Volatility::Immutable,
-            path_args,
-            text,
-            |a, _| get(a, false, false),
-        ),
+        json_valued("json_extract_path", path_args, json, |a, _| {
+            get(a, false, false)
+        }),
+        json_valued("jsonb_extract_path", path_args, jsonb, |a, _| {
+            get(a, false, false)
+        }),
         row_fn::udf(
             "json_extract_path_text",
             Volatility::Immutable,
@@ -92,6 +86,27 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
             |a, _| get(a, true, false),
         ),
     ]
+}
+
+/// A JSON-valued function: immutable, text out, described to clients as `pg_type` says.
+fn json_valued(
+    name: &'static str,
+    coerce: row_fn::Coerce,
+    pg_type: row_fn::PgType,
+    eval: row_fn::Eval,
+) -> ScalarUDF {
+    let text = |_: &[DataType]| Ok(DataType::Utf8);
+    row_fn::typed_udf(name, Volatility::Immutable, coerce, text, pg_type, eval)
+}
+
+/// `json` for a step into `json`, else `jsonb` (text, or a `jsonb` column, is read as
+/// `jsonb`).
+fn same_as_input(args: &[FieldRef]) -> Option<&'static str> {
+    let input = args.first()?.metadata().get(super::encode::PG_TYPE);
+    Some(match input.map(String::as_str) {
+        Some("json") => "json",
+        _ => "jsonb",
+    })
 }
 
 /// `left op right` as a call of the function planned for it when `op` is a JSON
@@ -197,6 +212,15 @@ fn jsonb_text(v: &Value) -> String {
     let mut s = String::new();
     write_jsonb(&mut s, v);
     s
+}
+
+/// `::json`: the text, checked to be JSON, as it was written.
+fn json(a: &ArrayRef) -> Result<ArrayRef> {
+    let text = a.as_string::<i32>();
+    for s in text.iter().flatten() {
+        parse(s)?;
+    }
+    Ok(Arc::clone(a))
 }
 
 fn jsonb(a: &ArrayRef) -> Result<ArrayRef> {

@@ -25,15 +25,20 @@
 //! - `timestamp 'epoch' + e * interval '1 second'` (Superset's epoch columns) becomes
 //!   `to_timestamp(e)`, since DataFusion cannot multiply an interval by a number; any
 //!   fixed-length interval (seconds to weeks) works the same way.
+//! - `row_number()`, `rank()` and `dense_rank()` are cast to `bigint`, and `ntile`,
+//!   `array_length`, `cardinality`, `array_ndims` and `array_position` to `integer`, the
+//!   types PostgreSQL gives them: DataFusion's are unsigned, which clients would be told
+//!   is `numeric` (psycopg hands back `Decimal('1')` for a row number).
 
 mod catalog;
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, visit_relations_mut, BinaryOperator, Expr,
-    FunctionArg, FunctionArgExpr, FunctionArguments, Ident, LimitClause, ObjectNamePart,
-    OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, visit_relations_mut, BinaryOperator, CastKind,
+    DataType as SqlType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, LimitClause,
+    ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, DuckDbDialect, PostgreSqlDialect};
 use datafusion::sql::sqlparser::parser::Parser;
@@ -508,10 +513,34 @@ fn regprocedure(e: &Expr) -> Option<Expr> {
 /// the text and prints it as `jsonb` (see [`super::json`]).
 fn json_cast(e: &Expr) -> Option<Expr> {
     let (expr, ty) = cast_to(e)?;
-    if !matches!(ty.as_str(), "json" | "jsonb") {
+    let function = match ty.as_str() {
+        "json" => super::json::JSON,
+        "jsonb" => super::json::JSONB,
+        _ => return None,
+    };
+    parse_expr(&format!("{function}({expr})"))
+}
+
+/// A call of a function DataFusion types as unsigned, cast to PostgreSQL's signed type
+/// (see the module documentation).
+fn signed_result(e: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = e else {
         return None;
-    }
-    parse_expr(&format!("{}({expr})", super::json::JSONB))
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    let data_type = match name.trim_start_matches("pg_catalog.") {
+        "row_number" | "rank" | "dense_rank" if f.over.is_some() => SqlType::BigInt(None),
+        "ntile" if f.over.is_some() => SqlType::Int(None),
+        "array_length" | "cardinality" | "array_ndims" | "array_position" => SqlType::Int(None),
+        _ => return None,
+    };
+    Some(Expr::Cast {
+        kind: CastKind::DoubleColon,
+        expr: Box::new(e.clone()),
+        data_type,
+        array: false,
+        format: None,
+    })
 }
 
 /// `'name'::regproc` and `'name(args)'::regprocedure` casts as the functions that resolve
@@ -558,6 +587,7 @@ pub(crate) fn postgres_functions(stmt: &mut Statement) {
         if let Some(new) = datetime_expr(e)
             .or_else(|| regprocedure(e))
             .or_else(|| json_cast(e))
+            .or_else(|| signed_result(e))
         {
             *e = new;
             return ControlFlow::<()>::Continue(());

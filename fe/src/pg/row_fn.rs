@@ -3,12 +3,16 @@
 //! (`age`, `make_timestamp`, `justify_hours`, `format`, `width_bucket` ...) share, so
 //! that each of them is only its types and its arithmetic.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use arrow::array::ArrayRef;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 
 /// Argument types → the types the arguments are cast to (an error names what is wrong).
@@ -17,6 +21,9 @@ pub(crate) type Coerce = fn(&[DataType]) -> Result<Vec<DataType>>;
 pub(crate) type Returns = fn(&[DataType]) -> Result<DataType>;
 /// Coerced arguments (arrays of one length) and the session's options → the result.
 pub(crate) type Eval = fn(&[ArrayRef], &ConfigOptions) -> Result<ArrayRef>;
+/// The argument fields → the PostgreSQL type clients are told the result is, where its
+/// Arrow type says less (`"jsonb"` for a Utf8 result; see [`super::encode::PG_TYPE`]).
+pub(crate) type PgType = fn(&[FieldRef]) -> Option<&'static str>;
 
 #[derive(Debug)]
 pub(crate) struct RowFn {
@@ -24,6 +31,7 @@ pub(crate) struct RowFn {
     signature: Signature,
     coerce: Coerce,
     returns: Returns,
+    pg_type: Option<PgType>,
     eval: Eval,
 }
 
@@ -56,6 +64,26 @@ pub(crate) fn udf(
         signature: Signature::user_defined(volatility),
         coerce,
         returns,
+        pg_type: None,
+        eval,
+    })
+}
+
+/// A function as [`udf`] makes, whose result field also names its PostgreSQL type.
+pub(crate) fn typed_udf(
+    name: &'static str,
+    volatility: Volatility,
+    coerce: Coerce,
+    returns: Returns,
+    pg_type: PgType,
+    eval: Eval,
+) -> ScalarUDF {
+    ScalarUDF::new_from_impl(RowFn {
+        name,
+        signature: Signature::user_defined(volatility),
+        coerce,
+        returns,
+        pg_type: Some(pg_type),
         eval,
     })
 }
@@ -75,6 +103,24 @@ impl ScalarUDFImpl for RowFn {
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         (self.returns)(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let field = Field::new(self.name, (self.returns)(&types)?, true);
+        Ok(Arc::new(
+            match self.pg_type.and_then(|f| f(args.arg_fields)) {
+                Some(t) => field.with_metadata(HashMap::from([(
+                    super::encode::PG_TYPE.to_owned(),
+                    t.to_owned(),
+                )])),
+                None => field,
+            },
+        ))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

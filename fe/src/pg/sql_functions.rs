@@ -31,11 +31,12 @@ pub(crate) fn udfs() -> Vec<ScalarUDF> {
             |_| Ok(DataType::Utf8),
             format,
         ),
-        row_fn::udf(
+        row_fn::typed_udf(
             "json_build_object",
             Volatility::Stable,
             json_args,
             |_| Ok(DataType::Utf8),
+            |_| Some("json"),
             json_build_object,
         ),
         row_fn::udf(
