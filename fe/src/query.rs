@@ -238,6 +238,16 @@ impl QueryEngine {
                 .clone()
                 .with_aliases(["variance"]),
         );
+        ctx.register_udaf(
+            (*datafusion::functions_aggregate::bool_and_or::bool_and_udaf())
+                .clone()
+                .with_aliases(["every"]),
+        );
+        ctx.register_udf(
+            (*datafusion::functions::math::signum())
+                .clone()
+                .with_aliases(["sign"]),
+        );
         for f in crate::pg::catalog_udfs() {
             ctx.register_udf(f);
         }

@@ -527,4 +527,33 @@ async fn postgresql_functions_datafusion_lacks() {
         r#"{"a": [1, {"c": null}], "b": 1}"#
     );
     assert_eq!(sqlstate(&c, "SELECT 'nope'::jsonb").await.0, "22P02");
+    // `::json` keeps its text; generate_series in a select list is rows; seconds keep
+    // their fraction; `sign` and `every` are PostgreSQL's names.
+    assert_eq!(
+        scalar(&c, r#"SELECT '{"b":1,  "a":2}'::json"#).await,
+        r#"{"b":1,  "a":2}"#
+    );
+    assert_eq!(
+        rows(&c, "SELECT generate_series(1, 3) * 2 AS x ORDER BY x DESC").await,
+        vec![
+            vec![Some("6".into())],
+            vec![Some("4".into())],
+            vec![Some("2".into())]
+        ]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT extract(second FROM timestamp '2026-01-01 10:00:59.25'), \
+             date_part('second', timestamptz '2026-01-01 10:00:01.5+00'), sign(-3), \
+             every(amount > 1) FROM sales WHERE amount IS NOT NULL"
+        )
+        .await,
+        vec![vec![
+            Some("59.25".into()),
+            Some("1.5".into()),
+            Some("-1".into()),
+            Some("t".into())
+        ]]
+    );
 }

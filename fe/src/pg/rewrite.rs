@@ -25,6 +25,11 @@
 //! - `timestamp 'epoch' + e * interval '1 second'` (Superset's epoch columns) becomes
 //!   `to_timestamp(e)`, since DataFusion cannot multiply an interval by a number; any
 //!   fixed-length interval (seconds to weeks) works the same way.
+//! - `generate_series(...)` in an expression is a set-returning function, as in
+//!   PostgreSQL (`SELECT generate_series(1, 3)` is three rows): it becomes
+//!   `unnest(generate_series(...))`, DataFusion's being a function returning an array.
+//! - `extract(second from ts)` and `date_part('second', ts)` keep the fraction (`1.5`),
+//!   where DataFusion gives whole seconds: they read the microseconds instead.
 //! - `row_number()`, `rank()` and `dense_rank()` are cast to `bigint`, and `ntile`,
 //!   `array_length`, `cardinality`, `array_ndims` and `array_position` to `integer`, the
 //!   types PostgreSQL gives them: DataFusion's are unsigned, which clients would be told
@@ -36,9 +41,9 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, visit_relations_mut, BinaryOperator, CastKind,
-    DataType as SqlType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, LimitClause,
-    ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
-    VisitMut, VisitorMut,
+    DataType as SqlType, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Ident, LimitClause, ObjectNamePart, OrderByKind, Query, SelectItem, SetExpr, Statement,
+    TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::{Dialect, DuckDbDialect, PostgreSqlDialect};
 use datafusion::sql::sqlparser::parser::Parser;
@@ -521,6 +526,58 @@ fn json_cast(e: &Expr) -> Option<Expr> {
     parse_expr(&format!("{function}({expr})"))
 }
 
+/// `extract(second from x)` and `date_part('second', x)` with the fraction of the second
+/// (see the module documentation).
+fn fractional_seconds(e: &Expr) -> Option<Expr> {
+    let operand = match e {
+        Expr::Extract {
+            field: DateTimeField::Second | DateTimeField::Seconds,
+            expr,
+            ..
+        } => expr.as_ref(),
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("date_part") => {
+            match plain_args(&f.args).as_deref() {
+                Some([part, x])
+                    if string_literal(part).is_some_and(|p| {
+                        p.eq_ignore_ascii_case("second") || p.eq_ignore_ascii_case("seconds")
+                    }) =>
+                {
+                    x
+                }
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    parse_expr(&format!(
+        "(date_part('microsecond', {operand}) / 1000000.0)"
+    ))
+}
+
+/// `generate_series(...)` in an expression as the rows it generates (see the module
+/// documentation); `unnest` of it, as DataFusion spells that, stays as it is.
+fn set_returning_series(e: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    match name.trim_start_matches("pg_catalog.") {
+        "generate_series" if f.over.is_none() => parse_expr(&format!("unnest({e})")),
+        // Its argument was made `unnest(generate_series(...))` already.
+        "unnest" => match plain_args(&f.args).as_deref() {
+            Some([inner @ Expr::Function(g)])
+                if g.name.to_string().eq_ignore_ascii_case("unnest")
+                    && matches!(plain_args(&g.args).as_deref(),
+                        Some([Expr::Function(s)]) if s.name.to_string().eq_ignore_ascii_case("generate_series")) =>
+            {
+                Some((*inner).clone())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// A call of a function DataFusion types as unsigned, cast to PostgreSQL's signed type
 /// (see the module documentation).
 fn signed_result(e: &Expr) -> Option<Expr> {
@@ -588,6 +645,8 @@ pub(crate) fn postgres_functions(stmt: &mut Statement) {
             .or_else(|| regprocedure(e))
             .or_else(|| json_cast(e))
             .or_else(|| signed_result(e))
+            .or_else(|| fractional_seconds(e))
+            .or_else(|| set_returning_series(e))
         {
             *e = new;
             return ControlFlow::<()>::Continue(());
@@ -690,6 +749,31 @@ mod tests {
         assert_eq!(
             rewritten("SELECT mod(a, 3) FROM t"),
             "SELECT ((a) % (3)) FROM t"
+        );
+    }
+
+    #[test]
+    fn series_are_rows_and_seconds_keep_their_fraction() {
+        assert_eq!(
+            rewritten("SELECT generate_series(1, 3) * 2 AS x"),
+            "SELECT unnest(generate_series(1, 3)) * 2 AS x"
+        );
+        assert_eq!(
+            rewritten("SELECT unnest(generate_series(1, 3))"),
+            "SELECT unnest(generate_series(1, 3))"
+        );
+        assert_eq!(
+            rewritten("SELECT x FROM generate_series(1, 3) AS g(x)"),
+            "SELECT x FROM generate_series(1, 3) AS g (x)"
+        );
+        assert_eq!(
+            rewritten("SELECT extract(second FROM ts), date_part('seconds', ts) FROM t"),
+            "SELECT (date_part('microsecond', ts) / 1000000.0), \
+             (date_part('microsecond', ts) / 1000000.0) FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT extract(minute FROM ts) FROM t"),
+            "SELECT EXTRACT(MINUTE FROM ts) FROM t"
         );
     }
 
