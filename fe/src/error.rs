@@ -105,7 +105,7 @@ pub fn classify(e: DataFusionError) -> Error {
         DataFusionError::ArrowError(ae, _) => {
             let msg = ae.to_string();
             let code = if msg.contains("Cast error") || msg.contains("Parser error") {
-                ErrorCode::InvalidValue
+                return Error::new(ErrorCode::InvalidValue, invalid_input(&msg));
             } else if msg.contains("Divide by zero") {
                 return Error::new(ErrorCode::DivisionByZero, "division by zero");
             } else if msg.contains("Arithmetic overflow") {
@@ -123,10 +123,36 @@ pub fn classify(e: DataFusionError) -> Error {
             )
         }
         DataFusionError::Execution(msg) if msg.contains("Cast error") => {
-            Error::new(ErrorCode::InvalidValue, msg.clone())
+            Error::new(ErrorCode::InvalidValue, invalid_input(msg))
         }
         other => Error::new(ErrorCode::QueryFailed, other.to_string()),
     }
+}
+
+/// Arrow's words for text that does not parse as a type (`Cast error: Cannot cast string
+/// 'abc' to value of Int32 type`) in PostgreSQL's: `invalid input syntax for type
+/// integer: "abc"`. Other messages are kept.
+fn invalid_input(msg: &str) -> String {
+    let parsed = msg
+        .split_once("Cannot cast string '")
+        .and_then(|(_, rest)| rest.rsplit_once("' to value of "))
+        .and_then(|(value, rest)| Some((value, rest.strip_suffix(" type")?)));
+    let Some((value, arrow_type)) = parsed else {
+        return msg.to_string();
+    };
+    let pg_type = match arrow_type {
+        "Int8" | "Int16" => "smallint",
+        "Int32" => "integer",
+        "Int64" => "bigint",
+        "Float32" => "real",
+        "Float64" => "double precision",
+        "Boolean" => "boolean",
+        "Date32" | "Date64" => "date",
+        t if t.starts_with("Decimal") => "numeric",
+        t if t.starts_with("Timestamp") => "timestamp",
+        _ => return msg.to_string(),
+    };
+    format!("invalid input syntax for type {pg_type}: \"{value}\"")
 }
 
 pub fn error_info(e: &Error) -> ErrorInfo {

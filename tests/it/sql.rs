@@ -106,6 +106,11 @@ async fn errors_carry_postgres_sqlstates_and_reject_whole_statements() {
     assert!(msg.contains("row 2") && msg.contains("\"id\""), "{msg}");
     let (code, _) = sqlstate(&c, "INSERT INTO t VALUES (1, 'abc')").await;
     assert_eq!(code, "22P02");
+    let (code, msg) = sqlstate(&c, "SELECT 'abc'::int").await;
+    assert_eq!(
+        (code.as_str(), msg.as_str()),
+        ("22P02", "invalid input syntax for type integer: \"abc\"")
+    );
     assert_eq!(
         scalar(&c, "SELECT count(*) FROM t").await,
         "0",

@@ -662,6 +662,16 @@ pub(crate) fn postgres_functions(stmt: &mut Statement) {
             }
             return ControlFlow::Continue(());
         }
+        // log(x) is the base-10 logarithm; DataFusion divides natural logarithms, so
+        // log(1000) was 2.9999999999999996.
+        if name == "log" {
+            if let Some([x]) = plain_args(&f.args).as_deref() {
+                if let Some(l) = parse_expr(&format!("log10({x})")) {
+                    *e = l;
+                }
+            }
+            return ControlFlow::Continue(());
+        }
         // mod(a, b): PostgreSQL's remainder function; DataFusion has only the operator.
         if name == "mod" {
             if let Some([a, b]) = plain_args(&f.args).as_deref() {
@@ -749,6 +759,10 @@ mod tests {
         assert_eq!(
             rewritten("SELECT mod(a, 3) FROM t"),
             "SELECT ((a) % (3)) FROM t"
+        );
+        assert_eq!(
+            rewritten("SELECT log(a), log(2, a) FROM t"),
+            "SELECT log10(a), log(2, a) FROM t"
         );
     }
 
