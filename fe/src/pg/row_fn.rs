@@ -59,14 +59,7 @@ pub(crate) fn udf(
     returns: Returns,
     eval: Eval,
 ) -> ScalarUDF {
-    ScalarUDF::new_from_impl(RowFn {
-        name,
-        signature: Signature::user_defined(volatility),
-        coerce,
-        returns,
-        pg_type: None,
-        eval,
-    })
+    new_udf(name, volatility, coerce, returns, None, eval)
 }
 
 /// A function as [`udf`] makes, whose result field also names its PostgreSQL type.
@@ -78,12 +71,23 @@ pub(crate) fn typed_udf(
     pg_type: PgType,
     eval: Eval,
 ) -> ScalarUDF {
+    new_udf(name, volatility, coerce, returns, Some(pg_type), eval)
+}
+
+fn new_udf(
+    name: &'static str,
+    volatility: Volatility,
+    coerce: Coerce,
+    returns: Returns,
+    pg_type: Option<PgType>,
+    eval: Eval,
+) -> ScalarUDF {
     ScalarUDF::new_from_impl(RowFn {
         name,
         signature: Signature::user_defined(volatility),
         coerce,
         returns,
-        pg_type: Some(pg_type),
+        pg_type,
         eval,
     })
 }
