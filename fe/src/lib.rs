@@ -30,6 +30,7 @@ pub mod interval_arithmetic;
 pub mod key_filter;
 pub mod metrics;
 pub mod ordered_set;
+pub mod parse_cost;
 pub mod pg;
 pub mod pg_literals;
 pub mod plan_exprs;

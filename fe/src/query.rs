@@ -268,7 +268,10 @@ impl QueryEngine {
     /// Splits a query string into statements. An empty string (or only `;` and comments)
     /// gives none.
     pub fn parse(&self, sql: &str) -> Result<Vec<Parsed>> {
-        // Long AND/OR chains balanced, too deep nesting refused (see `deep_sql`).
+        // Nested calls the parser would take exponential time over refused (see
+        // `parse_cost`); long AND/OR chains balanced, too deep nesting refused (see
+        // `deep_sql`).
+        crate::parse_cost::check(sql)?;
         let balanced = crate::deep_sql::prepare(sql)?;
         let sql = balanced.as_deref().unwrap_or(sql);
         let parse_sql = |sql: &str| {

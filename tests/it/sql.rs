@@ -132,6 +132,13 @@ async fn errors_carry_postgres_sqlstates_and_reject_whole_statements() {
     let deep = format!("SELECT {}", vec!["1.5"; 20_000].join(" + "));
     let (code, msg) = sqlstate(&c, &deep).await;
     assert_eq!(code, "54001", "{msg}");
+    // Calls nested 30 deep would take the parser hours (2^30 reads): refused at once.
+    let calls = format!("SELECT {}1{}", "abs(".repeat(30), ")".repeat(30));
+    let (code, msg) = sqlstate(&c, &calls).await;
+    assert_eq!(code, "54001", "{msg}");
+    assert!(msg.contains("nest 30 deep"), "{msg}");
+    let calls = format!("SELECT {}-1{}", "abs(".repeat(8), ")".repeat(8));
+    assert_eq!(scalar(&c, &calls).await, "1");
     // A long OR list plans in a balanced tree, and answers.
     let ors: Vec<String> = (0..5_000).map(|i| format!("id = {i}")).collect();
     rows(&c, "INSERT INTO t VALUES (4999, 1), (5000, 2)").await;
