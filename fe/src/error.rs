@@ -189,6 +189,7 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::CardinalityViolation
         | ErrorCode::DatetimeOverflow
         | ErrorCode::StatementTooComplex
+        | ErrorCode::ProgramLimitExceeded
         | ErrorCode::InvalidTableDefinition
         | ErrorCode::DecodeInput
         | ErrorCode::InvalidSourceOption => tonic::Code::InvalidArgument,

@@ -34,6 +34,7 @@ mod text_rows;
 mod timestamp_text;
 mod tls;
 mod to_char;
+mod value_limits;
 
 use std::fmt::Debug;
 use std::sync::{Arc, OnceLock};
@@ -112,6 +113,7 @@ pub fn sql_udfs() -> Vec<datafusion::logical_expr::ScalarUDF> {
     udfs.push(ident::udf());
     udfs.push(to_char::udf());
     udfs.extend(json::udfs());
+    udfs.extend(value_limits::udfs());
     udfs
 }
 

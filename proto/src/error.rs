@@ -38,6 +38,8 @@ pub enum ErrorCode {
     DatetimeOverflow = 2009,
     /// A statement nests expressions deeper than planning can follow.
     StatementTooComplex = 2010,
+    /// A value would be larger than one value may be (`repeat('x', 1500000000)`).
+    ProgramLimitExceeded = 2011,
     /// Planning or executing a query failed.
     QueryFailed = 3000,
     /// No function (or operator) of that name takes those arguments.
@@ -89,6 +91,7 @@ impl ErrorCode {
             ErrorCode::CardinalityViolation => "21000",
             ErrorCode::DatetimeOverflow => "22008",
             ErrorCode::StatementTooComplex => "54001",
+            ErrorCode::ProgramLimitExceeded => "54000",
             ErrorCode::QueryFailed => "XX000",
             ErrorCode::UndefinedFunction => "42883",
             ErrorCode::AmbiguousFunction => "42725",
@@ -135,6 +138,7 @@ impl ErrorCode {
             | ErrorCode::CardinalityViolation
             | ErrorCode::DatetimeOverflow
             | ErrorCode::StatementTooComplex
+            | ErrorCode::ProgramLimitExceeded
             | ErrorCode::InvalidTableDefinition
             | ErrorCode::DecodeInput
             | ErrorCode::InvalidSourceOption => 400,

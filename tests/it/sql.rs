@@ -139,6 +139,19 @@ async fn errors_carry_postgres_sqlstates_and_reject_whole_statements() {
     assert!(msg.contains("nest 30 deep"), "{msg}");
     let calls = format!("SELECT {}-1{}", "abs(".repeat(8), ")".repeat(8));
     assert_eq!(scalar(&c, &calls).await, "1");
+    // A value past PostgreSQL's 1 GB is refused before it is built, as PostgreSQL does.
+    let (code, msg) = sqlstate(&c, "SELECT length(repeat('x', 1500000000))").await;
+    assert_eq!(code, "54000", "{msg}");
+    let (code, msg) = sqlstate(&c, "SELECT lpad('x', 1500000000)").await;
+    assert_eq!(code, "54000", "{msg}");
+    assert_eq!(
+        scalar(
+            &c,
+            "SELECT repeat('ab', 3) || lpad('7', 3, '0') || rpad('x', 2, '-')"
+        )
+        .await,
+        "ababab007x-"
+    );
     // A long OR list plans in a balanced tree, and answers.
     let ors: Vec<String> = (0..5_000).map(|i| format!("id = {i}")).collect();
     rows(&c, "INSERT INTO t VALUES (4999, 1), (5000, 2)").await;
